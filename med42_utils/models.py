@@ -1,0 +1,65 @@
+"""Where each stage's model lives, and loading models with the params' settings."""
+from __future__ import annotations
+
+import importlib.util
+import re
+import warnings
+from pathlib import Path
+
+from .manifest import StageMissingError, require_stage
+from .params import Params
+from .paths import run_dir
+from .tiny_model import resolve_base_model
+
+_DPO = re.compile(r"^dpo_(?P<round>.+)$")
+
+
+def stage_model_dir(params: Params, run_name: str, stage: str) -> Path:
+    """Folder of a trained stage's final model: sft -> <run>/sft/model, dpo_roundN -> <run>/dpo/roundN/model."""
+    root = run_dir(params.size, run_name)
+    if stage == "sft":
+        return root / "sft" / "model"
+    m = _DPO.match(stage)
+    rounds = [r.name for r in params.dpo.rounds]
+    if m and m["round"] in rounds:
+        return root / "dpo" / m["round"] / "model"
+    valid = ["base", "sft", *(f"dpo_{r}" for r in rounds)]
+    raise ValueError(f"unknown model stage '{stage}'; valid stages: {', '.join(valid)}")
+
+
+def resolve_model(params: Params, run_name: str, stage: str) -> str:
+    """Path or Hub id for a stage's model ('base', 'sft', 'dpo_round1', ...); a missing stage names its notebook."""
+    if stage == "base":
+        return resolve_base_model(params)
+    d = stage_model_dir(params, run_name, stage)
+    notebook = "03_sft.ipynb" if stage == "sft" else "04_dpo.ipynb"
+    require_stage(d.parent, notebook)
+    if not (d / "config.json").is_file():
+        raise StageMissingError(f"{d} holds no saved model (config.json); re-run notebooks/{notebook}")
+    return str(d)
+
+
+def attn_implementation(params: Params) -> str:
+    """The params' attention kernel, falling back to sdpa when flash-attn is not installed."""
+    impl = params.model.attn_implementation
+    if impl == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        warnings.warn("flash-attn is not installed; using sdpa attention instead", stacklevel=2)
+        return "sdpa"
+    return impl
+
+
+def load_model_and_tokenizer(params: Params, name_or_path: str, **model_kwargs):
+    """from_pretrained with the params' dtype, attention and trust_remote_code (off unless set)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    trust = params.model.trust_remote_code
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust)
+    model = AutoModelForCausalLM.from_pretrained(
+        name_or_path,
+        dtype=getattr(torch, params.model.torch_dtype),
+        attn_implementation=attn_implementation(params),
+        trust_remote_code=trust,
+        **model_kwargs,
+    )
+    return model, tokenizer

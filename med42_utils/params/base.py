@@ -1,0 +1,66 @@
+"""Shared building blocks of the params schema: strict models, hardware, the model section."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class StrictModel(BaseModel):
+    """A params section: unknown keys and wrong types are errors, never coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+
+
+class Hardware(StrictModel):
+    """Where a stage runs: nodes x processes per node, and how it is launched."""
+
+    nodes: int = Field(ge=1)
+    gpus_per_node: int = Field(ge=1, description="processes per node (GPUs, or CPU processes for tiny)")
+    accelerator: Literal["cpu", "h100"]
+    launcher: Literal["inprocess", "accelerate", "slurm"]
+    accelerate_config: str | None = Field(
+        default=None, description="accelerate/FSDP config, relative to the repo root"
+    )
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+    @model_validator(mode="after")
+    def _launcher_fits(self) -> "Hardware":
+        if self.launcher != "inprocess" and not self.accelerate_config:
+            raise ValueError(f"launcher '{self.launcher}' needs accelerate_config (a file under params/accelerate/)")
+        if self.launcher == "slurm" and self.nodes < 2:
+            raise ValueError("launcher 'slurm' is for nodes >= 2; use 'accelerate' on a single node")
+        return self
+
+
+class TinyModelConfig(StrictModel):
+    """Shape of the offline Llama-architecture model used at size tiny."""
+
+    vocab_size: int = Field(ge=300, description="BPE vocabulary incl. 256 byte tokens and specials")
+    hidden_size: int = Field(ge=8)
+    intermediate_size: int = Field(ge=8)
+    num_hidden_layers: int = Field(ge=1)
+    num_attention_heads: int = Field(ge=1)
+    num_key_value_heads: int = Field(ge=1)
+    max_position_embeddings: int = Field(ge=64)
+    seed: int
+
+
+class ModelParams(StrictModel):
+    """The base model: a Hub id for 8b/70b, 'tiny' for the locally built one."""
+
+    base: str = Field(description="Hub id, a local path, or 'tiny'")
+    display_name: str
+    torch_dtype: Literal["float32", "bfloat16"]
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"]
+    trust_remote_code: bool = False
+    tiny: TinyModelConfig | None = None
+
+    @model_validator(mode="after")
+    def _tiny_consistent(self) -> "ModelParams":
+        if (self.base == "tiny") != (self.tiny is not None):
+            raise ValueError("model.tiny must be given exactly when model.base is 'tiny'")
+        return self

@@ -1,0 +1,51 @@
+"""Params of 05_benchmarks (paper Table 4) and 06_elo_judging (model card)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import StrictModel
+
+
+class EvalParams(StrictModel):
+    tasks: list[str] = Field(min_length=1)
+    models: list[str] = Field(min_length=1, description="stages to evaluate: base, sft, dpo_round1, ...")
+    backend: Literal["hf", "vllm"]
+    batch_size: int = Field(ge=1)
+    apply_chat_template: bool
+    system_prompt: bool = Field(description="prepend the model card's system prompt")
+    limit: int | None = Field(default=None, ge=1, description="rows per task; null = all")
+    data_source: Literal["hub", "local", "bundled"]
+    data_dir: str | None = None
+
+
+class SamplingParams(StrictModel):
+    temperature: float = Field(ge=0)
+    top_k: int = Field(ge=0)
+    top_p: float = Field(gt=0, le=1)
+    max_new_tokens: int = Field(ge=1)
+
+
+class EloParams(StrictModel):
+    k: float = Field(gt=0)
+    scale: float = Field(gt=0)
+    base: float = Field(gt=1)
+    initial: float
+    bootstrap_rounds: int = Field(ge=1)
+    anchor_model: str | None = None
+    anchor_value: float | None = None
+
+
+class JudgeParams(StrictModel):
+    backend: Literal["logprob", "transformers", "vllm", "openai"]
+    model: str = Field(description="judge model: Hub id, 'tiny', or the endpoint's model name")
+    api_base: str | None = None
+    api_key_env: str | None = Field(default=None, description="name of the env var holding the key, never the key")
+    max_retries: int = Field(ge=0)
+    questions_source: Literal["hub", "local", "bundled"]
+    questions_path: str | None = None
+    num_questions: int | None = Field(default=None, ge=1)
+    models: list[str] = Field(min_length=2)
+    sampling: SamplingParams
+    elo: EloParams

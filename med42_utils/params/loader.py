@@ -1,0 +1,110 @@
+"""Load params/<size>.yaml (plus overrides) into a validated, typed Params object."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..paths import repo_root
+from .schema import Params
+
+
+class ParamsError(ValueError):
+    """A params file or override is wrong; the message names the key, the source and the fix."""
+
+
+def params_dir(root: Path | None = None) -> Path:
+    return (root or repo_root()) / "params"
+
+
+def valid_sizes(root: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in params_dir(root).glob("*.yaml"))
+
+
+def _field_model(cls: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """Walk a pydantic model class along a location; the model found there, if any."""
+    for part in loc:
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or part not in cls.model_fields:
+            return None
+        ann = cls.model_fields[part].annotation
+        args = getattr(ann, "__args__", ()) or (ann,)
+        nxt = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        cls = nxt[0] if nxt else ann
+    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def _format(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        key = ".".join(str(p) for p in loc) or "<top level>"
+        if e["type"] == "extra_forbidden":
+            parent = _field_model(Params, loc[:-1])
+            valid = sorted(parent.model_fields) if parent else []
+            lines.append(f"unknown key '{key}' in {source}; valid keys here: {', '.join(valid)}")
+        elif e["type"] == "missing":
+            lines.append(f"missing key '{key}' in {source}")
+        else:
+            got = e.get("input")
+            got_s = "" if isinstance(got, Mapping) else f" (got {got!r} of type {type(got).__name__})"
+            lines.append(f"bad value for '{key}' in {source}: {e['msg']}{got_s}")
+    return "\n".join(lines)
+
+
+def _apply_override(raw: dict, dotted: str, value: Any, source: str) -> None:
+    parts = dotted.split(".")
+    cls: Any = Params
+    node = raw
+    for i, part in enumerate(parts):
+        if isinstance(cls, type) and issubclass(cls, BaseModel):
+            if part not in cls.model_fields:
+                where = ".".join(parts[:i]) or "top level"
+                raise ParamsError(
+                    f"unknown key '{dotted}' in {source}; valid keys at {where}: {', '.join(sorted(cls.model_fields))}"
+                )
+            nxt = _field_model(cls, (part,))
+        else:
+            nxt = None  # free-form mapping such as data.targets
+        if i == len(parts) - 1:
+            node[part] = value
+        else:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ParamsError(f"'{'.'.join(parts[: i + 1])}' is not a section; cannot set '{dotted}' ({source})")
+        cls = nxt
+
+
+def load_params(size: str, overrides: Mapping[str, Any] | None = None, root: Path | None = None) -> Params:
+    """Read params/<size>.yaml, apply dotted-key overrides, validate everything.
+
+    >>> p = load_params("tiny", {"sft.max_steps": 5})
+    """
+    sizes = valid_sizes(root)
+    if size not in sizes:
+        raise ParamsError(f"unknown size '{size}'; valid sizes: {', '.join(sizes)} (files in {params_dir(root)})")
+    path = params_dir(root) / f"{size}.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path} must hold a mapping of sections, not {type(raw).__name__}")
+    if raw.get("size", size) != size:
+        raise ParamsError(f"{path} says size '{raw.get('size')}' but is named for '{size}'; make them agree")
+    for key, value in (overrides or {}).items():
+        _apply_override(raw, key, value, f"override '{key}' (on {path.name})")
+    source = f"{path}" + (f" with overrides {dict(overrides)}" if overrides else "")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        raise ParamsError(_format(e, source)) from None
+
+
+def params_hash(params: Params) -> str:
+    """Short stable hash of every value, for manifests."""
+    blob = json.dumps(params.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

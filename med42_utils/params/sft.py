@@ -1,0 +1,45 @@
+"""Params of 02_packing and 03_sft (paper Table 2)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import Hardware, StrictModel
+
+
+class PackingParams(StrictModel):
+    max_length: int = Field(ge=16, description="tokens per packed chunk (8192 in the paper)")
+    strategy: Literal["wrapped", "bfd"] = Field(
+        description="wrapped: the paper's concatenate-and-chunk; bfd: boundary-aware best-fit"
+    )
+
+
+class LoraParams(StrictModel):
+    r: int = Field(ge=1)
+    alpha: int = Field(ge=1)
+    dropout: float = Field(ge=0, lt=1)
+    target_modules: list[str]
+
+
+class SftParams(StrictModel):
+    method: Literal["full", "lora"]
+    learning_rate: float = Field(gt=0)
+    lr_scheduler_type: Literal["cosine"]
+    warmup_ratio: float = Field(ge=0, lt=1)
+    optim: Literal["adamw_torch", "adamw_torch_fused"]
+    adam_beta1: float = Field(gt=0, lt=1)
+    adam_beta2: float = Field(gt=0, lt=1)
+    weight_decay: float = Field(ge=0)
+    max_steps: int = Field(ge=1)
+    num_train_epochs: int = Field(ge=1)
+    micro_batch_size: int = Field(ge=1)
+    gradient_accumulation_steps: int = Field(ge=1)
+    tokens_per_step: int = Field(ge=1, description="stated figure; must equal the derived one")
+    bf16: bool
+    gradient_checkpointing: bool
+    logging_steps: int = Field(ge=1)
+    save_steps: int = Field(ge=1)
+    seed: int
+    hardware: Hardware
+    lora: LoraParams
