@@ -1,0 +1,189 @@
+"""Back-of-the-envelope per-GPU memory and wall-time estimates for SFT and DPO under FSDP.
+
+Model shapes (Llama 3 configs on the Hub, config.json of Meta-Llama-3-8B / -70B):
+  8B : hidden 4096, 32 layers, 32 heads, 8 KV heads, MLP 14336, vocab 128256 -> 8.03e9 parameters
+  70B: hidden 8192, 80 layers, 64 heads, 8 KV heads, MLP 28672, vocab 128256 -> 70.55e9 parameters
+(untied embeddings; Llama 3.1 has the same shapes).
+
+Assumptions, stated so a reader can check them:
+- FSDP full shard over `world` processes; the trainable copy is fp32 (4 B/param: FSDP mixed
+  precision computes in bf16 and keeps fp32 master weights), gradients fp32 (4 B/param),
+  AdamW two fp32 moments (8 B/param), RMSprop one (4 B/param); all sharded by world size.
+  Plus the bf16 gather of the FSDP units in flight (2 layers: current + prefetch).
+- DPO's frozen reference model: bf16 weights only (2 B/param), sharded the same way.
+- Activations with gradient checkpointing: every layer keeps its bf16 input (2*h B/token), the
+  layer being recomputed holds ~(12*h + 8*I + 4*kv) B/token (flash attention, no s^2 term),
+  and the logits cost V*(2 + 4) B/token (bf16 logits + fp32 upcast in the loss).
+  Without checkpointing every layer holds its full working set.
+- Time: FLOPs/token = 6*N + 6*L*h*s (causal attention, forward + backward), at the stated MFU of
+  an H100's dense bf16 peak, 989 TFLOP/s. DPO: policy 6*N per token + reference forward 2*N.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .params import Params
+
+H100_BF16_PEAK_FLOPS = 989e12
+ASSUMED_MFU = 0.35  # torchtitan's Llama 3 8B FSDP figure (~5,800 tok/s/H100 at seq 8192) is ~0.32
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The numbers that set a Llama model's size."""
+
+    name: str
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    vocab: int
+    tied_embeddings: bool = False
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def parameters(self) -> int:
+        h, kv = self.hidden, self.kv_heads * self.head_dim
+        per_layer = 2 * h * h + 2 * h * kv + 3 * h * self.intermediate + 2 * h
+        embed = self.vocab * h * (1 if self.tied_embeddings else 2)
+        return self.layers * per_layer + embed + h
+
+
+LLAMA3_8B = ModelShape("Llama-3-8B", 4096, 32, 32, 8, 14336, 128256)
+LLAMA3_70B = ModelShape("Llama-3-70B", 8192, 80, 64, 8, 28672, 128256)
+
+
+def model_shape(params: Params) -> ModelShape:
+    """The shape of the params' base model: tiny from params, 8B/70B from the Llama 3 configs."""
+    if params.model.tiny is not None:
+        t = params.model.tiny
+        return ModelShape(
+            "tiny", t.hidden_size, t.num_hidden_layers, t.num_attention_heads, t.num_key_value_heads,
+            t.intermediate_size, t.vocab_size,
+        )
+    base = params.model.base.lower()
+    if "70b" in base:
+        return LLAMA3_70B
+    if "8b" in base:
+        return LLAMA3_8B
+    raise ValueError(
+        f"cannot tell the shape of model.base '{params.model.base}' (no '8b' or '70b' in the name); "
+        "add its ModelShape to med42_utils/estimates.py"
+    )
+
+
+@dataclass
+class MemoryEstimate:
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float
+    reference: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.gradients + self.optimizer + self.activations + self.reference
+
+    def as_gib(self) -> dict[str, float]:
+        d = {k: round(v / GIB, 2) for k, v in asdict(self).items()}
+        d["total"] = round(self.total / GIB, 2)
+        return d
+
+
+def activation_bytes(shape: ModelShape, tokens: int, checkpointing: bool) -> float:
+    """Activation memory of one micro-batch of `tokens` tokens on one GPU (bf16)."""
+    kv = shape.kv_heads * shape.head_dim
+    layer_working = tokens * (12 * shape.hidden + 8 * shape.intermediate + 4 * kv)
+    logits = tokens * shape.vocab * (2 + 4)
+    if checkpointing:
+        return shape.layers * tokens * 2 * shape.hidden + layer_working + logits
+    return shape.layers * layer_working + logits
+
+
+def memory_per_gpu(
+    shape: ModelShape,
+    world: int,
+    tokens_per_micro_batch: int,
+    optimizer: str,
+    checkpointing: bool,
+    reference_model: bool = False,
+    trainable_fraction: float = 1.0,
+) -> MemoryEstimate:
+    """Per-GPU bytes under FSDP full shard (see the module docstring for every assumption)."""
+    n = shape.parameters
+    layer_params = n / shape.layers
+    moments = {"adamw_torch": 2, "adamw_torch_fused": 2, "adamw": 2, "rmsprop": 1}
+    if optimizer not in moments:
+        raise ValueError(f"no memory rule for optimizer '{optimizer}'; known: {', '.join(moments)}")
+    trainable = n * trainable_fraction
+    if trainable_fraction < 1.0:  # LoRA: frozen bf16 base + fp32 adapters
+        weights = 2 * n / world + 4 * trainable / world + 2 * 2 * layer_params
+    else:  # fp32 shard + two bf16 layers gathered
+        weights = 4 * n / world + 2 * 2 * layer_params
+    gradients = 4 * trainable / world
+    optim = 4 * moments[optimizer] * trainable / world
+    reference = 2 * n / world if reference_model else 0.0
+    act = activation_bytes(shape, tokens_per_micro_batch, checkpointing)
+    return MemoryEstimate(weights, gradients, optim, act, reference)
+
+
+def flops_per_token(shape: ModelShape, seq_len: int, reference_model: bool = False) -> float:
+    """Training FLOPs per token: 6N + 6*L*h*s (causal attention), + 2N for a reference forward."""
+    f = 6 * shape.parameters + 6 * shape.layers * shape.hidden * seq_len
+    if reference_model:
+        f += 2 * shape.parameters + 2 * shape.layers * shape.hidden * seq_len
+    return f
+
+
+def wall_hours(
+    shape: ModelShape, total_tokens: float, seq_len: int, world: int, mfu: float = ASSUMED_MFU,
+    reference_model: bool = False, peak_flops: float = H100_BF16_PEAK_FLOPS,
+) -> float:
+    """Hours to process `total_tokens` on `world` GPUs at `mfu` of `peak_flops`."""
+    if not 0 < mfu <= 1:
+        raise ValueError(f"mfu must be in (0, 1], got {mfu}")
+    flops = total_tokens * flops_per_token(shape, seq_len, reference_model)
+    return flops / (world * peak_flops * mfu) / 3600
+
+
+def sft_estimate(params: Params, mfu: float = ASSUMED_MFU) -> tuple[MemoryEstimate, float]:
+    """Per-GPU memory and wall hours of the SFT stage as the params set it up."""
+    s, hw = params.sft, params.sft.hardware
+    shape = model_shape(params)
+    frac = lora_fraction(params, shape) if s.method == "lora" else 1.0
+    mem = memory_per_gpu(
+        shape, hw.world_size, s.micro_batch_size * params.packing.max_length, s.optim,
+        s.gradient_checkpointing, trainable_fraction=frac,
+    )
+    hours = wall_hours(shape, params.sft_total_tokens, params.packing.max_length, hw.world_size, mfu)
+    return mem, hours
+
+
+def dpo_estimate(params: Params, num_pairs: int | None = None, mfu: float = ASSUMED_MFU) -> tuple[MemoryEstimate, float | None]:
+    """Per-GPU memory (policy + frozen reference) and, given the pair count per round, total wall hours."""
+    d, hw = params.dpo, params.dpo.hardware
+    shape = model_shape(params)
+    # one micro-batch holds chosen + rejected sequences of each pair
+    mem = memory_per_gpu(
+        shape, hw.world_size, 2 * d.micro_batch_size * d.max_length, d.optim, d.gradient_checkpointing,
+        reference_model=not d.precompute_ref_log_probs,
+    )
+    if num_pairs is None:
+        return mem, None
+    tokens = num_pairs * 2 * d.max_length * d.num_train_epochs * len(d.rounds)
+    return mem, wall_hours(shape, tokens, d.max_length, hw.world_size, mfu, reference_model=True)
+
+
+def lora_fraction(params: Params, shape: ModelShape) -> float:
+    """Share of parameters LoRA trains (r x (in + out) per targeted projection)."""
+    h, kv, inter = shape.hidden, shape.kv_heads * shape.head_dim, shape.intermediate
+    dims = {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+            "gate_proj": (h, inter), "up_proj": (h, inter), "down_proj": (inter, h)}
+    r = params.sft.lora.r
+    per_layer = sum(r * sum(dims[m]) for m in params.sft.lora.target_modules if m in dims)
+    return shape.layers * per_layer / shape.parameters

@@ -1,0 +1,107 @@
+"""Launch plans for 8b/70b (SLURM, accelerate, dry run) and the memory/time estimates behind them."""
+from __future__ import annotations
+
+import pytest
+
+from med42_utils import estimates
+from med42_utils.launch import LaunchError, execute, plan_launch, render_plan
+from med42_utils.params import load_params
+
+
+def test_llama3_shapes_give_the_published_parameter_counts():
+    assert estimates.LLAMA3_8B.parameters == pytest.approx(8.03e9, rel=0.005)
+    assert estimates.LLAMA3_70B.parameters == pytest.approx(70.55e9, rel=0.005)
+
+
+@pytest.mark.parametrize("size,nodes,world", [("8b", 2, 16), ("70b", 6, 48)])
+def test_sft_plan_renders_slurm_with_one_accelerate_per_node(size, nodes, world):
+    p = load_params(size)
+    plan = plan_launch(p, "sft", "plan-test", "med42_utils.sft.train", ["--set", "sft.max_steps=10"])
+    assert plan.hardware.world_size == world
+    s = plan.slurm_script
+    assert f"#SBATCH --nodes={nodes}" in s and "#SBATCH --ntasks-per-node=1" in s
+    assert "srun" in s and "accelerate launch" in s
+    assert f"--num_machines {nodes} --num_processes {world}" in s
+    assert "--machine_rank $SLURM_PROCID" in s and f"fsdp_{size}.yaml" in s
+    assert "-m med42_utils.sft.train --size " + size in s and "sft.max_steps=10" in s
+    assert any(c.startswith("sbatch ") for c in plan.commands)
+    md = render_plan(plan)
+    for key in ("weights", "gradients", "optimizer", "activations", "total"):
+        assert f"| {key} |" in md
+    assert plan.memory_gib["total"] < 80, "the paper's setup must fit an 80 GB H100"
+    assert plan.est_hours and plan.est_hours > 0.5
+
+
+def test_70b_needs_more_memory_per_gpu_than_8b_and_more_hours():
+    p8, p70 = load_params("8b"), load_params("70b")
+    m8, h8 = estimates.sft_estimate(p8)
+    m70, h70 = estimates.sft_estimate(p70)
+    assert m70.weights > m8.weights and m70.optimizer > m8.optimizer
+    assert h70 > h8
+
+
+def test_memory_shards_with_world_size_and_checkpointing_saves_activations():
+    shape = estimates.LLAMA3_8B
+    a = estimates.memory_per_gpu(shape, 8, 8192, "adamw_torch", True)
+    b = estimates.memory_per_gpu(shape, 16, 8192, "adamw_torch", True)
+    assert b.optimizer == pytest.approx(a.optimizer / 2)
+    assert b.gradients == pytest.approx(a.gradients / 2)
+    no_ckpt = estimates.memory_per_gpu(shape, 16, 8192, "adamw_torch", False)
+    assert no_ckpt.activations > 3 * b.activations
+    # AdamW: two fp32 moments; RMSprop: one
+    r = estimates.memory_per_gpu(shape, 16, 8192, "rmsprop", True)
+    assert r.optimizer == pytest.approx(b.optimizer / 2)
+
+
+def test_dpo_plan_counts_the_frozen_reference_and_uses_dpo_hardware():
+    p = load_params("70b")
+    plan = plan_launch(p, "dpo", "plan-test", "med42_utils.dpo.train", [], num_pairs=60_000)
+    assert plan.hardware == p.dpo.hardware
+    assert plan.memory_gib["reference"] > 0
+    n = estimates.LLAMA3_70B.parameters
+    assert plan.memory_gib["reference"] == pytest.approx(2 * n / p.dpo.hardware.world_size / 2**30, rel=0.01)
+    assert plan.est_hours is not None
+    assert plan_launch(p, "dpo", "plan-test", "m", []).est_hours is None
+
+
+def test_wall_time_follows_6n_flops_at_the_stated_mfu():
+    shape = estimates.LLAMA3_8B
+    h = estimates.wall_hours(shape, 1e9, 8192, 16, mfu=0.5)
+    expect = 1e9 * (6 * shape.parameters + 6 * 32 * 4096 * 8192) / (16 * 989e12 * 0.5) / 3600
+    assert h == pytest.approx(expect)
+    with pytest.raises(ValueError, match="mfu"):
+        estimates.wall_hours(shape, 1e9, 8192, 16, mfu=0)
+
+
+def test_single_node_plan_is_one_accelerate_command():
+    p = load_params("8b", {"sft.hardware.nodes": 1, "sft.hardware.launcher": "accelerate",
+                           "sft.gradient_accumulation_steps": 4})
+    plan = plan_launch(p, "sft", "plan-test", "med42_utils.sft.train", [])
+    assert plan.slurm_script is None and len(plan.commands) == 1
+    assert plan.commands[0].startswith("accelerate launch --config_file")
+    assert "--num_machines 1 --num_processes 8" in plan.commands[0]
+    assert any("num_machines" in n for n in plan.notes), "config/params mismatch must be noted"
+
+
+def test_slurm_execute_writes_script_and_says_how_to_submit(tmp_path, monkeypatch):
+    p = load_params("8b")
+    plan = plan_launch(p, "sft", "plan-test", "med42_utils.sft.train", [])
+    plan.slurm_path = tmp_path / "launch_sft.slurm"
+    with pytest.raises(LaunchError, match="sbatch"):
+        execute(plan)
+    assert plan.slurm_path.read_text() == plan.slurm_script
+
+
+def test_bad_stage_and_missing_config_are_clear_errors():
+    p = load_params("tiny")
+    with pytest.raises(LaunchError, match="'sft' or 'dpo'"):
+        plan_launch(p, "ppo", "x", "m", [])
+    p = load_params("tiny", {"sft.hardware.accelerate_config": "params/accelerate/nope.yaml"})
+    with pytest.raises(LaunchError, match="nope.yaml"):
+        plan_launch(p, "sft", "x", "m", [])
+
+
+def test_tiny_plan_is_in_process_without_time_estimate():
+    plan = plan_launch(load_params("tiny"), "sft", "x", "med42_utils.sft.train", [])
+    assert plan.hardware.launcher == "inprocess" and plan.est_hours is None
+    assert plan.commands[0].startswith("python -m med42_utils.sft.train --size tiny")
