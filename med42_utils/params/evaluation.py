@@ -43,9 +43,13 @@ class JudgeParams(StrictModel):
     api_base: str | None = None
     api_key_env: str | None = Field(default=None, description="name of the env var holding the key, never the key")
     max_retries: int = Field(ge=0)
+    batch_size: int = Field(ge=1, description="judgments (and answers) per forward pass")
     questions_source: Literal["hub", "local", "bundled"]
-    questions_path: str | None = None
+    questions_path: str | None = Field(default=None, description="Hub dataset id (hub) or a JSONL file/folder (local)")
+    question_field: str = Field(description="column holding the question text")
+    reference_field: str | None = Field(default=None, description="column holding a reference answer, if any")
     num_questions: int | None = Field(default=None, ge=1)
     models: list[str] = Field(min_length=2)
-    sampling: SamplingParams
+    sampling: SamplingParams = Field(description="answer generation: the model card's pipeline call")
+    judge_sampling: SamplingParams = Field(description="the judge's own generation (Prometheus: T=1.0, top_p=0.9)")
     elo: EloParams

@@ -1,0 +1,310 @@
+"""Pairwise judges with one API: `judge.compare(instruction, response_a, response_b, reference=None) -> Verdict`.
+
+Backends: `logprob` (P("A") vs P("B") after the prompt; every comparison gets a verdict; used at
+size tiny), `transformers` and `vllm` (generate feedback + "[RESULT] A|B", parse, retry), and
+`openai` (any OpenAI-compatible /chat/completions endpoint; key from the env var the params name).
+Build one with `make_judge(params)`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from .parse import parse_verdict
+from .prompt import RESULT_MARKER, judge_messages
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One judgment. winner is "A" (first shown), "B" (second shown) or None (unparseable after retries)."""
+
+    winner: str | None
+    raw: str
+    feedback: str = ""
+    reason: str | None = None
+    attempts: int = 1
+    logprobs: dict | None = field(default=None, compare=False)
+
+    @property
+    def parsed(self) -> bool:
+        return self.winner is not None
+
+
+Item = tuple  # (instruction, response_a, response_b, reference | None)
+
+
+class Judge:
+    """Base class: subclasses implement compare_many; compare is the one-pair convenience."""
+
+    backend = "base"
+
+    def __init__(self, model: str):
+        self.model = model
+
+    @property
+    def name(self) -> str:
+        """Identifies the judge in cache keys: backend and model."""
+        return f"{self.backend}:{self.model}"
+
+    def compare(self, instruction: str, response_a: str, response_b: str, reference: str | None = None) -> Verdict:
+        return self.compare_many([(instruction, response_a, response_b, reference)])[0]
+
+    def compare_many(self, items: Sequence[Item]) -> list[Verdict]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _norm(items: Iterable[Item]) -> list[tuple[str, str, str, str | None]]:
+    out = []
+    for it in items:
+        if len(it) == 3:
+            it = (*it, None)
+        out.append(tuple(it))
+    return out
+
+
+class GenerativeJudge(Judge):
+    """Generate text, parse '[RESULT] X', and re-ask (up to max_retries) for the unparseable ones."""
+
+    def __init__(self, model: str, max_retries: int = 1):
+        super().__init__(model)
+        self.max_retries = max_retries
+
+    def generate(self, conversations: list[list[dict]]) -> list[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def compare_many(self, items: Sequence[Item]) -> list[Verdict]:
+        items = _norm(items)
+        convs = [judge_messages(*it) for it in items]
+        results: list[Verdict | None] = [None] * len(items)
+        todo = list(range(len(items)))
+        for attempt in range(1, self.max_retries + 2):
+            if not todo:
+                break
+            try:
+                texts = self.generate([convs[i] for i in todo])
+            except Exception as e:  # a failed call is one failed attempt, not a crash
+                texts = [None] * len(todo)
+                err = f"{type(e).__name__}: {e}"
+            else:
+                err = None
+            still = []
+            for i, text in zip(todo, texts):
+                p = parse_verdict(text)
+                reason = p.reason if err is None else f"backend error: {err}"
+                results[i] = Verdict(p.winner, text if isinstance(text, str) else "", p.feedback, reason, attempt)
+                if p.winner is None:
+                    still.append(i)
+            todo = still
+        return [r for r in results]  # type: ignore[misc]
+
+
+def _eos_ids(tokenizer) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    if isinstance(eot, int) and eot != tokenizer.unk_token_id:
+        ids.add(eot)
+    return [i for i in ids if i is not None]
+
+
+def _prompt_texts(tokenizer, convs: list[list[dict]], suffix: str = "") -> list[str]:
+    from ..chat import render
+
+    if getattr(tokenizer, "chat_template", None):
+        return [render(tokenizer, c, add_generation_prompt=True) + suffix for c in convs]
+    return ["\n\n".join(m["content"] for m in c) + suffix for c in convs]
+
+
+class LogprobJudge(Judge):
+    """Compares log P("A") and log P("B") as the next token after the prompt and '[RESULT] '.
+
+    No generation, so it never fails to give a verdict; the tiny course judge. Prompts longer
+    than the model's context are cut from the left of the responses' side (the tokenizer's left
+    truncation), which keeps the rubric and the result position.
+    """
+
+    backend = "logprob"
+
+    def __init__(self, model_obj, tokenizer, model: str, batch_size: int = 4, max_length: int | None = None):
+        super().__init__(model)
+        self.lm, self.tok, self.batch_size = model_obj, tokenizer, batch_size
+        self.max_length = max_length or getattr(model_obj.config, "max_position_embeddings", 4096)
+        self.ids = {}
+        for label in ("A", "B"):
+            enc = tokenizer.encode(label, add_special_tokens=False)
+            if len(enc) != 1:
+                raise ValueError(f"logprob judge: the judge tokenizer splits {label!r} into {len(enc)} tokens; "
+                                 "use a tokenizer with single-token 'A'/'B' or backend 'transformers'")
+            self.ids[label] = enc[0]
+
+    def compare_many(self, items: Sequence[Item]) -> list[Verdict]:
+        import torch
+
+        items = _norm(items)
+        texts = _prompt_texts(self.tok, [judge_messages(*it) for it in items], suffix=f"{RESULT_MARKER} ")
+        out: list[Verdict] = []
+        self.tok.padding_side = "left"
+        self.tok.truncation_side = "left"
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
+        for s in range(0, len(texts), self.batch_size):
+            chunk = texts[s : s + self.batch_size]
+            enc = self.tok(chunk, return_tensors="pt", padding=True, truncation=True,
+                           max_length=self.max_length, add_special_tokens=False)
+            if enc["input_ids"].shape[1] and pad is not None:
+                enc["input_ids"][enc["attention_mask"] == 0] = pad
+            with torch.no_grad():
+                logits = self.lm(**enc).logits[:, -1, :].float()
+            lp = torch.log_softmax(logits, dim=-1)
+            for row in lp:
+                a, b = float(row[self.ids["A"]]), float(row[self.ids["B"]])
+                winner = "A" if a > b else "B" if b > a else None
+                raw = f"{RESULT_MARKER} {winner}" if winner else "tie in log-probabilities"
+                out.append(Verdict(winner, raw, "", None if winner else "equal log-probabilities", 1,
+                                   {"A": a, "B": b}))
+        return out
+
+
+class TransformersJudge(GenerativeJudge):
+    """A local judge model run with transformers generate (sampling per params.judge.judge_sampling)."""
+
+    backend = "transformers"
+
+    def __init__(self, model_obj, tokenizer, model: str, sampling: dict, max_retries: int = 1, batch_size: int = 4):
+        super().__init__(model, max_retries)
+        self.lm, self.tok, self.sampling, self.batch_size = model_obj, tokenizer, sampling, batch_size
+
+    def generate(self, conversations: list[list[dict]]) -> list[str]:
+        import torch
+
+        texts = _prompt_texts(self.tok, conversations)
+        self.tok.padding_side = "left"
+        out = []
+        for s in range(0, len(texts), self.batch_size):
+            enc = self.tok(texts[s : s + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            with torch.no_grad():
+                gen = self.lm.generate(**enc, **_hf_sampling(self.sampling), eos_token_id=_eos_ids(self.tok),
+                                       pad_token_id=self.tok.pad_token_id)
+            new = gen[:, enc["input_ids"].shape[1]:]
+            out.extend(self.tok.batch_decode(new, skip_special_tokens=True))
+        return out
+
+
+def _hf_sampling(s: dict) -> dict:
+    greedy = s["temperature"] == 0
+    kw = {"max_new_tokens": s["max_new_tokens"], "do_sample": not greedy}
+    if not greedy:
+        kw.update(temperature=s["temperature"], top_k=s["top_k"], top_p=s["top_p"])
+    return kw
+
+
+class VllmJudge(GenerativeJudge):
+    """The judge on vLLM (8b/70b: Prometheus-8x7b-v2.0). Needs `pip install vllm` and a GPU."""
+
+    backend = "vllm"
+
+    def __init__(self, model: str, sampling: dict, max_retries: int = 1, trust_remote_code: bool = False, **llm_kwargs):
+        super().__init__(model, max_retries)
+        from vllm import LLM, SamplingParams
+
+        self.llm = LLM(model=model, trust_remote_code=trust_remote_code, **llm_kwargs)
+        self.sp = SamplingParams(temperature=sampling["temperature"], top_p=sampling["top_p"],
+                                 top_k=sampling["top_k"] or -1, max_tokens=sampling["max_new_tokens"])
+
+    def generate(self, conversations: list[list[dict]]) -> list[str]:
+        outs = self.llm.chat(conversations, self.sp, use_tqdm=False)
+        return [o.outputs[0].text for o in outs]
+
+
+class OpenAIJudge(GenerativeJudge):
+    """Any OpenAI-compatible /chat/completions endpoint. The key is read from the env var named in params
+    (never stored in params, logs or verdicts); HTTP failures are retried with backoff."""
+
+    backend = "openai"
+
+    def __init__(self, model: str, api_base: str, api_key_env: str | None, sampling: dict, max_retries: int = 1,
+                 timeout: float = 120.0, http_retries: int = 3, backoff: float = 1.0):
+        super().__init__(model, max_retries)
+        if not api_base:
+            raise ValueError("judge.backend 'openai' needs judge.api_base (e.g. http://127.0.0.1:8000/v1)")
+        self.api_base = api_base.rstrip("/")
+        self.api_key_env = api_key_env
+        if api_key_env and not os.environ.get(api_key_env):
+            raise ValueError(f"judge.api_key_env names '{api_key_env}' but that environment variable is not set; "
+                             f"export {api_key_env}=<your key> (never put the key in params)")
+        self.sampling, self.timeout, self.http_retries, self.backoff = sampling, timeout, http_retries, backoff
+
+    def __repr__(self) -> str:  # no key in reprs
+        return f"OpenAIJudge(model={self.model!r}, api_base={self.api_base!r}, api_key_env={self.api_key_env!r})"
+
+    def _post(self, conv: list[dict]) -> str:
+        body = {"model": self.model, "messages": conv, "temperature": self.sampling["temperature"],
+                "top_p": self.sampling["top_p"], "max_tokens": self.sampling["max_new_tokens"]}
+        headers = {"Content-Type": "application/json"}
+        if self.api_key_env:
+            headers["Authorization"] = "Bearer " + os.environ[self.api_key_env]
+        req = urllib.request.Request(f"{self.api_base}/chat/completions", json.dumps(body).encode(), headers)
+        last = None
+        for i in range(self.http_retries + 1):
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                    doc = json.loads(r.read().decode())
+                return doc["choices"][0]["message"]["content"] or ""
+            except urllib.error.HTTPError as e:
+                last = f"HTTP {e.code} from {self.api_base}"
+                if e.code not in (408, 409, 429) and e.code < 500:
+                    break
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+                last = f"cannot reach {self.api_base}: {getattr(e, 'reason', e)}"
+            except (KeyError, IndexError, TypeError, ValueError) as e:
+                last = f"unexpected response shape from {self.api_base}: {type(e).__name__}"
+                break
+            if i < self.http_retries:
+                time.sleep(self.backoff * 2**i)
+        raise RuntimeError(last)
+
+    def generate(self, conversations: list[list[dict]]) -> list[str]:
+        out = []
+        for c in conversations:
+            try:
+                out.append(self._post(c))
+            except RuntimeError as e:
+                out.append(f"<request failed: {e}>")
+        return out
+
+
+def make_judge(params, model=None, tokenizer=None, batch_size: int | None = None) -> Judge:
+    """The judge the params ask for. model/tokenizer may be passed in to reuse a loaded model.
+
+    judge.model 'tiny' means the locally built tiny base model (size tiny).
+    """
+    j = params.judge
+    sampling = j.judge_sampling.model_dump()
+    bs = batch_size or j.batch_size
+    if j.backend == "openai":
+        return OpenAIJudge(j.model, j.api_base, j.api_key_env, sampling, j.max_retries)
+    name = j.model
+    if name == "tiny":
+        from ..tiny_model import resolve_base_model
+
+        name = resolve_base_model(params)
+    if j.backend == "vllm":
+        return VllmJudge(name, sampling, j.max_retries, params.model.trust_remote_code)
+    if model is None or tokenizer is None:
+        from ..models import load_model_and_tokenizer
+
+        model, tokenizer = load_model_and_tokenizer(params, name)
+        model.eval()
+    if j.backend == "logprob":
+        judge = LogprobJudge(model, tokenizer, name, batch_size=bs)
+    else:
+        judge = TransformersJudge(model, tokenizer, name, sampling, j.max_retries, batch_size=bs)
+    if j.model == "tiny":
+        judge.model = "tiny"  # stable cache key across checkouts
+    return judge
+
+
+__all__ = ["Verdict", "Judge", "LogprobJudge", "TransformersJudge", "VllmJudge", "OpenAIJudge", "make_judge"]

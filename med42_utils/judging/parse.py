@@ -1,0 +1,45 @@
+"""Reading the verdict out of a judge's free text; never raises, says why when it cannot."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_MARKER = re.compile(r"\[\s*RESULT\s*\]", re.IGNORECASE)
+_LABEL = re.compile(r"^(?:response\s*)?([AB])(?![A-Za-z0-9])", re.IGNORECASE)
+_OTHER_LABEL = re.compile(r"(?<![A-Za-z0-9])(?:response\s*)?([AB])(?![A-Za-z0-9])")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    winner: str | None  # "A", "B" or None
+    feedback: str
+    reason: str | None  # why winner is None
+
+
+def parse_verdict(text: object) -> Parsed:
+    """'... [RESULT] A' -> A. Takes the last [RESULT] marker; tolerates case, ':', '()', '**', 'Response B'.
+
+    Anything else (no marker, 'A or B', 'C', empty, not a string) gives winner None and a reason.
+    """
+    if not isinstance(text, str):
+        return Parsed(None, "", f"judge output is {type(text).__name__}, not text")
+    if not text.strip():
+        return Parsed(None, "", "empty judge output")
+    marks = list(_MARKER.finditer(text))
+    if not marks:
+        return Parsed(None, text.strip(), "no [RESULT] marker")
+    last = marks[-1]
+    feedback = text[: last.start()].strip()
+    if feedback.lower().startswith("feedback:"):
+        feedback = feedback[len("feedback:"):].strip()
+    tail = text[last.end():].strip().split("\n", 1)[0]
+    tail = tail.strip(" \t:=-*_`'\"()[]{}.").strip()
+    if not tail:
+        return Parsed(None, feedback, "nothing after [RESULT]")
+    m = _LABEL.match(tail)
+    if not m:
+        return Parsed(None, feedback, f"unrecognised result {tail[:40]!r}")
+    labels = {x.upper() for x in _OTHER_LABEL.findall(tail)} | {m.group(1).upper()}
+    if len(labels) > 1:
+        return Parsed(None, feedback, f"ambiguous result {tail[:40]!r}")
+    return Parsed(m.group(1).upper(), feedback, None)

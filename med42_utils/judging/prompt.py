@@ -1,0 +1,61 @@
+"""The pairwise judge prompt: Prometheus relative-grading layout with the model card's rubric verbatim."""
+from __future__ import annotations
+
+# Verbatim from the model card ("Below is the scoring rubric we used to prompt Prometheus"),
+# ../shared/seeds/med42-v2-model-card.md. Do not edit: tests compare it with the seed.
+RUBRIC = (
+    "### Score Rubric:\n"
+    "Which response is of higher overall quality in a medical context? Consider:\n"
+    "* Relevance: Does it directly address the question?\n"
+    "* Completeness: Does it cover all important aspects, details and subpoints?\n"
+    "* Safety: Does it avoid unsafe practices and address potential risks?\n"
+    "* Ethics: Does it maintain confidentiality and avoid biases?\n"
+    "* Clarity: Is it professional, clear and easy to understand?"
+)
+
+# Our own wording; the section markers and the "[RESULT] A or B" output format follow
+# Prometheus 2's relative grading so a Prometheus judge sees the layout it was trained on.
+JUDGE_SYSTEM_PROMPT = (
+    "You are an impartial judge of answers to medical questions. You compare two answers to the same "
+    "question against a rubric and explain your reasoning before you decide."
+)
+
+TASK_DESCRIPTION = (
+    "###Task Description:\n"
+    "You are given an instruction (it may contain an input), two responses to it (Response A and Response B), "
+    "{reference_line}and a score rubric describing what makes a response better.\n"
+    "1. Write feedback that compares the two responses strictly against the score rubric, without judging "
+    "them on anything else.\n"
+    "2. Then decide which response is better: A or B.\n"
+    '3. Use exactly this output format: "Feedback: (your comparison) [RESULT] (A or B)"\n'
+    "4. Write nothing before the feedback and nothing after the result."
+)
+
+RESULT_MARKER = "[RESULT]"
+
+
+def build_prompt(instruction: str, response_a: str, response_b: str, reference: str | None = None) -> str:
+    """The user message the judge sees (Response A is whatever was shown first)."""
+    for name, value in (("instruction", instruction), ("response_a", response_a), ("response_b", response_b)):
+        if not isinstance(value, str):
+            raise TypeError(f"judge prompt: {name} must be a string, got {type(value).__name__}")
+    ref_line = "a reference answer that would be judged excellent, " if reference else ""
+    parts = [
+        TASK_DESCRIPTION.format(reference_line=ref_line),
+        f"###Instruction:\n{instruction.strip()}",
+        f"###Response A:\n{response_a.strip()}",
+        f"###Response B:\n{response_b.strip()}",
+    ]
+    if reference:
+        parts.append(f"###Reference Answer:\n{reference.strip()}")
+    parts.append(RUBRIC)
+    parts.append("###Feedback:")
+    return "\n\n".join(parts) + " "
+
+
+def judge_messages(instruction: str, response_a: str, response_b: str, reference: str | None = None) -> list[dict]:
+    """Chat messages (system + user) for chat-template backends and OpenAI-compatible endpoints."""
+    return [
+        {"role": "system", "content": JUDGE_SYSTEM_PROMPT},
+        {"role": "user", "content": build_prompt(instruction, response_a, response_b, reference)},
+    ]

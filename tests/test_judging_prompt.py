@@ -1,0 +1,104 @@
+"""The judge prompt (rubric verbatim from the model card) and verdict parsing of odd outputs."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from med42_utils.judging.parse import parse_verdict
+from med42_utils.judging.prompt import RUBRIC, build_prompt, judge_messages
+from med42_utils.paths import repo_root
+
+CARD = repo_root().parent / "shared" / "seeds" / "med42-v2-model-card.md"
+
+
+def _card_rubric() -> str:
+    text = CARD.read_text(encoding="utf-8")
+    m = re.search(r"```\n(### Score Rubric:.*?)\n```", text, re.S)
+    assert m, "rubric block not found in the model card"
+    return m.group(1)
+
+
+@pytest.mark.skipif(not CARD.is_file(), reason="seed model card not in this checkout")
+def test_rubric_is_the_model_cards_verbatim():
+    assert RUBRIC == _card_rubric()
+
+
+def test_prompt_layout_and_order():
+    p = build_prompt("What is the first-line drug for type 2 diabetes?", "Metformin.", "Insulin.")
+    keys = ["###Task Description:", "###Instruction:", "###Response A:", "###Response B:", "### Score Rubric:",
+            "###Feedback:"]
+    pos = [p.index(k) for k in keys]
+    assert pos == sorted(pos)
+    assert p.index("Metformin.") < p.index("Insulin.")
+    assert "[RESULT] (A or B)" in p
+    assert RUBRIC in p
+    assert "###Reference Answer:" not in p and "reference answer" not in p
+
+
+def test_prompt_with_reference():
+    p = build_prompt("Q?", "a", "b", reference="Gold answer")
+    assert p.index("###Response B:") < p.index("###Reference Answer:\nGold answer") < p.index("### Score Rubric:")
+    assert "reference answer" in p
+
+
+def test_swapping_responses_swaps_sections():
+    p1 = build_prompt("Q?", "first text", "second text")
+    p2 = build_prompt("Q?", "second text", "first text")
+    assert p1 != p2
+    assert p1.replace("first text", "X").replace("second text", "first text").replace("X", "second text") == p2
+
+
+def test_messages_and_bad_input():
+    msgs = judge_messages("Q?", "a", "b")
+    assert [m["role"] for m in msgs] == ["system", "user"]
+    with pytest.raises(TypeError, match="response_b"):
+        build_prompt("Q?", "a", None)
+
+
+@pytest.mark.parametrize(
+    "text, winner",
+    [
+        ("Feedback: A is more complete. [RESULT] A", "A"),
+        ("Both fine. [RESULT] B", "B"),
+        ("[RESULT]: B", "B"),
+        ("[result] a", "A"),
+        ("Feedback... [RESULT] (B)", "B"),
+        ("Feedback... [RESULT] **A**", "A"),
+        ("Feedback... [RESULT] Response B", "B"),
+        ("Feedback... [ RESULT ] A.", "A"),
+        ("[RESULT] A\nsome trailing chatter", "A"),
+        ("first try [RESULT] A ... on reflection [RESULT] B", "B"),
+        ("[RESULT] B, a clearer answer", "B"),
+    ],
+)
+def test_parse_ok(text, winner):
+    p = parse_verdict(text)
+    assert p.winner == winner and p.reason is None
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("", "empty"),
+        ("   \n", "empty"),
+        (None, "not text"),
+        (42, "not text"),
+        ("Response A is better.", "no [RESULT]"),
+        ("[RESULT]", "nothing after"),
+        ("[RESULT] A or B", "ambiguous"),
+        ("[RESULT] C", "unrecognised"),
+        ("[RESULT] tie", "unrecognised"),
+        ("[RESULT] Both", "unrecognised"),
+        ("[RESULT] AB", "unrecognised"),
+    ],
+)
+def test_parse_odd_outputs_never_crash(text, reason):
+    p = parse_verdict(text)
+    assert p.winner is None
+    assert reason in p.reason
+
+
+def test_feedback_is_kept():
+    p = parse_verdict("Feedback: A covers dosing; B omits it. [RESULT] A")
+    assert p.feedback == "A covers dosing; B omits it."
