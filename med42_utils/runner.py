@@ -12,9 +12,9 @@ from .paths import repo_root, run_dir
 NOTEBOOK = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
 
 
-def notebooks(root: Path | None = None) -> list[Path]:
+def notebooks(folder: Path | None = None) -> list[Path]:
     """The course notebooks, in order (NN_name.ipynb in notebooks/)."""
-    folder = (root or repo_root()) / "notebooks"
+    folder = folder or repo_root() / "notebooks"
     return sorted(p for p in folder.glob("*.ipynb") if NOTEBOOK.match(p.name))
 
 
@@ -36,11 +36,15 @@ def run_notebook(nb: Path, size: str, run_name: str, parameters: dict | None = N
     return out
 
 
-def run_all(size: str, run_name: str, only: list[str] | None = None, parameters: dict | None = None) -> list[Path]:
+def run_all(
+    size: str, run_name: str, only: list[str] | None = None, parameters: dict | None = None, folder: Path | None = None
+) -> list[Path]:
     """Run every notebook in order; stop at the first failure, naming it (its partial copy is kept)."""
     import papermill as pm
 
-    todo = [nb for nb in notebooks() if not only or nb.name[:2] in only or nb.stem in only]
+    todo = [nb for nb in notebooks(folder) if not only or nb.name[:2] in only or nb.stem in only]
+    if not todo:
+        raise RuntimeError(f"no notebooks matched {only!r} in {folder or repo_root() / 'notebooks'}")
     done = []
     for i, nb in enumerate(todo, 1):
         t0 = time.time()
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         outs = run_all(args.size, args.run_name, args.only)
-    except RuntimeError as e:
+    except (RuntimeError, ValueError) as e:
         print(f"FAILED: {e}", file=sys.stderr)
         return 1
     print(f"all {len(outs)} notebooks ran; executed copies in {run_dir(args.size, args.run_name)}")
