@@ -1,0 +1,192 @@
+"""Assistant-only labels, TRL packing (wrapped vs bfd), and the packed-loss equivalence."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from med42_utils.packing import (
+    IGNORE,
+    LabelError,
+    block_causal_mask,
+    check_labels,
+    chunk_logits,
+    loss_equivalence,
+    pack,
+    packing_stats,
+    padding_waste,
+    position_ids,
+    tokenize_conversation,
+    tokenize_dataset,
+    wrapped_split_samples,
+)
+from med42_utils.paths import RESOURCES
+
+SAMPLE = RESOURCES / "samples" / "packing" / "curated_sample.jsonl"
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_path)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_path):
+    from transformers import AutoModelForCausalLM
+
+    m = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32, attn_implementation="sdpa")
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def curated():
+    from datasets import Dataset
+
+    return Dataset.from_list([json.loads(line) for line in SAMPLE.read_text().splitlines()])
+
+
+@pytest.fixture(scope="module")
+def tokenized(curated, tok):
+    ds, drops = tokenize_dataset(curated, tok)
+    assert drops == {}
+    return ds
+
+
+def test_labels_cover_exactly_the_assistant_turns(tok, curated):
+    for row in curated:
+        out = tokenize_conversation(tok, row["messages"])
+        check_labels(tok, row["messages"], out["labels"])  # raises on any mismatch
+        labelled = tok.decode([t for t in out["labels"] if t != IGNORE])
+        for m in row["messages"]:
+            if m["role"] == "user":
+                assert m["content"] not in labelled
+        assert labelled.endswith(tok.eos_token), "the model must learn to stop: <|eot_id|> is labelled"
+        assert out["labels"][0] == IGNORE
+
+
+def test_check_labels_catches_a_label_on_prompt_tokens(tok, curated):
+    row = curated[0]
+    out = tokenize_conversation(tok, row["messages"])
+    bad = list(out["input_ids"])  # every token labelled, as without the generation markers
+    with pytest.raises(LabelError, match="assistant turns"):
+        check_labels(tok, row["messages"], bad)
+
+
+def test_bad_rows_are_dropped_and_counted_per_source(tok, curated):
+    from datasets import Dataset
+
+    rows = curated.to_list()[:3] + [
+        {"id": "x1", "source": "medqa", "messages": [{"role": "user", "content": "no answer here"}]},
+        {"id": "x2", "source": "niv2", "messages": [{"role": "doctor", "content": "hi"}, {"role": "assistant", "content": "ok"}]},
+    ]
+    ds, drops = tokenize_dataset(Dataset.from_list(rows), tok)
+    assert len(ds) == 3
+    assert drops == {"medqa": {"no_assistant_turn": 1}, "niv2": {"bad_message": 1}}
+
+
+def test_missing_column_is_a_clear_error(tok):
+    from datasets import Dataset
+
+    with pytest.raises(LabelError, match="source"):
+        tokenize_dataset(Dataset.from_list([{"id": "a", "messages": []}]), tok)
+
+
+def test_wrapped_fills_chunks_and_keeps_every_token(tokenized):
+    L = 64
+    packed = pack(tokenized, L, "wrapped")
+    lens = [len(x) for x in packed["input_ids"]]
+    assert all(n == L for n in lens[:-1]) and 0 < lens[-1] <= L
+    flat = [t for x in packed["input_ids"] for t in x]
+    assert flat == [t for x in tokenized["input_ids"] for t in x]
+    flat_labels = [t for x in packed["labels"] for t in x]
+    assert flat_labels == [t for x in tokenized["labels"] for t in x]
+    assert "seq_lengths" not in packed.column_names
+
+
+def test_bfd_keeps_samples_whole_and_records_boundaries(tokenized):
+    L = 256
+    packed = pack(tokenized, L, "bfd")
+    originals = {tuple(x) for x in tokenized["input_ids"]}
+    n_samples = 0
+    for chunk in packed:
+        assert sum(chunk["seq_lengths"]) == len(chunk["input_ids"]) <= L
+        start = 0
+        for n in chunk["seq_lengths"]:
+            assert tuple(chunk["input_ids"][start:start + n]) in originals
+            start += n
+            n_samples += 1
+        pos = position_ids(chunk)
+        assert pos.count(0) == len(chunk["seq_lengths"])
+    assert n_samples == len(tokenized)
+    assert len(packed) < len(tokenized)
+
+
+def test_stats_count_truncation_splits_and_waste(tokenized):
+    L = 64
+    packed = {s: pack(tokenized, L, s) for s in ("wrapped", "bfd")}
+    stats = packing_stats(tokenized, packed, L, batch_size=2)
+    lengths = tokenized["length"]
+    assert stats["strategies"]["bfd"]["truncated_samples"] == sum(n > L for n in lengths)
+    assert stats["strategies"]["bfd"]["tokens_lost_to_truncation"] == sum(max(0, n - L) for n in lengths)
+    assert stats["strategies"]["wrapped"]["tokens_kept"] == sum(lengths)
+    assert stats["strategies"]["wrapped"]["chunks"] == -(-sum(lengths) // L)  # only the last chunk is partial
+    bfd = stats["strategies"]["bfd"]
+    assert bfd["tokens_kept"] == sum(lengths) - bfd["tokens_lost_to_truncation"]
+    assert bfd["efficiency"] == pytest.approx(bfd["tokens_kept"] / (bfd["chunks"] * L))
+    assert sum(v["samples"] for v in stats["tokens_per_source"].values()) == len(tokenized)
+    assert sum(v["tokens"] for v in stats["tokens_per_source"].values()) == stats["tokens"]
+    assert 0 < stats["unpacked_padding_waste"]["batch_2"] < 1
+
+
+def test_padding_waste_and_split_counting_by_hand():
+    assert padding_waste([4, 2, 3, 3], 2) == pytest.approx(1 - 12 / 14)
+    assert padding_waste([5, 5], 2) == 0
+    # chunks of 4: [0-3][4-7][8-..]: sample 2 (3..5) and sample 3 (6..8) cross an edge
+    assert wrapped_split_samples([3, 3, 3], 4) == 2
+    assert wrapped_split_samples([4, 4], 4) == 0
+
+
+def test_bad_strategy_names_the_key(tokenized):
+    with pytest.raises(ValueError, match="packing.strategy"):
+        pack(tokenized, 64, "greedy")
+
+
+def _multi_sample_chunk(tokenized):
+    packed = pack(tokenized, 256, "bfd")
+    chunk = max(packed, key=lambda c: len(c["seq_lengths"]))
+    assert len(chunk["seq_lengths"]) >= 2
+    return chunk
+
+
+@pytest.mark.parametrize("mode", ["position_ids", "block_mask"])
+def test_boundary_aware_packing_loss_equals_samples_alone(model, tokenized, mode):
+    chunk = _multi_sample_chunk(tokenized)
+    eq = loss_equivalence(model, chunk["input_ids"], chunk["seq_lengths"], mode=mode)
+    assert eq.max_abs_diff_boundary_aware < 1e-4
+    # concatenate-and-chunk: later samples attend to earlier ones, so their losses change
+    assert eq.max_abs_diff_concatenated > 1e-2
+    assert eq.mean_loss_boundary_aware == pytest.approx(eq.mean_loss_alone, abs=1e-5)
+
+
+def test_position_ids_are_ignored_with_a_kv_cache_which_the_helper_avoids(model, tokenized):
+    """The pitfall the helper guards against: eval mode + use_cache silently drops packing."""
+    chunk = _multi_sample_chunk(tokenized)
+    ids = torch.tensor([chunk["input_ids"]])
+    pos = torch.tensor([position_ids(chunk)])
+    with torch.no_grad():
+        cached = model(input_ids=ids, position_ids=pos, use_cache=True).logits[0]
+        helper = chunk_logits(model, chunk["input_ids"], chunk["seq_lengths"])
+        masked = chunk_logits(model, chunk["input_ids"], chunk["seq_lengths"], mode="block_mask")
+    assert torch.allclose(helper, masked, atol=1e-4)
+    assert not torch.allclose(cached, helper, atol=1e-3)
+
+
+def test_block_mask_shape_and_blocks():
+    m = block_causal_mask([2, 3], torch.float32)
+    assert m.shape == (1, 1, 5, 5)
+    allowed = m[0, 0] == 0
+    assert allowed[1, 0] and not allowed[0, 1]  # causal
+    assert not allowed[2, 1] and allowed[4, 2]  # blocked across samples, open within
