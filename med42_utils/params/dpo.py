@@ -1,9 +1,9 @@
-"""Params of 04_dpo (paper Table 3): three rounds of iterative DPO."""
+"""Params of 04_dpo (paper Table 3): three rounds of iterative DPO, plus the on-policy option."""
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .base import Hardware, StrictModel
 
@@ -11,6 +11,28 @@ from .base import Hardware, StrictModel
 class DpoRound(StrictModel):
     name: str
     datasets: list[str] = Field(min_length=1, description="preference sources, e.g. 'snorkel:train_iteration_2'")
+
+
+class OnPolicyParams(StrictModel):
+    """Beyond the paper: build a round's pairs from K samples of the round's starting model (Snorkel's recipe)."""
+
+    enabled: bool
+    rounds: list[str] = Field(description="rounds whose pairs are built on-policy (their datasets give the prompts)")
+    k: int = Field(ge=2, description="responses sampled per prompt")
+    num_prompts: int | None = Field(default=None, ge=1, description="prompts per round; null = all")
+    scorer: Literal["reward_model", "judge"]
+    reward_model: str | None = Field(default=None, description="sequence-classification model: Hub id, path or 'tiny'")
+    temperature: float = Field(gt=0)
+    top_k: int = Field(ge=0)
+    top_p: float = Field(gt=0, le=1)
+    max_new_tokens: int = Field(ge=1)
+    seed: int
+
+    @model_validator(mode="after")
+    def _scorer_named(self) -> "OnPolicyParams":
+        if self.scorer == "reward_model" and not self.reward_model:
+            raise ValueError("dpo.onpolicy.scorer 'reward_model' needs dpo.onpolicy.reward_model (Hub id, path or 'tiny')")
+        return self
 
 
 class DpoParams(StrictModel):
@@ -24,7 +46,7 @@ class DpoParams(StrictModel):
     micro_batch_size: int = Field(ge=1)
     gradient_accumulation_steps: int = Field(ge=1)
     max_length: int = Field(ge=16)
-    max_prompt_length: int = Field(ge=8)
+    max_prompt_length: int = Field(ge=8, description="pairs whose prompt has this many tokens or more are dropped (counted)")
     num_train_epochs: int = Field(ge=1)
     bf16: bool
     gradient_checkpointing: bool
@@ -32,5 +54,22 @@ class DpoParams(StrictModel):
     max_samples_per_source: int | None = Field(default=None, ge=1, description="cap for tiny runs; null = all")
     logging_steps: int = Field(ge=1)
     seed: int
+    data_source: Literal["hub", "local", "bundled"] = Field(
+        description="hub: datasets.load_dataset(<hub id>); local: <data_dir>/<name>/<split>.jsonl|parquet; bundled: package samples"
+    )
+    data_dir: str | None = None
     hardware: Hardware
     rounds: list[DpoRound] = Field(min_length=1)
+    onpolicy: OnPolicyParams
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DpoParams":
+        if self.data_source == "local" and not self.data_dir:
+            raise ValueError("dpo.data_source 'local' needs dpo.data_dir (folder with <name>/<split>.jsonl files)")
+        names = [r.name for r in self.rounds]
+        if len(set(names)) != len(names):
+            raise ValueError(f"dpo.rounds names must be unique, got {names}")
+        unknown = [r for r in self.onpolicy.rounds if r not in names]
+        if unknown:
+            raise ValueError(f"dpo.onpolicy.rounds names unknown rounds {unknown}; rounds are {names}")
+        return self

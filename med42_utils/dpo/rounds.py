@@ -1,0 +1,132 @@
+"""Round orchestration for 04_dpo: which rounds run, skip-if-done, chaining, launching, logs.
+
+Round 1 starts from SFT; round N>1 starts from (and references) round N-1's saved model.
+A finished round (manifest + saved model) is skipped unless force=True.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..manifest import read_manifest, write_manifest
+from ..params import Params
+from .train import LOG_HISTORY, init_stage, resolve_init, round_dir, round_names, round_spec
+
+MODULE = "med42_utils.dpo.train"
+
+
+@dataclass
+class RoundPlan:
+    name: str
+    datasets: list[str]
+    init_stage: str
+    out_dir: Path
+    done: bool
+    action: str  # "train" | "skip"
+
+
+def round_done(params: Params, run_name: str, name: str) -> bool:
+    d = round_dir(params, run_name, name)
+    return (d / "manifest.json").is_file() and (d / "model" / "config.json").is_file()
+
+
+def select_rounds(params: Params, round: str | None) -> list[str]:
+    """None -> every round in params order; a name -> just that round (unknown -> clear error)."""
+    if round is None:
+        return round_names(params)
+    round_spec(params, round)
+    return [round]
+
+
+def plan_rounds(params: Params, run_name: str, round: str | None = None, force: bool = False) -> list[RoundPlan]:
+    plans = []
+    for name in select_rounds(params, round):
+        done = round_done(params, run_name, name)
+        plans.append(RoundPlan(name, round_spec(params, name).datasets, init_stage(params, name),
+                               round_dir(params, run_name, name), done, "train" if force or not done else "skip"))
+    return plans
+
+
+def _set_args(overrides: Mapping[str, Any] | None) -> list[str]:
+    out = []
+    for k, v in (overrides or {}).items():
+        if v is not None:
+            out += ["--set", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
+    return out
+
+
+def launch_plan(params: Params, run_name: str, name: str, overrides: Mapping[str, Any] | None = None):
+    """The shared launcher's plan (med42_utils.launch) for one round of `python -m med42_utils.dpo.train`."""
+    from ..launch import plan_launch
+
+    return plan_launch(params, "dpo", run_name, MODULE, ["--round", name, *_set_args(overrides)])
+
+
+def run_rounds(params: Params, run_name: str, round: str | None = None, force: bool = False,
+               overrides: Mapping[str, Any] | None = None, dry_run: bool = False) -> list[RoundPlan]:
+    """Train the selected rounds in order, skipping finished ones; in-process for tiny, else via the launcher.
+
+    `overrides` are the params overrides the caller used; they are passed on to launched processes.
+    """
+    from ..launch import execute, render_plan
+    from .train import train_round
+
+    plans = plan_rounds(params, run_name, round, force)
+    for p in plans:
+        if p.action == "skip":
+            print(f"{p.name}: already trained in {p.out_dir} (skipped; force=True retrains it)")
+            continue
+        if dry_run:
+            print(render_plan(launch_plan(params, run_name, p.name, overrides)))
+            continue
+        init = resolve_init(params, run_name, p.name)  # fails early, naming a missing previous round
+        print(f"{p.name}: training on {', '.join(p.datasets)} from {init} (also the frozen reference)")
+        if params.dpo.hardware.launcher == "inprocess":
+            train_round(params, run_name, p.name)
+        else:
+            execute(launch_plan(params, run_name, p.name, overrides))
+    if not dry_run and all(round_done(params, run_name, n) for n in round_names(params)):
+        write_stage_manifest(params, run_name)
+    return plans
+
+
+def write_stage_manifest(params: Params, run_name: str) -> Path:
+    """dpo/manifest.json: one summary per round (pairs, rows dropped, final metrics, chaining)."""
+    rounds = {}
+    for n in round_names(params):
+        m = read_manifest(round_dir(params, run_name, n))
+        rounds[n] = {k: m.get(k) for k in ("init_stage", "init_from", "reference", "model_dir", "train_pairs", "rows",
+                                           "global_steps", "train_loss", "final", "world_size", "onpolicy")}
+    return write_manifest(round_dir(params, run_name, round_names(params)[0]).parent, "04_dpo", params,
+                          rounds=rounds, round_names=round_names(params))
+
+
+def load_logs(params: Params, run_name: str):
+    """Training logs of every finished round -> one DataFrame (round, step, loss, rewards/..., ...)."""
+    import pandas as pd
+
+    frames = []
+    for n in round_names(params):
+        f = round_dir(params, run_name, n) / LOG_HISTORY
+        if f.is_file():
+            rows = [h for h in json.loads(f.read_text()) if "loss" in h]
+            frames.append(pd.DataFrame(rows).assign(round=n))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def compare_rounds(params: Params, run_name: str):
+    """A table with one row per finished round: pairs, steps, loss and final reward metrics."""
+    import pandas as pd
+
+    rows = []
+    for n in round_names(params):
+        if not round_done(params, run_name, n):
+            continue
+        m = read_manifest(round_dir(params, run_name, n))
+        dropped = sum(sum(c.values()) for c in m["rows"]["dropped"].values())
+        rows.append({"round": n, "starts from": m["init_stage"], "datasets": ", ".join(m["datasets"]),
+                     "pairs": m["train_pairs"], "rows dropped": dropped, "steps": m["global_steps"],
+                     "train loss": m["train_loss"], **{k: v for k, v in m["final"].items() if k != "loss"}})
+    return pd.DataFrame(rows).set_index("round") if rows else pd.DataFrame()

@@ -1,0 +1,214 @@
+"""Train one DPO round with TRL's DPOTrainer and the params' Table 3 settings.
+
+Run in-process (size tiny) or once per process under `accelerate launch` (FSDP):
+
+    python -m med42_utils.dpo.train --size tiny --run-name demo --round round1 [--set dpo.beta=0.2 ...]
+
+Round 1 starts from the SFT model; round N>1 starts from round N-1's saved model, which is also its
+frozen reference. Writes outputs/<size>/<run>/dpo/<round>/model/ (model + tokenizer),
+log_history.json and manifest.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..manifest import StageMissingError, write_manifest
+from ..models import load_model_and_tokenizer, resolve_model, stage_model_dir
+from ..params import Params, load_params
+from .preference_data import DropReport, drop_long_prompts, load_preferences
+
+LOG_HISTORY = "log_history.json"
+
+
+def round_names(params: Params) -> list[str]:
+    return [r.name for r in params.dpo.rounds]
+
+
+def round_spec(params: Params, name: str):
+    for r in params.dpo.rounds:
+        if r.name == name:
+            return r
+    raise ValueError(f"unknown DPO round '{name}'; rounds in params: {', '.join(round_names(params))}")
+
+
+def init_stage(params: Params, name: str) -> str:
+    """The model stage a round starts from (and uses as its frozen reference): 'sft' or 'dpo_<previous round>'."""
+    names = round_names(params)
+    round_spec(params, name)
+    i = names.index(name)
+    return "sft" if i == 0 else f"dpo_{names[i - 1]}"
+
+
+def round_dir(params: Params, run_name: str, name: str) -> Path:
+    return stage_model_dir(params, run_name, f"dpo_{name}").parent
+
+
+def resolve_init(params: Params, run_name: str, name: str) -> str:
+    """Path of the model a round starts from; a missing previous round is an error naming it."""
+    stage = init_stage(params, name)
+    try:
+        return resolve_model(params, run_name, stage)
+    except StageMissingError as e:
+        if stage == "sft":
+            raise StageMissingError(f"DPO {name} starts from the SFT model, which is missing: {e}") from None
+        prev = stage.removeprefix("dpo_")
+        raise StageMissingError(
+            f"DPO {name} starts from {prev}'s model, and {prev} has not finished for run '{run_name}' "
+            f"({e}). Run {prev} first: notebooks/04_dpo.ipynb with round='{prev}' (or round=None for all), "
+            f"or python -m med42_utils.dpo.train --size {params.size} --run-name {run_name} --round {prev}"
+        ) from None
+
+
+def build_dpo_config(params: Params, output_dir: str | Path, **extra: Any):
+    """TRL DPOConfig from params.dpo (Table 3 for 8b/70b): every training field is taken from params."""
+    from trl import DPOConfig
+
+    d = params.dpo
+    kwargs = dict(
+        output_dir=str(output_dir),
+        beta=d.beta,
+        loss_type=["sigmoid"],  # the DPO loss of Rafailov et al.
+        optim=d.optim,
+        learning_rate=d.learning_rate,
+        lr_scheduler_type=d.lr_scheduler_type,
+        warmup_steps=d.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of the total steps
+        weight_decay=d.weight_decay,
+        per_device_train_batch_size=d.micro_batch_size,
+        gradient_accumulation_steps=d.gradient_accumulation_steps,
+        max_length=d.max_length,
+        num_train_epochs=d.num_train_epochs,
+        bf16=d.bf16,
+        activation_checkpointing=d.gradient_checkpointing,  # transformers 5 name of gradient_checkpointing
+        precompute_ref_log_probs=d.precompute_ref_log_probs,
+        logging_steps=d.logging_steps,
+        seed=d.seed,
+        data_seed=d.seed,
+        use_cpu=d.hardware.accelerator == "cpu",
+        save_strategy="no",  # the final model is saved once, in <round>/model
+        report_to="none",
+        trust_remote_code=params.model.trust_remote_code,
+        disable_tqdm=True,
+    )
+    kwargs.update(extra)
+    return DPOConfig(**kwargs)
+
+
+def ensure_pad_token(tokenizer) -> None:
+    """Llama 3 Instruct tokenizers ship no pad token: use <|finetune_right_pad_id|> (else eos)."""
+    if tokenizer.pad_token is None:
+        pad = "<|finetune_right_pad_id|>"
+        tokenizer.pad_token = pad if pad in tokenizer.get_vocab() else tokenizer.eos_token
+
+
+def build_trainer(params: Params, init_path: str, train_dataset, output_dir: str | Path, **config_extra):
+    """DPOTrainer whose policy AND frozen reference are both loaded from init_path."""
+    from trl import DPOTrainer
+
+    model, tokenizer = load_model_and_tokenizer(params, init_path)
+    ensure_pad_token(tokenizer)
+    args = build_dpo_config(params, output_dir, **config_extra)
+    ref_model = None
+    if not params.dpo.precompute_ref_log_probs:
+        ref_model, _ = load_model_and_tokenizer(params, init_path)
+    # with precompute_ref_log_probs, TRL scores the data with the untouched policy (= init_path) before training
+    return DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=train_dataset, processing_class=tokenizer)
+
+
+def prepare_round_data(params: Params, run_name: str, name: str, init_path: str, tokenizer):
+    """The round's pairs (from its datasets, or on-policy) after dropping long prompts -> (Dataset, DropReport)."""
+    d = params.dpo
+    spec = round_spec(params, name)
+    if d.onpolicy.enabled and name in d.onpolicy.rounds:
+        from .onpolicy import onpolicy_pairs
+        from .scorers import make_scorer
+
+        ds, report = onpolicy_pairs(params, init_path, spec.datasets, make_scorer(params))
+    else:
+        ds, report = load_preferences(
+            spec.datasets, d.data_source, d.data_dir, d.max_samples_per_source, seed=d.seed
+        )
+    ds = drop_long_prompts(ds, tokenizer, d.max_prompt_length, report)
+    if len(ds) == 0:
+        raise ValueError(f"DPO {name}: every pair was dropped ({report.as_dict()['dropped']}); check the data and dpo.max_prompt_length")
+    return ds, report
+
+
+def train_round(params: Params, run_name: str, name: str) -> dict[str, Any]:
+    """Train one round and save model, tokenizer, logs and manifest; returns the manifest fields."""
+    from transformers import AutoTokenizer
+
+    init_path = resolve_init(params, run_name, name)
+    out = round_dir(params, run_name, name)
+    tokenizer = AutoTokenizer.from_pretrained(init_path, trust_remote_code=params.model.trust_remote_code)
+    ensure_pad_token(tokenizer)
+    ds, report = prepare_round_data(params, run_name, name, init_path, tokenizer)
+    trainer = build_trainer(params, init_path, ds, out / "trainer")
+    result = trainer.train()
+    model_dir = out / "model"
+    trainer.save_model(str(model_dir))
+    fields: dict[str, Any] = {}
+    if trainer.is_world_process_zero():
+        trainer.processing_class.save_pretrained(str(model_dir))
+        (out / LOG_HISTORY).write_text(json.dumps(trainer.state.log_history, indent=1))
+        logs = [h for h in trainer.state.log_history if "loss" in h]
+        last = logs[-1] if logs else {}
+        fields = dict(
+            round=name,
+            datasets=round_spec(params, name).datasets,
+            onpolicy=params.dpo.onpolicy.enabled and name in params.dpo.onpolicy.rounds,
+            init_from=init_path,
+            reference=init_path,
+            init_stage=init_stage(params, name),
+            model_dir=str(model_dir),
+            train_pairs=len(ds),
+            rows=report.as_dict(),
+            world_size=trainer.accelerator.num_processes,
+            global_steps=trainer.state.global_step,
+            train_loss=result.training_loss,
+            final={k: last.get(k) for k in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")},
+            dpo_config={k: getattr(trainer.args, k) for k in CONFIG_FIELDS},
+        )
+        write_manifest(out, f"04_dpo/{name}", params, **fields)
+    trainer.accelerator.wait_for_everyone()
+    return fields
+
+
+# DPOConfig fields that carry params.dpo (recorded in each round's manifest, checked by the tests).
+CONFIG_FIELDS = (
+    "beta", "optim", "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay",
+    "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "num_train_epochs",
+    "bf16", "activation_checkpointing", "precompute_ref_log_probs", "seed",
+)
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """['dpo.beta=0.2', ...] -> {'dpo.beta': 0.2} (values parsed as YAML scalars)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set needs key=value, got '{item}'")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", required=True)
+    ap.add_argument("--run-name", required=True)
+    ap.add_argument("--round", required=True, help="round name from params, e.g. round1")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override, repeatable")
+    args = ap.parse_args(argv)
+    params = load_params(args.size, parse_sets(args.set))
+    train_round(params, args.run_name, args.round)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
