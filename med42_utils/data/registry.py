@@ -1,0 +1,244 @@
+"""Every source of the Med42-v2 SFT mixture (paper Table 5, ../shared/seeds/med42-v2-paper.txt).
+
+A SourceSpec says where a source lives on the Hugging Face Hub (id, config, split), its licence, the
+paper's sample count and printed mixture ratio, the adapter that turns one raw row into chat messages,
+the paper's filter for it, and the top-level fields its adapter needs.
+
+Table 5 as printed does not add up. Its 18 medical rows sum to 547,542 samples, not the stated
+"Total 952,942 (73.50%)": a 405,400-row gap. The 4 general rows do sum to the stated 343,529. Every
+printed ratio is count / 1,296,471 (= 952,942 + 343,529, the stated grand total), e.g. MedMCQA
+180,462 / 1,296,471 = 13.92%. Over the rows that are actually listed (891,071) the medical share is
+61.4%, not 73.5%. `table5_frame()` shows both views; we reproduce the table as printed and sample each
+source to its printed count, so a faithful mix is 61.4% medical unless the missing rows are found.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from . import adapters as A
+from . import filters as F
+
+STATED_MEDICAL_TOTAL = 952_942
+STATED_GENERAL_TOTAL = 343_529
+STATED_GRAND_TOTAL = STATED_MEDICAL_TOTAL + STATED_GENERAL_TOTAL  # 1,296,471
+STATED_MEDICAL_RATIO = 73.50
+STATED_GENERAL_RATIO = 26.50
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    key: str                      # registry key = params data.targets key = bundled sample file stem
+    name: str                     # as Table 5 prints it
+    domain: Literal["medical", "general"]
+    paper_count: int              # Table 5 "# Samples"
+    paper_ratio: float            # Table 5 "Mixture ratio (%)", as printed
+    hub_id: str | None            # None: no Hub copy; loads only from data.local_dir
+    adapter: A.Adapter
+    required: tuple[str, ...]     # top-level fields the adapter reads
+    config: str | None = None
+    split: str = "train"
+    data_dirs: tuple[str, ...] = ()   # Hub sub-folders to load and concatenate (StackExchange sites)
+    data_files: str | None = None
+    filter: F.Filter | None = None
+    licence: str = ""
+    note: str = ""
+    citation: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+_MEADOW = ("instruction", "input", "output")
+_ORCA = ("id", "system_prompt", "question", "response")
+_ORCA_NOTE = (
+    "SlimOrca's Hub rows (Open-Orca/SlimOrca: `conversations` only) carry no submix label, so T0/Flan/CoT "
+    "cannot be told apart there. Its parent, Open-Orca/OpenOrca, labels every row by the prefix of its id "
+    "('t0.', 'flan.', 'cot.', 'niv.'); we draw from OpenOrca's GPT-4 file (1M-GPT4-Augmented.parquet, the pool "
+    "SlimOrca was filtered from) and attribute rows by that prefix. Deviation: SlimOrca's extra GPT-4 "
+    "answer-quality filter is not re-applied. 'niv.' rows are dropped (NIv2 enters through its own row)."
+)
+
+REGISTRY: dict[str, SourceSpec] = {
+    s.key: s
+    for s in [
+        # ------------------------------------------------------------------ medical domain
+        SourceSpec(
+            "medmcqa", "MedMCQA", "medical", 180_462, 13.92, "openlifescienceai/medmcqa", A.medmcqa,
+            ("question", "opa", "opb", "opc", "opd", "cop", "exp"), licence="Apache-2.0",
+            note="Exam question + options; the answer with the `exp` explanation as reasoning. Train split only: "
+            "the validation split is the MedMCQA benchmark (decontaminated against). The canonical copy, moved "
+            "from medmcqa to openlifescienceai.", citation="Pal et al., 2022",
+        ),
+        SourceSpec(
+            "medical_flashcards", "Medical Flashcards", "medical", 30_106, 2.32,
+            "medalpaca/medical_meadow_medical_flashcards", A.alpaca, _MEADOW,
+            licence="see dataset card (medalpaca Medical Meadow; Anki flashcards)",
+            note="Medical Meadow copy by the paper's cited authors (Han et al., 2023).", citation="Han et al., 2023",
+        ),
+        SourceSpec(
+            "stackexchange", "StackExchange", "medical", 64_246, 4.96, "HuggingFaceH4/stack-exchange-preferences",
+            A.stackexchange, ("question", "answers", "metadata"),
+            data_dirs=tuple(f"data/{s}.stackexchange.com" for s in F.STACKEXCHANGE_SITES),
+            filter=F.stackexchange_filter, licence="CC-BY-SA-4.0",
+            note="The paper cites Lambert et al., 2023 (this H4 dataset). Only the six sites of footnote [†] are "
+            "downloaded (data_dirs), and the site filter re-checks each row's metadata URL. The accepted "
+            "answer (else the best scored) is the assistant turn.", citation="Lambert et al., 2023",
+        ),
+        SourceSpec(
+            "medqa", "MedQA (USMLE)", "medical", 11_290, 0.87, "GBaker/MedQA-USMLE-4-options", A.medqa,
+            ("question", "options", "answer_idx"), licence="MIT (jind11/MedQA)",
+            note="4-option US subset, the same copy lm-eval's medqa_4options task uses; train split only (its "
+            "test split is a benchmark). The source has no explanations, so only the answer is given.",
+            citation="Jin et al., 2020",
+        ),
+        SourceSpec(
+            "cord19", "CORD-19", "medical", 17_721, 1.37, "medalpaca/medical_meadow_cord19", A.alpaca, _MEADOW,
+            licence="see dataset card (CORD-19 terms; per-paper licences)",
+            note="Instruction form of CORD-19 (abstract summarisation) from Medical Meadow; the raw CORD-19 "
+            "corpus has no instruction/answer pairs.", citation="Wang et al., 2020",
+        ),
+        SourceSpec(
+            "pubmedqa", "PubMedQA", "medical", 499, 0.04, "qiaojin/PubMedQA", A.pubmedqa,
+            ("question", "context", "long_answer", "final_decision"), config="pqa_labeled", licence="MIT",
+            note="Expert-labelled set (1,000 rows). Its 500-row test half is the PubMedQA benchmark, which "
+            "decontamination removes; 499 is consistent with the paper keeping the other half.",
+            citation="Jin et al., 2019",
+        ),
+        SourceSpec(
+            "headqa", "HeadQA", "medical", 2_657, 0.20, "dvilares/head_qa", A.headqa,
+            ("qtext", "answers", "ra"), config="en", filter=F.headqa_filter, licence="MIT",
+            note="Footnote [‡]: English only. We load the 'en' config and the filter re-checks the language "
+            "(for local files that mix es/en) and drops questions with an image.",
+            citation="Vilares & Gómez-Rodríguez, 2019",
+        ),
+        SourceSpec(
+            "mediqa", "MediQA", "medical", 1_950, 0.15, "medalpaca/medical_meadow_mediqa", A.alpaca, _MEADOW,
+            licence="see dataset card (MEDIQA 2019)", citation="Han et al., 2023",
+        ),
+        SourceSpec(
+            "sciq", "SciQ", "medical", 11_679, 0.90, "allenai/sciq", A.sciq,
+            ("question", "correct_answer", "distractor1", "distractor2", "distractor3", "support"),
+            licence="CC-BY-NC-3.0", note="Science exam MCQ; `support` paragraph used as reasoning; options "
+            "shuffled deterministically per question.", citation="Welbl et al., 2017",
+        ),
+        SourceSpec(
+            "pubmed_causal", "PubMed Causal", "medical", 2_169, 0.17, "medalpaca/medical_meadow_pubmed_causal",
+            A.alpaca, _MEADOW, licence="see dataset card", citation="Han et al., 2023",
+        ),
+        SourceSpec(
+            "opengpt", "OpenGPT", "medical", 66_026, 5.09, "openchat/openchat_sharegpt_v3", A.sharegpt,
+            ("items",), data_files="sharegpt_gpt4.json", licence="MIT (dataset card)",
+            note="UNCLEAR SOURCE. Table 5 says 'OpenGPT (OpenChat, 2023)'. CogStack's medical 'OpenGPT' has no "
+            "Hub copy; the citation names OpenChat, whose Hub data is ShareGPT GPT-4 chats. We follow the "
+            "citation (sharegpt_gpt4.json, schema items [{from, value}]) and flag it: it is not medical-only.",
+            citation="OpenChat, 2023",
+        ),
+        SourceSpec(
+            "medquad", "MedQUAD", "medical", 14_553, 1.12, "keivalya/MedQuad-MedicalQnADataset", A.medquad,
+            ("Question", "Answer"), licence="CC-BY-4.0 (MedQuAD)",
+            note="Chosen over lavita/MedQuAD because the latter keeps the ~31k rows whose MedlinePlus answers "
+            "were removed for copyright (empty answers); this copy has the 16,407 answered pairs.",
+            citation="Ben Abacha & Demner-Fushman, 2019",
+        ),
+        SourceSpec(
+            "mmlu", "MMLU", "medical", 244, 0.02, "cais/mmlu", A.mmlu, ("question", "subject", "choices", "answer"),
+            config="all", split="validation", filter=F.mmlu_filter, licence="MIT",
+            note="Footnote [§]: 13 subjects. The paper does not say which split gave 244 rows; the test split is "
+            "the MMLU benchmark, so we use validation (370 rows for these subjects) and sample 244.",
+            citation="Hendrycks et al., 2021",
+        ),
+        SourceSpec(
+            "niv2", "Niv2", "medical", 11_447, 0.88, "Muennighoff/natural-instructions", A.niv2,
+            ("task_name", "definition", "inputs", "targets"), filter=F.niv2_filter, licence="Apache-2.0",
+            note="Footnote [*]: 47 science/health/medicine tasks, not listed in the paper; we keep tasks whose "
+            "name contains a domain word (filters.NIV2_DOMAIN_WORDS), an approximation.",
+            citation="Wang et al., 2022",
+        ),
+        SourceSpec(
+            "pubhealth", "Pubhealth", "medical", 9_804, 0.76, "ImperialCollegeLondon/health_fact", A.pubhealth,
+            ("claim", "label", "explanation"), licence="MIT",
+            note="Chosen over bigbio/pubhealth (same data, BigBio script). label -1 rows are invalid and counted.",
+            citation="Kotonya & Toni, 2020",
+        ),
+        SourceSpec(
+            "medical_instruction", "Medical-Instruction", "medical", 120_000, 9.26,
+            "Mohammed-Altaf/medical-instruction-120k", A.medical_instruction, ("Conversation",), licence="MIT",
+            note="The Hub dataset by the cited author (Altaf, 2023); Baize-style '[|Human|]'/'[|AI|]' turns.",
+            citation="Altaf, 2023",
+        ),
+        SourceSpec(
+            "aci_bench", "ACI-Bench", "medical", 87, 0.01, None, A.aci_bench, ("dialogue", "note"),
+            split="train+valid", licence="CC-BY-4.0",
+            note="No official Hub copy: download the CSVs from github.com/wyim/aci-bench and put train+valid "
+            "(67 + 20 = 87 encounters, matching Table 5) as aci_bench.csv under data.local_dir.",
+            citation="Yim et al., 2023",
+        ),
+        SourceSpec(
+            "mts_dialog", "MTS-Dialog", "medical", 2_602, 0.20, None, A.mts_dialog,
+            ("section_header", "section_text", "dialogue"), licence="CC-BY-4.0",
+            note="No official Hub copy: download from github.com/abachaa/MTS-Dialog and put the training CSV "
+            "(augmented set: 2,602 is between the 1,201 original and 3,603 augmented pairs) as mts_dialog.csv "
+            "under data.local_dir.", citation="Ben Abacha et al., 2023",
+        ),
+        # ------------------------------------------------------------------ general domain
+        SourceSpec(
+            "slimorca_t0", "SlimOrca T0", "general", 109_235, 8.43, "Open-Orca/OpenOrca", A.openorca, _ORCA,
+            data_files="1M-GPT4-Augmented.parquet", filter=F.openorca_filter("t0"), licence="MIT",
+            note=_ORCA_NOTE, citation="Lian et al., 2023; Sanh et al., 2022",
+        ),
+        SourceSpec(
+            "slimorca_flan", "SlimOrca Flan", "general", 109_169, 8.42, "Open-Orca/OpenOrca", A.openorca, _ORCA,
+            data_files="1M-GPT4-Augmented.parquet", filter=F.openorca_filter("flan"), licence="MIT",
+            note=_ORCA_NOTE, citation="Lian et al., 2023; Longpre et al., 2023",
+        ),
+        SourceSpec(
+            "slimorca_cot", "SlimOrca CoT", "general", 74_172, 5.72, "Open-Orca/OpenOrca", A.openorca, _ORCA,
+            data_files="1M-GPT4-Augmented.parquet", filter=F.openorca_filter("cot"), licence="MIT",
+            note=_ORCA_NOTE, citation="Lian et al., 2023; Wei et al., 2022",
+        ),
+        SourceSpec(
+            "ultrachat", "Ultrachat", "general", 50_953, 3.93, "HuggingFaceH4/ultrachat_200k", A.ultrachat,
+            ("messages",), split="train_sft", licence="MIT",
+            note="The filtered 200k version used to train Zephyr; multi-turn chats.", citation="Ding et al., 2023",
+        ),
+    ]
+}
+
+
+def get_source(key: str) -> SourceSpec:
+    try:
+        return REGISTRY[key]
+    except KeyError:
+        raise KeyError(f"unknown data source '{key}'; registry keys: {', '.join(REGISTRY)}") from None
+
+
+def table5_frame():
+    """Table 5 as printed, plus the ratios recomputed two ways (stated grand total vs rows actually listed)."""
+    import pandas as pd
+
+    rows = [
+        {"key": s.key, "dataset": s.name, "domain": s.domain, "samples": s.paper_count, "printed_ratio": s.paper_ratio}
+        for s in REGISTRY.values()
+    ]
+    df = pd.DataFrame(rows).set_index("key")
+    listed_total = int(df["samples"].sum())
+    df["ratio_vs_stated_total"] = (100 * df["samples"] / STATED_GRAND_TOTAL).round(2)
+    df["ratio_vs_listed_rows"] = (100 * df["samples"] / listed_total).round(2)
+    return df
+
+
+def table5_totals() -> dict[str, float]:
+    """The stated totals next to what the listed rows add up to."""
+    df = table5_frame()
+    med = int(df.loc[df.domain == "medical", "samples"].sum())
+    gen = int(df.loc[df.domain == "general", "samples"].sum())
+    return {
+        "medical_listed": med,
+        "medical_stated": STATED_MEDICAL_TOTAL,
+        "medical_gap": STATED_MEDICAL_TOTAL - med,
+        "general_listed": gen,
+        "general_stated": STATED_GENERAL_TOTAL,
+        "grand_stated": STATED_GRAND_TOTAL,
+        "grand_listed": med + gen,
+        "medical_share_stated": STATED_MEDICAL_RATIO,
+        "medical_share_listed": round(100 * med / (med + gen), 2),
+    }
