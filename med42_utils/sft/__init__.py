@@ -1,0 +1,1 @@
+"""03_sft: SFTTrainer from params, launch plans, LoRA, resume."""

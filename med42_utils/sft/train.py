@@ -1,0 +1,234 @@
+"""Clinical SFT with TRL's SFTTrainer, from params (paper Table 2).
+
+    python -m med42_utils.sft.train --size tiny --run-name demo [--set sft.max_steps=10] [--resume]
+
+The same entry point runs in-process (tiny), under `accelerate launch` (FSDP, one node) and
+under SLURM (one `accelerate launch` per node); see med42_utils.launch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..manifest import require_stage, stage_done, write_manifest
+from ..models import attn_implementation
+from ..params import Params, load_params
+from ..paths import run_dir
+from ..tiny_model import resolve_base_model
+
+CHECKPOINTS = "checkpoints"
+MODEL = "model"
+
+
+def sft_dir(params: Params, run_name: str) -> Path:
+    return run_dir(params.size, run_name) / "sft"
+
+
+def build_sft_config(params: Params, output_dir: Path, **overrides: Any):
+    """SFTConfig with Table 2's values from params; packing with the params' strategy."""
+    from trl import SFTConfig
+
+    s, p = params.sft, params.packing
+    kw = dict(
+        output_dir=str(output_dir),
+        learning_rate=s.learning_rate,
+        lr_scheduler_type=s.lr_scheduler_type,
+        warmup_steps=s.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps (transformers 5)
+        optim=s.optim,
+        adam_beta1=s.adam_beta1,
+        adam_beta2=s.adam_beta2,
+        weight_decay=s.weight_decay,
+        max_steps=s.max_steps,
+        num_train_epochs=s.num_train_epochs,
+        per_device_train_batch_size=s.micro_batch_size,
+        gradient_accumulation_steps=s.gradient_accumulation_steps,
+        bf16=s.bf16,
+        gradient_checkpointing=s.gradient_checkpointing,
+        logging_steps=s.logging_steps,
+        save_steps=s.save_steps,
+        save_strategy="steps",
+        seed=s.seed,
+        data_seed=s.seed,
+        max_length=p.max_length,
+        packing=True,
+        packing_strategy=p.strategy,
+        # bfd: TRL switches to padding-free batches whose position ids restart per sample
+        report_to="none",
+        dataset_num_proc=None,
+        use_cpu=params.sft.hardware.accelerator == "cpu",
+        save_only_model=False,
+    )
+    if s.gradient_checkpointing:
+        kw["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    kw.update(overrides)
+    return SFTConfig(**kw)
+
+
+def lora_config(params: Params):
+    from peft import LoraConfig
+
+    lo = params.sft.lora
+    return LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout, target_modules=list(lo.target_modules),
+                      task_type="CAUSAL_LM", bias="none")
+
+
+def load_train_dataset(params: Params, run_name: str):
+    """02_packing's tokenized conversations (input_ids + assistant-only labels); SFTTrainer packs them."""
+    from datasets import load_from_disk
+
+    pdir = run_dir(params.size, run_name) / "packing"
+    require_stage(pdir, "02_packing.ipynb")
+    ds = load_from_disk(str(pdir / "tokenized"))
+    return ds.select_columns(["input_ids", "labels"])
+
+
+def load_model(params: Params, name_or_path: str):
+    """Full fine-tuning keeps fp32 master weights (bf16 compute via autocast / FSDP mixed precision:
+    5e-6 updates vanish in bf16 weights); LoRA loads the frozen base in the params' dtype."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    trust = params.model.trust_remote_code
+    dtype = torch.float32 if params.sft.method == "full" else getattr(torch, params.model.torch_dtype)
+    tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust)
+    model = AutoModelForCausalLM.from_pretrained(
+        name_or_path, dtype=dtype, attn_implementation=attn_implementation(params), trust_remote_code=trust
+    )
+    return model, tok
+
+
+class _StopAfter:
+    """A callback that stops training after step n (to test resuming from a checkpoint)."""
+
+    def __new__(cls, n: int):
+        from transformers import TrainerCallback
+
+        class StopAfter(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                if state.global_step >= n:
+                    control.should_save = True
+                    control.should_training_stop = True
+                return control
+
+        return StopAfter()
+
+
+def last_checkpoint(out: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(out)) if out.is_dir() else None
+
+
+def train_sft(params: Params, run_name: str, resume: bool = False, stop_after_step: int | None = None,
+              force: bool = False) -> dict:
+    """Train, save sft/model (model + tokenizer) and sft/manifest.json; returns the manifest fields."""
+    from transformers import set_seed
+    from trl import SFTTrainer
+
+    out = sft_dir(params, run_name)
+    if stage_done(out, params) and not (force or resume) and stop_after_step is None:
+        print(f"03_sft already done in {out} (force=True re-trains)")
+        return json.loads((out / "manifest.json").read_text())
+    set_seed(params.sft.seed)
+    ckpt_dir = out / CHECKPOINTS
+    if force and not resume and ckpt_dir.exists() and _is_main():
+        shutil.rmtree(ckpt_dir)
+    train = load_train_dataset(params, run_name)
+    model, tok = load_model(params, resolve_base_model(params))
+    args = build_sft_config(params, ckpt_dir)
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=train, processing_class=tok,
+        peft_config=lora_config(params) if params.sft.method == "lora" else None,
+        callbacks=[_StopAfter(stop_after_step)] if stop_after_step else None,
+    )
+    resume_from = last_checkpoint(ckpt_dir) if resume else None
+    if resume and resume_from is None:
+        print(f"no checkpoint in {ckpt_dir}; training from the start")
+    t0 = time.time()
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    wall = time.time() - t0
+    state = trainer.state
+    logs = [{k: v for k, v in e.items() if k in ("step", "loss", "learning_rate", "grad_norm", "epoch")}
+            for e in state.log_history if "loss" in e]
+    fields = {
+        "method": params.sft.method,
+        "packing_strategy": params.packing.strategy,
+        "world_size": trainer.args.world_size,
+        "global_step": state.global_step,
+        "max_steps": params.sft.max_steps,
+        "stopped_early": state.global_step < params.sft.max_steps,
+        "resumed_from": resume_from,
+        "train_loss": result.training_loss,
+        "first_loss": logs[0]["loss"] if logs else None,
+        "last_loss": logs[-1]["loss"] if logs else None,
+        "log_history": logs,
+        "train_samples": len(train),
+        "tokens_per_step": params.sft_tokens_per_step,
+        "wall_seconds": round(wall, 2),
+        "model_dir": MODEL,
+    }
+    if state.global_step < params.sft.max_steps:
+        # stopped on purpose after a checkpoint: no final model, no manifest (the stage is not done)
+        return fields
+    _save_final(trainer, params, out / MODEL, tok)
+    if _is_main():
+        write_manifest(out, "03_sft", params, **fields)
+    return fields
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _save_final(trainer, params: Params, model_dir: Path, tok) -> None:
+    """save_pretrained model + tokenizer; LoRA adapters are merged so later stages load a plain model."""
+    if trainer.is_fsdp_enabled:
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    if params.sft.method == "lora":
+        if _is_main():
+            trainer.model.save_pretrained(str(model_dir.parent / "adapter"))
+            merged = trainer.model.merge_and_unload()
+            merged.save_pretrained(str(model_dir))
+            tok.save_pretrained(str(model_dir))
+        return
+    trainer.save_model(str(model_dir))
+    if _is_main():
+        tok.save_pretrained(str(model_dir))
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"--set takes key=value (e.g. sft.max_steps=10), got {item!r}")
+        k, v = item.split("=", 1)
+        out[k] = yaml.safe_load(v)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", required=True)
+    ap.add_argument("--run-name", required=True)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override (repeatable)")
+    ap.add_argument("--resume", action="store_true", help="resume from the last checkpoint in sft/checkpoints/")
+    ap.add_argument("--stop-after-step", type=int, default=None, help="stop after this step (tests resuming)")
+    ap.add_argument("--force", action="store_true", help="re-train even if sft/manifest.json exists")
+    a = ap.parse_args(argv)
+    params = load_params(a.size, _parse_set(a.set))
+    fields = train_sft(params, a.run_name, resume=a.resume, stop_after_step=a.stop_after_step, force=a.force)
+    if _is_main():
+        print(json.dumps({k: v for k, v in fields.items() if k != "log_history"}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
