@@ -42,7 +42,7 @@ def check_battles(battles: pd.DataFrame) -> pd.DataFrame:
     missing = need - set(battles.columns)
     if missing:
         raise ValueError(f"battles lack column(s) {sorted(missing)}; need model_a, model_b, winner (+ question_id)")
-    bad = pd.Categorical(battles["winner"], categories=list(WINNERS)).codes < 0
+    bad = ~battles["winner"].isin(WINNERS).to_numpy()
     if bad.any():
         raise ValueError(f"battles: {int(bad.sum())} row(s) have winner outside {WINNERS}, e.g. "
                          f"{battles.loc[bad, 'winner'].iloc[0]!r}; drop or map them first")

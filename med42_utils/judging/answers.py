@@ -1,0 +1,99 @@
+"""Answers from each model to every question, with the model card's sampling and the same system prompt.
+
+transformers generate at size tiny (and wherever vLLM is missing); vLLM when installed for 8b/70b.
+Saved per model as answers/<model>.jsonl and resumable: questions already answered are skipped.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from ..chat import SYSTEM_PROMPT, render, with_system_prompt
+
+
+def _conv(question: str) -> list[dict]:
+    return with_system_prompt([{"role": "user", "content": question}], SYSTEM_PROMPT)
+
+
+def read_answers(path: Path) -> dict[str, str]:
+    """{question_id: answer}; a torn last line (killed run) is ignored and redone."""
+    out = {}
+    if not Path(path).exists():
+        return out
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+            out[str(rec["question_id"])] = rec["answer"]
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def pick_backend(params) -> str:
+    if params.model.base != "tiny" and importlib.util.find_spec("vllm") is not None:
+        return "vllm"
+    return "transformers"
+
+
+def _generate_transformers(params, model_path: str, questions: list[dict], batch_size: int):
+    import torch
+
+    from ..models import load_model_and_tokenizer
+
+    s = params.judge.sampling
+    model, tok = load_model_and_tokenizer(params, model_path)
+    model.eval()
+    tok.padding_side = "left"
+    eos = [i for i in {tok.eos_token_id, tok.convert_tokens_to_ids("<|eot_id|>")} if isinstance(i, int)]
+    torch.manual_seed(params.seed)
+    for i in range(0, len(questions), batch_size):
+        chunk = questions[i : i + batch_size]
+        texts = [render(tok, _conv(q["question"]), add_generation_prompt=True) for q in chunk]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            gen = model.generate(**enc, do_sample=True, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                                 max_new_tokens=s.max_new_tokens, eos_token_id=eos, pad_token_id=tok.pad_token_id)
+        new = gen[:, enc["input_ids"].shape[1]:]
+        for q, ids, text in zip(chunk, new, tok.batch_decode(new, skip_special_tokens=True)):
+            n = int((ids != tok.pad_token_id).sum())
+            yield q["id"], text.strip(), n
+
+
+def _generate_vllm(params, model_path: str, questions: list[dict]):  # pragma: no cover - needs a GPU
+    from vllm import LLM, SamplingParams
+
+    s = params.judge.sampling
+    llm = LLM(model=model_path, dtype=params.model.torch_dtype, trust_remote_code=params.model.trust_remote_code,
+              seed=params.seed)
+    sp = SamplingParams(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, max_tokens=s.max_new_tokens,
+                        seed=params.seed)
+    outs = llm.chat([_conv(q["question"]) for q in questions], sp, use_tqdm=False)
+    for q, o in zip(questions, outs):
+        yield q["id"], o.outputs[0].text.strip(), len(o.outputs[0].token_ids)
+
+
+def generate_answers(params, model_name: str, model_path: str, questions: list[dict], out_dir: Path,
+                     batch_size: int | None = None) -> dict:
+    """Answer the questions not yet in out_dir/<model_name>.jsonl; returns counts."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{model_name}.jsonl"
+    have = read_answers(path)
+    if path.exists() and not path.read_bytes().endswith(b"\n") and path.stat().st_size:
+        data = path.read_bytes()
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+    todo = [q for q in questions if str(q["id"]) not in have]
+    backend = pick_backend(params)
+    gen = (_generate_vllm(params, model_path, todo) if backend == "vllm"
+           else _generate_transformers(params, model_path, todo, batch_size or params.judge.batch_size))
+    written = 0
+    if todo:
+        with open(path, "a", encoding="utf-8") as f:
+            for qid, text, n in gen:
+                f.write(json.dumps({"question_id": str(qid), "model": model_name, "answer": text,
+                                    "new_tokens": n}, ensure_ascii=False) + "\n")
+                f.flush()
+                written += 1
+    return {"model": model_name, "path": str(path), "backend": backend, "cached": len(questions) - len(todo),
+            "generated": written}

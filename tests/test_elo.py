@@ -1,0 +1,182 @@
+"""Elo: hand-computed cases, the tie rule, order invariance, the anchor, bootstrap CIs, online Elo."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from med42_utils.judging.elo import (
+    EloScale, battle_counts, bootstrap_bt, bt_elo, elo_gap_for_win_rate, empirical_win_rate, fit_bt, leaderboard,
+    online_elo, predicted_win_rate, rank_with_ties)
+from med42_utils.judging.simulate import simulate_battles
+
+
+def _battles(rows):
+    """rows: (model_a, model_b, winner, count)."""
+    out = []
+    for a, b, w, n in rows:
+        out += [{"model_a": a, "model_b": b, "winner": w}] * n
+    df = pd.DataFrame(out)
+    df["question_id"] = [f"q{i}" for i in range(len(df))]
+    return df
+
+
+def test_75_percent_gives_400_log10_3():
+    b = _battles([("x", "y", "model_a", 60), ("x", "y", "model_b", 20)])
+    r = bt_elo(b)
+    assert r["x"] - r["y"] == pytest.approx(400 * math.log10(3), abs=0.01)  # 190.85
+    assert r.mean() == pytest.approx(1000.0)
+    assert elo_gap_for_win_rate(0.75) == pytest.approx(190.8485, abs=1e-3)
+
+
+def test_three_models_known_gaps_and_scale():
+    # x beats y 2:1, y beats z 4:1, x beats z 8:1: consistent BT odds -> exact gaps
+    b = _battles([("x", "y", "model_a", 20), ("x", "y", "model_b", 10), ("y", "z", "model_a", 40),
+                  ("y", "z", "model_b", 10), ("x", "z", "model_a", 80), ("x", "z", "model_b", 10)])
+    r = bt_elo(b)
+    assert r["x"] - r["y"] == pytest.approx(400 * math.log10(2), abs=0.02)
+    assert r["y"] - r["z"] == pytest.approx(400 * math.log10(4), abs=0.02)
+    # other scale and base: gap = scale * log_base(odds)
+    r2 = bt_elo(b, EloScale(scale=100, base=math.e, initial=0))
+    assert r2["x"] - r2["y"] == pytest.approx(100 * math.log(2), abs=0.01)
+    assert r2.mean() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_ties_count_half_each_way():
+    with_ties = _battles([("x", "y", "model_a", 2), ("x", "y", "tie", 2)])  # 3 of 4 "wins" for x
+    plain = _battles([("x", "y", "model_a", 3), ("x", "y", "model_b", 1)])
+    assert (with_ties_gap := bt_elo(with_ties).diff().iloc[-1]) == pytest.approx(bt_elo(plain).diff().iloc[-1], abs=1e-6)
+    assert abs(with_ties_gap) == pytest.approx(190.85, abs=0.01)
+    all_ties = _battles([("x", "y", "tie", 10)])
+    r = bt_elo(all_ties)
+    assert r["x"] == pytest.approx(r["y"], abs=1e-9)
+    assert empirical_win_rate(with_ties).loc["x", "y"] == pytest.approx(0.75)
+
+
+def test_order_and_position_invariance():
+    b = simulate_battles({"a": 150, "b": 0, "c": -80, "d": 40}, 60, seed=3)
+    r = bt_elo(b)
+    shuffled = b.sample(frac=1.0, random_state=7).reset_index(drop=True)
+    assert np.allclose(bt_elo(shuffled)[r.index], r, atol=1e-6)
+    swapped = b.rename(columns={"model_a": "model_b", "model_b": "model_a"}).copy()
+    swapped["winner"] = b["winner"].map({"model_a": "model_b", "model_b": "model_a", "tie": "tie"})
+    assert np.allclose(bt_elo(swapped)[r.index], r, atol=1e-6)
+    renamed = b.replace({"a": "zz", "d": "aa"})
+    r3 = bt_elo(renamed)
+    assert r3["zz"] == pytest.approx(r["a"], abs=1e-6) and r3["aa"] == pytest.approx(r["d"], abs=1e-6)
+    # online Elo is order-dependent by construction; BT is not
+    assert not np.allclose(online_elo(shuffled)[r.index], online_elo(b)[r.index])
+
+
+def test_anchor():
+    b = simulate_battles({"a": 100, "b": 0, "c": -100}, 50, seed=1)
+    free = bt_elo(b)
+    anch = bt_elo(b, anchor_model="b", anchor_value=1114.0)
+    assert anch["b"] == pytest.approx(1114.0)
+    assert np.allclose((anch - anch["b"]).to_numpy(), (free - free["b"]).to_numpy())
+    bs = bootstrap_bt(b, 50, anchor_model="b", anchor_value=1114.0)
+    assert np.allclose(bs["b"], 1114.0)
+    with pytest.raises(ValueError, match="anchor_model 'nobody'"):
+        bt_elo(b, anchor_model="nobody", anchor_value=1.0)
+    with pytest.raises(ValueError, match="both"):
+        bt_elo(b, anchor_model="b")
+
+
+def test_recovers_true_ratings_and_matches_plain_logistic_regression():
+    from scipy.optimize import minimize
+
+    true = {"a": 300.0, "b": 100.0, "c": 0.0, "d": -400.0}
+    b = simulate_battles(true, 400, seed=5)
+    r = bt_elo(b, EloScale(initial=0.0))
+    for m, v in true.items():
+        assert r[m] == pytest.approx(v - np.mean(list(true.values())), abs=25)
+    # the same MLE by a generic optimiser on one row per battle
+    models = sorted(true)
+    ia = b.model_a.map(models.index).to_numpy()
+    ib = b.model_b.map(models.index).to_numpy()
+    y = (b.winner == "model_a").to_numpy(float)
+
+    def nll(c):
+        z = math.log(10) / 400 * (c[ia] - c[ib])
+        return np.sum(np.logaddexp(0, -z) * y + np.logaddexp(0, z) * (1 - y))
+
+    c = minimize(nll, np.zeros(4), method="BFGS").x
+    assert np.allclose(c - c.mean(), r[models].to_numpy(), atol=0.05)
+
+
+def test_separated_data_stays_finite():
+    b = _battles([("x", "y", "model_a", 10)])
+    r = bt_elo(b)
+    assert np.isfinite(r).all() and r["x"] > r["y"] + 800
+
+
+def test_fit_batched_equals_one_by_one():
+    W = np.array([[[0, 3, 5], [1, 0, 2], [1, 4, 0]], [[0, 1, 1], [2, 0, 1], [3, 3, 0]]], float)
+    batch = fit_bt(W)
+    for k in range(2):
+        assert np.allclose(batch[k], fit_bt(W[k]), atol=1e-6)
+
+
+def test_bootstrap_intervals_cover_and_question_bootstrap_is_wider_for_correlated_battles():
+    b = simulate_battles({"a": 60, "b": 0, "c": -60}, 150, seed=2, question_sd=250)
+    point = bt_elo(b)
+    bb = bootstrap_bt(b, 300, by="battle", seed=1)
+    bq = bootstrap_bt(b, 300, by="question", seed=1)
+    assert bb.shape == (300, 3) and list(bb.columns) == ["a", "b", "c"]
+    for bs in (bb, bq):
+        assert ((bs.quantile(0.025) < point) & (point < bs.quantile(0.975))).all()
+    wb = (bb.quantile(0.975) - bb.quantile(0.025)).mean()
+    wq = (bq.quantile(0.975) - bq.quantile(0.025)).mean()
+    assert wq > 1.2 * wb  # battles within a question share an effect: resampling questions is honest
+    lb = leaderboard(point, {"battle": bb, "question": bq}, b)
+    assert list(lb.columns[:5]) == ["elo", "lower_battle", "upper_battle", "lower_question", "upper_question"]
+    assert (lb["battles"] == 2 * 150 * 2).all()
+    with pytest.raises(ValueError, match="question_id"):
+        bootstrap_bt(b.drop(columns="question_id"), 10, by="question")
+
+
+def test_bootstrap_is_seeded():
+    b = simulate_battles({"a": 60, "b": 0}, 30, seed=2)
+    assert bootstrap_bt(b, 20, seed=4).equals(bootstrap_bt(b, 20, seed=4))
+    assert not bootstrap_bt(b, 20, seed=4).equals(bootstrap_bt(b, 20, seed=5))
+
+
+def test_rank_with_ties_by_overlapping_intervals():
+    lo = pd.Series({"a": 1100, "b": 1080, "c": 900, "d": 850})
+    hi = pd.Series({"a": 1200, "b": 1150, "c": 1000, "d": 1090})
+    rank = rank_with_ties(lo, hi)
+    assert rank.to_dict() == {"a": 1, "b": 1, "c": 3, "d": 2}
+
+
+def test_online_elo_hand_computed():
+    b = _battles([("x", "y", "model_a", 1)])
+    r = online_elo(b, k=4)
+    assert r["x"] == pytest.approx(1002.0) and r["y"] == pytest.approx(998.0)
+    b2 = _battles([("x", "y", "model_a", 1), ("y", "x", "tie", 1)])
+    r2 = online_elo(b2, k=4)
+    e_y = 1 / (1 + 10 ** ((1002 - 998) / 400))
+    assert r2["y"] == pytest.approx(998 + 4 * (0.5 - e_y))
+    assert r2.sum() == pytest.approx(2000.0)
+
+
+def test_win_rate_matrices_and_counts():
+    b = _battles([("x", "y", "model_a", 3), ("y", "x", "model_a", 1)])
+    emp = empirical_win_rate(b)
+    assert emp.loc["x", "y"] == pytest.approx(0.75) and emp.loc["y", "x"] == pytest.approx(0.25)
+    pred = predicted_win_rate(bt_elo(b))
+    assert pred.loc["x", "y"] == pytest.approx(0.75, abs=1e-6)
+    assert np.isnan(pred.loc["x", "x"])
+    assert battle_counts(b).loc["x", "y"] == 4
+
+
+def test_bad_battles_are_named():
+    with pytest.raises(ValueError, match="winner"):
+        bt_elo(pd.DataFrame({"model_a": ["x"], "model_b": ["y"], "winner": ["A"]}))
+    with pytest.raises(ValueError, match="model_b"):
+        bt_elo(pd.DataFrame({"model_a": ["x"], "winner": ["tie"]}))
+    with pytest.raises(ValueError, match="itself"):
+        bt_elo(pd.DataFrame({"model_a": ["x"], "model_b": ["x"], "winner": ["tie"]}))
+    with pytest.raises(ValueError, match="no battles"):
+        bt_elo(pd.DataFrame({"model_a": [], "model_b": [], "winner": []}))
