@@ -17,6 +17,7 @@ from .dedup import add_dedup_columns, exact_keep_mask, near_keep_mask
 from .loading import load_source
 from .mixture import check_targets, mixture_frame, sample_indices, source_column
 from .registry import REGISTRY, SourceSpec
+from .text import conversation_text
 
 FUNNEL_STEPS = ("raw", "filtered", "valid", "exact_dedup", "near_dedup", "decontaminated", "sampled")
 MIN_ROWS_PER_PROC = 2_000  # below this a worker pool costs more than it saves
@@ -197,7 +198,11 @@ def curate(
             decontam[r.source][b] = decontam[r.source].get(b, 0) + 1
     for key, v in bad.source.value_counts().items():
         drops.append({"source": key, "step": "decontaminated", "reason": "benchmark question overlap", "count": int(v)})
-    examples["decontaminated"] = bad[["id", "contaminated_question"]].head(10).to_dict("records")
+    shown = bad.head(10)
+    texts = [conversation_text(m)[:300] for m in ds.select(shown.index.to_numpy())["messages"]] if len(shown) else []
+    examples["decontaminated"] = [
+        {"id": r.id, "question": r.contaminated_question, "text": t} for r, t in zip(shown.itertuples(), texts)
+    ]
     ds = ds.select(np.flatnonzero((flags.contaminated_by == "").to_numpy()))
     ds = ds.remove_columns(["contaminated_by", "contaminated_question"])
     step_counts(ds, "decontaminated")

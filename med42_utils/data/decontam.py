@@ -1,15 +1,33 @@
 """Decontamination: drop SFT rows that contain a benchmark question, by word n-gram overlap.
 
 A row is contaminated by a benchmark question when at least `threshold` of the question's word n-grams
-(normalized text) occur in the row's user+assistant text. Questions shorter than n words count as one
-gram (the whole question), so they must appear verbatim (after normalization).
+(normalized text) occur in the row's user+assistant text.
+
+Multiple-choice questions arrive as stem + option lines ("A. ...", optionally under an "Options:" label).
+A stem of at least n words is compared alone, so a leak is caught whatever the option order or format.
+A shorter stem ("Koplik spots are seen in") is too generic to compare alone, so stem + options (label
+dropped) are compared; such a question is caught only with its options in the same order (a known limit).
 """
 from __future__ import annotations
+
+import re
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from .text import conversation_text, ngrams, words
+
+_OPTION_LINE = re.compile(r"^\s*\(?[A-Ja-j][.):]\s+\S")
+_LABEL_LINE = re.compile(r"^\s*(options|choices|answer choices)\s*:?\s*$", re.IGNORECASE)
+
+
+def question_tokens(question: str, n: int) -> list[str]:
+    """The words of a benchmark question to compare: the stem alone if it has >= n words, else stem + options."""
+    lines = [ln for ln in question.splitlines() if not _LABEL_LINE.match(ln)]
+    stem = [ln for ln in lines if not _OPTION_LINE.match(ln)]
+    options = [ln for ln in lines if _OPTION_LINE.match(ln)]
+    stem_toks = words("\n".join(stem))
+    return stem_toks if len(stem_toks) >= n or not options else stem_toks + words("\n".join(options))
 
 
 class BenchmarkInputError(ValueError):
@@ -40,7 +58,7 @@ def build_index(benchmarks: dict[str, list[str]], n: int, threshold: float) -> D
         for qi, q in enumerate(questions):
             if not isinstance(q, str):
                 raise BenchmarkInputError(f"benchmark '{name}' question {qi} is {type(q).__name__}, not str")
-            toks = words(q)
+            toks = question_tokens(q, n)
             if not toks:
                 continue
             gs = ngrams(toks, n)

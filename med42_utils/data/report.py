@@ -1,0 +1,48 @@
+"""Plots and display tables for 01_data_curation: the mixture against Table 5, length distributions."""
+from __future__ import annotations
+
+from .registry import REGISTRY
+from .text import conversation_text
+
+
+def plot_mixture(mix, ax=None):
+    """Horizontal bars: Table 5's printed ratio vs the achieved share of each source (%)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 7))
+    y = np.arange(len(mix))
+    ax.barh(y - 0.2, mix["paper_ratio"], height=0.4, label="Table 5 (printed, % of 1,296,471)")
+    ax.barh(y + 0.2, mix["achieved_ratio"], height=0.4, label="this run (% of curated rows)")
+    ax.set_yticks(y, [REGISTRY[k].name for k in mix.index])
+    ax.invert_yaxis()
+    ax.set_xlabel("share of the mixture (%)")
+    ax.legend(loc="lower right")
+    return ax
+
+
+def length_frame(ds):
+    """Words per example (user+assistant) and number of turns, per source."""
+    import pandas as pd
+
+    df = ds.select_columns(["source", "messages"]).to_pandas()
+    return pd.DataFrame({
+        "source": df["source"],
+        "words": [len(conversation_text(list(m)).split()) for m in df["messages"]],
+        "turns": [sum(1 for t in m if t["role"] != "system") for m in df["messages"]],
+    })
+
+
+def plot_lengths(lengths, ax=None):
+    """Box plot of words per example for each source."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 6))
+    keys = [k for k in REGISTRY if k in set(lengths["source"])]
+    ax.boxplot([lengths.loc[lengths.source == k, "words"] for k in keys], vert=False, tick_labels=keys)
+    ax.set_xscale("log")
+    ax.set_xlabel("words per example (user + assistant)")
+    ax.invert_yaxis()
+    return ax
