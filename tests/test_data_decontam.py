@@ -1,0 +1,55 @@
+"""Decontamination: a planted benchmark question is removed, a near-miss is kept."""
+from __future__ import annotations
+
+from datasets import Dataset
+
+from med42_utils.data.decontam import add_contamination_column, build_index, contaminating, question_tokens
+
+LONG_Q = ("A 3-week-old boy has projectile non-bilious vomiting after every feed and a palpable olive-shaped mass "
+          "in the epigastrium. What is the most likely diagnosis?\nOptions:\nA. Duodenal atresia\n"
+          "B. Hypertrophic pyloric stenosis\nC. Malrotation\nD. Reflux")
+SHORT_Q = "Koplik spots are seen in\nOptions:\nA. Mumps\nB. Rubella\nC. Measles\nD. Chickenpox"
+BENCH = {"medqa": [LONG_Q], "medmcqa": [SHORT_Q, "Which of the following is true?\nA. x\nB. y"]}
+
+
+def test_planted_long_question_is_removed_even_with_reordered_options():
+    idx = build_index(BENCH, n=8, threshold=0.5)
+    row = ("A 3-week-old boy has projectile non-bilious vomiting after every feed and a palpable olive-shaped mass in "
+           "the epigastrium. What is the most likely diagnosis?\n\nA. Reflux\nB. Malrotation\nC. Duodenal atresia\n"
+           "D. Hypertrophic pyloric stenosis\nAnswer: D")
+    assert contaminating(row, idx) == [("medqa", 0)]
+
+
+def test_near_miss_sharing_a_phrase_is_kept():
+    idx = build_index(BENCH, n=8, threshold=0.5)
+    near_miss = ("A 3-week-old girl has bilious vomiting and a distended abdomen on the second day of life. "
+                 "What is the most likely diagnosis? Answer: malrotation with volvulus.")
+    assert contaminating(near_miss, idx) == []
+
+
+def test_short_stem_needs_its_options():
+    idx = build_index(BENCH, n=8, threshold=0.5)
+    assert question_tokens(SHORT_Q, 8)[-1] == "chickenpox"  # short stem: options included, label dropped
+    assert "options" not in question_tokens(SHORT_Q, 8)
+    assert contaminating("Koplik spots are seen in\nA. Mumps\nB. Rubella\nC. Measles\nD. Chickenpox\nAnswer: C", idx) == [("medmcqa", 0)]
+    # a generic short stem alone does not flag every row that contains it
+    assert contaminating("Which of the following is true? The heart has four chambers.", idx) == []
+
+
+def test_threshold_and_n_from_params_matter():
+    q = {"b": ["one two three four five six seven eight nine ten eleven twelve"]}
+    text = "one two three four five six seven eight nine ten and more words"
+    assert contaminating(text, build_index(q, n=4, threshold=0.5)) == [("b", 0)]   # 7 of 9 grams
+    assert contaminating(text, build_index(q, n=4, threshold=0.9)) == []
+    assert contaminating(text, build_index(q, n=11, threshold=0.5)) == []          # 0 of 2 grams
+
+
+def test_column_names_the_benchmarks():
+    idx = build_index(BENCH, n=8, threshold=0.5)
+    ds = Dataset.from_dict({"messages": [
+        [{"role": "system", "content": LONG_Q}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+        [{"role": "user", "content": LONG_Q}, {"role": "assistant", "content": "B"}],
+    ]})
+    out = add_contamination_column(ds, idx, num_proc=None)
+    assert out["contaminated_by"] == ["", "medqa"]  # system prompts are not compared
+    assert out["contaminated_question"] == ["", "medqa:0"]

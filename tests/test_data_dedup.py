@@ -1,0 +1,60 @@
+"""Exact and near-duplicate removal (datasketch MinHash LSH) across sources, with counts per source."""
+from __future__ import annotations
+
+import numpy as np
+from datasets import Dataset
+
+from med42_utils.data.dedup import Signer, add_dedup_columns, exact_hash, exact_keep_mask, near_keep_mask
+
+BASE = (
+    "Regular exercise lowers resting blood pressure, improves cholesterol, helps control weight and blood sugar "
+    "and strengthens the heart muscle so that it pumps more blood with every beat. Adults should aim for at least "
+    "one hundred and fifty minutes of moderate activity such as brisk walking each week, plus strength work twice "
+    "a week, and people with heart disease should ask their doctor which activities are safe for them."
+)
+OTHER = (
+    "Iron deficiency anaemia is the commonest anaemia worldwide. It causes fatigue and pallor, a low mean corpuscular "
+    "volume and a low ferritin; treatment is oral iron and finding the cause of blood loss, such as heavy periods or a "
+    "bleeding lesion of the gut in older adults, which needs endoscopy."
+)
+
+
+def _chat(user, answer):
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+
+
+def _ds(rows):
+    return Dataset.from_dict({"id": [f"r{i}" for i in range(len(rows))], "source": [s for s, _ in rows], "messages": [m for _, m in rows]})
+
+
+def test_exact_hash_ignores_case_punctuation_and_spacing():
+    assert exact_hash("What is Virchow's triad?") == exact_hash("what is virchow s   triad")
+    assert exact_hash("What is Virchow's triad?") != exact_hash("What is Virchow's law?")
+    assert exact_keep_mask(["a", "b", "a", "c", "b"]).tolist() == [True, True, False, True, False]
+
+
+def test_minhash_estimates_similarity():
+    sign = Signer(num_perm=128, shingle_size=5)
+    a, b, c = sign(BASE), sign(BASE.replace("brisk walking", "fast walking")), sign(OTHER)
+    assert np.mean(a == b) > 0.8
+    assert np.mean(a == c) < 0.2
+    assert np.array_equal(a, Signer(128, 5)(BASE))  # deterministic across signers (and processes)
+
+
+def test_near_duplicates_removed_across_sources_first_kept():
+    ds = _ds([
+        ("opengpt", _chat("Benefits of exercise for the heart?", BASE)),
+        ("ultrachat", _chat("What are the benefits of exercise for the heart?", BASE.replace("brisk walking", "fast walking"))),
+        ("medquad", _chat("What is iron deficiency anaemia?", OTHER)),
+        ("mediqa", _chat("Tell me about the heart.", "The heart is a muscular pump with four chambers.")),
+    ])
+    ds = add_dedup_columns(ds, num_perm=128, shingle_size=5, near=True, num_proc=None)
+    keep = near_keep_mask(ds, num_perm=128, threshold=0.8)
+    assert keep.tolist() == [True, False, True, True]
+
+
+def test_near_dedup_keeps_distinct_rows_and_threshold_matters():
+    half = " ".join(BASE.split()[: len(BASE.split()) // 2])
+    ds = _ds([("a", _chat("q", BASE)), ("b", _chat("q", half + " " + OTHER))])
+    ds = add_dedup_columns(ds, num_perm=128, shingle_size=5, near=True, num_proc=None)
+    assert near_keep_mask(ds, 128, 0.8).tolist() == [True, True]
