@@ -94,3 +94,18 @@ def size_plan(params: Params) -> list[StagePlan]:
             f"beta {d.beta}, lr {d.learning_rate:g}",
         ),
     ]
+
+
+def runnable_sizes(report: dict | None = None) -> dict[str, dict[str, str]]:
+    """For every params size: can this machine run its SFT and DPO stages, and why (not)."""
+    from .params import load_params, valid_sizes
+
+    report = report or environment_report()
+    out = {}
+    for size in valid_sizes():
+        p = load_params(size)
+        out[size] = {}
+        for stage, hw in (("sft", p.sft.hardware), ("dpo", p.dpo.hardware)):
+            ok, why = can_run(hw, report)
+            out[size][stage] = ("yes: " if ok else "no: ") + why
+    return out
