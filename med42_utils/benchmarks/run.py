@@ -1,0 +1,152 @@
+"""Run the med42_* lm-eval tasks over a list of models through lm-eval's Python API.
+
+tiny: the model is loaded in memory and handed to lm-eval's HFLM. 8b/70b: lm-eval gets the path or
+Hub id (HF backend, or vLLM when params.eval.backend is 'vllm' and vllm is installed). Both apply the
+chat template and the model card's system prompt when params say so (paper section 3).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+from ..chat import SYSTEM_PROMPT
+from ..params import Params
+from ..paths import resolve
+from .data import BENCHMARKS, TASK_TO_KEY, load_benchmark
+
+TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+
+
+def check_tasks(tasks: list[str]) -> list[str]:
+    """Every name must be one of our med42_* tasks (a typo would otherwise fail deep inside lm-eval)."""
+    unknown = [t for t in tasks if t not in TASK_TO_KEY]
+    if unknown:
+        raise ValueError(f"unknown task(s) {', '.join(unknown)} in eval.tasks; known: {', '.join(TASK_TO_KEY)}")
+    return list(tasks)
+
+
+def task_metadata(params: Params) -> dict[str, Any]:
+    """What the tasks' custom_dataset hooks read: where the benchmark rows come from."""
+    ddir = params.eval.data_dir
+    if params.eval.data_source == "local" and not ddir:
+        raise ValueError("eval.data_source is 'local' but eval.data_dir is not set; point it at a folder of <benchmark>.jsonl files")
+    return {"med42_data_source": params.eval.data_source, "med42_data_dir": str(resolve(ddir)) if ddir else None}
+
+
+def task_manager(params: Params):
+    """Our task folder only: indexing lm-eval's ~14,000 built-in task YAMLs costs a minute on 2 cores."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=task_metadata(params))
+
+
+def chance_levels(params: Params, tasks: list[str]) -> dict[str, float]:
+    """Accuracy of uniform guessing per task, over the same rows lm-eval scores (limit included)."""
+    out = {}
+    for t in check_tasks(tasks):
+        docs = load_benchmark(TASK_TO_KEY[t], params.eval.data_source, task_metadata(params)["med42_data_dir"]).docs
+        docs = docs[: params.eval.limit] if params.eval.limit else docs
+        out[t] = sum(1 / len(d["choices"]) for d in docs) / len(docs)
+    return out
+
+
+def make_lm(params: Params, name_or_path: str):
+    """An lm-eval model for one checkpoint: in-memory HFLM at tiny, a path for 8b/70b (HF or vLLM)."""
+    from lm_eval.models.huggingface import HFLM
+
+    from ..models import attn_implementation, load_model_and_tokenizer
+
+    e = params.eval
+    if params.model.base == "tiny":
+        model, tokenizer = load_model_and_tokenizer(params, name_or_path)
+        model.eval()
+        return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=e.batch_size)
+    if e.backend == "vllm":
+        if importlib.util.find_spec("vllm") is None:
+            raise RuntimeError("eval.backend is 'vllm' but vllm is not installed; pip install vllm on the GPU node, or set eval.backend: hf")
+        from lm_eval.models.vllm_causallms import VLLM
+        import torch
+
+        return VLLM(pretrained=name_or_path, dtype=params.model.torch_dtype, batch_size="auto",
+                    tensor_parallel_size=max(torch.cuda.device_count(), 1),
+                    trust_remote_code=params.model.trust_remote_code)
+    return HFLM(pretrained=name_or_path, dtype=params.model.torch_dtype, batch_size=e.batch_size,
+                attn_implementation=attn_implementation(params), parallelize=params.size == "70b",
+                trust_remote_code=params.model.trust_remote_code)
+
+
+def evaluate(params: Params, lm, tasks: list[str] | None = None, log_samples: bool = False) -> dict:
+    """simple_evaluate on our tasks, zero-shot, chat template and system prompt as params say.
+
+    log_samples=True keeps the scored requests (context, continuation) per doc under results["samples"].
+    """
+    from lm_eval import simple_evaluate
+
+    e = params.eval
+    return simple_evaluate(
+        model=lm,
+        tasks=check_tasks(tasks or e.tasks),
+        num_fewshot=0,
+        limit=e.limit,
+        apply_chat_template=e.apply_chat_template,
+        system_instruction=SYSTEM_PROMPT if e.system_prompt else None,
+        task_manager=task_manager(params),
+        log_samples=log_samples,
+        random_seed=params.seed,
+        numpy_random_seed=params.seed,
+        torch_random_seed=params.seed,
+        fewshot_random_seed=params.seed,
+    )
+
+
+def scores(results: dict) -> dict[str, dict[str, float]]:
+    """{task: {acc, acc_norm, acc_stderr, n}} from lm-eval's results dict."""
+    out = {}
+    for task, r in results["results"].items():
+        out[task] = {
+            "acc": r["acc,none"],
+            "acc_norm": r["acc_norm,none"],
+            "acc_stderr": r.get("acc_stderr,none"),
+            "n": results.get("n-samples", {}).get(task, {}).get("effective", r.get("sample_len")),
+        }
+    return out
+
+
+def save_raw(results: dict, path: Path) -> Path:
+    """lm-eval's results as JSON (per-sample logs left out)."""
+    from lm_eval.utils import handle_non_serializable
+
+    doc = {k: v for k, v in results.items() if k != "samples"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, default=handle_non_serializable))
+    return path
+
+
+def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] | None = None) -> dict[str, dict]:
+    """Evaluate each model stage (base, sft, dpo_round1..3) in turn; raw JSON to out_dir/raw/<stage>.json.
+
+    Returns {stage: {"model": path or Hub id, "raw": file, "scores": {task: {...}}}}.
+    """
+    from ..models import resolve_model
+
+    stages = models or params.eval.models
+    check_tasks(params.eval.tasks)
+    paths = {s: resolve_model(params, run_name, s) for s in stages}  # fail before any run if one is missing
+    out = {}
+    for stage, path in paths.items():
+        print(f"[{stage}] evaluating {path} on {len(params.eval.tasks)} tasks")
+        lm = make_lm(params, path)
+        results = evaluate(params, lm)
+        raw = save_raw(results, Path(out_dir) / "raw" / f"{stage}.json")
+        out[stage] = {"model": str(path), "raw": str(raw), "scores": scores(results)}
+        del lm
+    return out
+
+
+def dropped_rows(params: Params) -> dict[str, dict[str, int]]:
+    """Rows left out per benchmark and reason (e.g. USMLE image questions), for the manifest."""
+    md = task_metadata(params)
+    return {k: load_benchmark(k, md["med42_data_source"], md["med42_data_dir"]).dropped
+            for k in (TASK_TO_KEY[t] for t in params.eval.tasks) if k in BENCHMARKS}

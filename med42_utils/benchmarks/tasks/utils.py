@@ -1,0 +1,28 @@
+"""Data hooks for the med42_* lm-eval tasks (used with --include_path / TaskManager(include_path=...)).
+
+Each task's `custom_dataset` calls one loader below. lm-eval passes the task metadata as keyword
+arguments: `med42_data_source` (hub | local | bundled; default hub) and `med42_data_dir` choose where
+the rows come from, e.g. on the CLI: --metadata '{"med42_data_source": "bundled"}'.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import datasets
+
+from med42_utils.benchmarks.data import load_benchmark
+
+
+def load_docs(key: str, **metadata) -> datasets.DatasetDict:
+    """The benchmark's normalized docs as the task's 'test' split."""
+    loaded = load_benchmark(key, metadata.get("med42_data_source") or "hub", metadata.get("med42_data_dir"))
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(loaded.docs)})
+
+
+load_mmlu_medical = partial(load_docs, "mmlu_medical")
+load_mmlu_pro_health = partial(load_docs, "mmlu_pro_health")
+load_medmcqa = partial(load_docs, "medmcqa")
+load_medqa = partial(load_docs, "medqa")
+load_usmle = partial(load_docs, "usmle")
+load_pubmedqa = partial(load_docs, "pubmedqa")
+load_toxigen = partial(load_docs, "toxigen")
