@@ -106,10 +106,37 @@ def ensure_pad_token(tokenizer) -> None:
         tokenizer.pad_token = pad if pad in tokenizer.get_vocab() else tokenizer.eos_token
 
 
+def enable_cpu_fsdp() -> bool:
+    """Work-around: accelerate 1.15 turns `use_cpu` + FSDP into plain DDP (MULTI_CPU) and ignores the FSDP
+    config. When `accelerate launch` set up FSDP (ACCELERATE_USE_FSDP) for several CPU processes, build the
+    accelerator state here with the launcher's FSDP plugin (FSDP2 runs on gloo) and let the trainer reuse it.
+    Returns True when it did so (the trainer must then get accelerator_config use_configured_state)."""
+    import os
+
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true" or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return False
+    import torch
+
+    if torch.cuda.is_available():
+        return False
+    from accelerate import Accelerator
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    state = Accelerator(cpu=True).state
+    if state.distributed_type != DistributedType.FSDP:
+        state.fsdp_plugin = FullyShardedDataParallelPlugin()  # reads the FSDP_* settings accelerate launch exported
+        state.distributed_type = DistributedType.FSDP
+        PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    return True
+
+
 def build_trainer(params: Params, init_path: str, train_dataset, output_dir: str | Path, **config_extra):
     """DPOTrainer whose policy AND frozen reference are both loaded from init_path."""
     from trl import DPOTrainer
 
+    if params.dpo.hardware.accelerator == "cpu" and enable_cpu_fsdp():
+        config_extra.setdefault("accelerator_config", {"use_configured_state": True})
     model, tokenizer = load_model_and_tokenizer(params, init_path)
     ensure_pad_token(tokenizer)
     args = build_dpo_config(params, output_dir, **config_extra)
@@ -151,6 +178,8 @@ def train_round(params: Params, run_name: str, name: str) -> dict[str, Any]:
     trainer = build_trainer(params, init_path, ds, out / "trainer")
     result = trainer.train()
     model_dir = out / "model"
+    if trainer.is_fsdp_enabled:  # one consolidated checkpoint that from_pretrained can read
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(model_dir))
     fields: dict[str, Any] = {}
     if trainer.is_world_process_zero():
@@ -169,6 +198,9 @@ def train_round(params: Params, run_name: str, name: str) -> dict[str, Any]:
             train_pairs=len(ds),
             rows=report.as_dict(),
             world_size=trainer.accelerator.num_processes,
+            distributed_type=str(trainer.accelerator.distributed_type.value),
+            fsdp=bool(trainer.is_fsdp_enabled),
+            reference_wrapped=type(trainer.ref_model).__name__ if trainer.ref_model is not None else None,
             global_steps=trainer.state.global_step,
             train_loss=result.training_loss,
             final={k: last.get(k) for k in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")},
