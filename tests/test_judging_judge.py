@@ -137,3 +137,16 @@ def test_make_judge_openai_from_params(tiny_params, stub_server, monkeypatch):
     j = make_judge(p)
     stub.replies = [(200, "[RESULT] A")]
     assert isinstance(j, OpenAIJudge) and j.compare("q", "a", "b").winner == "A"
+
+
+def test_transformers_judge_generates_and_never_crashes(tiny_params):
+    p = tiny_params.model_copy(deep=True)
+    p.judge.backend = "transformers"
+    p.judge.judge_sampling.max_new_tokens = 6
+    judge = make_judge(p)
+    assert judge.name == "transformers:tiny"
+    vs = judge.compare_many([("What causes anemia?", "Iron deficiency.", "Blood loss."), ("Q?", "a", "b", "ref")])
+    for v in vs:  # a random tiny model rarely writes "[RESULT] A"; either way the verdict is well-formed
+        assert isinstance(v.raw, str) and v.attempts in (1, 2)
+        assert (v.winner in ("A", "B")) == (v.reason is None)
+        assert v.winner is not None or v.attempts == p.judge.max_retries + 1
