@@ -106,6 +106,17 @@ srun --kill-on-bad-exit=1 bash -c '{accelerate_line}'
 """
 
 
+def override_args(overrides: dict | None) -> list[str]:
+    """Params overrides as `--set key=value` arguments for the stage's entry point (None values skipped)."""
+    import json
+
+    out: list[str] = []
+    for k, v in (overrides or {}).items():
+        if v is not None:
+            out += ["--set", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
+    return out
+
+
 def plan_launch(
     params: Params,
     stage: Literal["sft", "dpo"],

@@ -52,7 +52,7 @@ def build_sft_config(params: Params, output_dir: Path, **overrides: Any):
         per_device_train_batch_size=s.micro_batch_size,
         gradient_accumulation_steps=s.gradient_accumulation_steps,
         bf16=s.bf16,
-        gradient_checkpointing=s.gradient_checkpointing,
+        activation_checkpointing=s.gradient_checkpointing,  # transformers 5 name of gradient checkpointing
         logging_steps=s.logging_steps,
         save_steps=s.save_steps,
         save_strategy="steps",
@@ -68,7 +68,7 @@ def build_sft_config(params: Params, output_dir: Path, **overrides: Any):
         save_only_model=False,
     )
     if s.gradient_checkpointing:
-        kw["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+        kw["activation_checkpointing_kwargs"] = {"use_reentrant": False}
     cpu_fsdp = cpu_fsdp_requested(params)
     if cpu_fsdp is not None:
         kw.update(trainer_fsdp_args(cpu_fsdp))
@@ -154,6 +154,8 @@ def train_sft(params: Params, run_name: str, resume: bool = False, stop_after_st
         peft_config=lora_config(params) if params.sft.method == "lora" else None,
         callbacks=[_StopAfter(stop_after_step)] if stop_after_step else None,
     )
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trainer.model.parameters())
     resume_from = last_checkpoint(ckpt_dir) if resume else None
     if resume and resume_from is None:
         print(f"no checkpoint in {ckpt_dir}; training from the start")
@@ -179,6 +181,8 @@ def train_sft(params: Params, run_name: str, resume: bool = False, stop_after_st
         "last_loss": logs[-1]["loss"] if logs else None,
         "log_history": logs,
         "train_samples": len(train),
+        "trainable_parameters": trainable,
+        "total_parameters": total,
         "tokens_per_step": params.sft_tokens_per_step,
         "wall_seconds": round(wall, 2),
         "model_dir": MODEL,
@@ -227,7 +231,10 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise SystemExit(f"--set takes key=value (e.g. sft.max_steps=10), got {item!r}")
         k, v = item.split("=", 1)
-        out[k] = yaml.safe_load(v)
+        try:  # JSON first: YAML 1.1 reads 5e-06 as a string
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = yaml.safe_load(v)
     return out
 
 

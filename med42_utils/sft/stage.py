@@ -1,0 +1,55 @@
+"""Notebook-facing helpers of 03_sft: the launch plan, running it, plots, a sample generation."""
+from __future__ import annotations
+
+from ..chat import SYSTEM_PROMPT
+from ..hardware import require_hardware
+from ..launch import LaunchPlan, execute, override_args, plan_launch
+from ..params import Params
+
+MODULE = "med42_utils.sft.train"
+
+
+def sft_plan(params: Params, run_name: str, overrides: dict | None = None, force: bool = False) -> LaunchPlan:
+    """The launch plan of SFT for these params (overrides travel to the entry point as --set)."""
+    extra = override_args(overrides) + (["--force"] if force else [])
+    return plan_launch(params, "sft", run_name, MODULE, extra)
+
+
+def check_hardware(params: Params, dry_run: bool) -> None:
+    """Fail fast on a machine that cannot run this size, unless only the plan is wanted."""
+    if not dry_run:
+        require_hardware(params.sft.hardware, f"03_sft at size {params.size}")
+
+
+def run_sft(plan: LaunchPlan) -> None:
+    """Run the plan: in-process for tiny, `accelerate launch` / SLURM for GPU sizes."""
+    execute(plan)
+
+
+def plot_training(log_history: list[dict]):
+    """Loss and learning rate against step, from the trainer's logs."""
+    import matplotlib.pyplot as plt
+
+    steps = [e["step"] for e in log_history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    a.plot(steps, [e["loss"] for e in log_history], marker="o")
+    a.set(xlabel="step", ylabel="training loss (assistant tokens)", title="SFT loss")
+    b.plot(steps, [e["learning_rate"] for e in log_history], marker=".", color="tab:orange")
+    b.set(xlabel="step", ylabel="learning rate", title="linear warmup, cosine decay")
+    fig.tight_layout()
+    return fig
+
+
+def generate(params: Params, model_path: str, question: str, max_new_tokens: int = 48) -> str:
+    """Greedy answer of a model to a clinical question, with the model card's system prompt."""
+    import torch
+
+    from ..models import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(params, model_path)
+    msgs = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
+    enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tok.pad_token_id)
+    return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
