@@ -133,6 +133,7 @@ def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] |
 
     stages = models or params.eval.models
     check_tasks(params.eval.tasks)
+    task_metadata(params)
     paths = {s: resolve_model(params, run_name, s) for s in stages}  # fail before any run if one is missing
     out = {}
     for stage, path in paths.items():
