@@ -1,0 +1,122 @@
+"""Round chaining: round N>1 starts from AND references round N-1's saved weights; skip/force; missing rounds."""
+from __future__ import annotations
+
+import shutil
+import uuid
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from med42_utils.manifest import StageMissingError, read_manifest, write_manifest
+from med42_utils.models import stage_model_dir
+from med42_utils.params import load_params
+from med42_utils.paths import run_dir
+
+FAST = {"dpo.max_samples_per_source": 4, "dpo.warmup_ratio": 0.0}
+
+
+def make_sft_standin(params, run_name, base_path):
+    """The tiny base model saved as if 03_sft had produced it (a stand-in; never committed)."""
+    d = stage_model_dir(params, run_name, "sft")
+    shutil.copytree(base_path, d)
+    write_manifest(d.parent, "03_sft", params, standin=True)
+    return d
+
+
+@pytest.fixture(scope="module")
+def chained(tiny_model_path):
+    """A throwaway run with an SFT stand-in and round 1 trained."""
+    from med42_utils.dpo.rounds import run_rounds
+
+    params = load_params("tiny", FAST)
+    run = f"pytest-dpo-{uuid.uuid4().hex[:8]}"
+    sft = make_sft_standin(params, run, tiny_model_path)
+    run_rounds(params, run, round="round1")
+    yield params, run, sft
+    shutil.rmtree(run_dir("tiny", run), ignore_errors=True)
+
+
+def _weights(model_dir):
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def _same(state, ref):
+    return all(torch.equal(state[k].detach().cpu(), ref[k]) for k in ref)
+
+
+def test_round1_starts_from_sft(chained):
+    params, run, sft = chained
+    m = read_manifest(stage_model_dir(params, run, "dpo_round1").parent)
+    assert m["init_stage"] == "sft" and m["init_from"] == str(sft) == m["reference"]
+    assert m["datasets"] == ["ultrafeedback:train_prefs", "snorkel:train_iteration_1"]
+    assert m["train_pairs"] == 8 and m["global_steps"] >= 1
+    assert not _same(_weights(stage_model_dir(params, run, "dpo_round1")), _weights(sft))  # DPO moved the weights
+
+
+def test_round2_policy_and_reference_are_round1_weights(chained, tmp_path):
+    from med42_utils.dpo.preference_data import load_preferences
+    from med42_utils.dpo.train import build_trainer, resolve_init
+
+    params, run, sft = chained
+    r1 = stage_model_dir(params, run, "dpo_round1")
+    init = resolve_init(params, run, "round2")
+    assert init == str(r1)
+    ds, _ = load_preferences(["snorkel:train_iteration_2"], "bundled", max_samples_per_source=4)
+    trainer = build_trainer(params, init, ds, tmp_path)
+    w1, w_sft = _weights(r1), _weights(sft)
+    policy = trainer.model.state_dict()
+    reference = trainer.ref_model.state_dict()
+    assert _same(policy, w1) and not _same(policy, w_sft)
+    assert _same(reference, w1) and not _same(reference, w_sft)
+    assert trainer.ref_model is not trainer.model
+    trainer.train()
+    # after training the policy has moved, the frozen reference has not
+    assert not _same(trainer.model.state_dict(), w1)
+    assert _same(trainer.ref_model.state_dict(), w1)
+
+
+def test_missing_previous_round_is_an_error_naming_it(tiny_model_path):
+    from med42_utils.dpo.rounds import run_rounds
+
+    params = load_params("tiny", FAST)
+    run = f"pytest-dpo-missing-{uuid.uuid4().hex[:6]}"
+    try:
+        with pytest.raises(StageMissingError, match="03_sft"):
+            run_rounds(params, run, round="round1")
+        make_sft_standin(params, run, tiny_model_path)
+        with pytest.raises(StageMissingError, match=r"round3 starts from round2's model.*Run round2 first"):
+            run_rounds(params, run, round="round3")
+        assert not (run_dir("tiny", run) / "dpo" / "round3" / "model").exists()
+    finally:
+        shutil.rmtree(run_dir("tiny", run), ignore_errors=True)
+
+
+def test_finished_round_is_skipped_unless_forced(chained):
+    from med42_utils.dpo.rounds import plan_rounds, run_rounds
+
+    params, run, _ = chained
+    model_file = stage_model_dir(params, run, "dpo_round1") / "model.safetensors"
+    before = model_file.stat().st_mtime_ns
+    plans = run_rounds(params, run, round="round1")
+    assert [p.action for p in plans] == ["skip"] and model_file.stat().st_mtime_ns == before
+    assert [p.action for p in plan_rounds(params, run)] == ["skip", "train", "train"]
+    assert [p.action for p in plan_rounds(params, run, round="round1", force=True)] == ["train"]
+    run_rounds(params, run, round="round1", force=True)
+    assert model_file.stat().st_mtime_ns != before
+
+
+def test_unknown_round_is_a_clear_error():
+    from med42_utils.dpo.rounds import plan_rounds
+
+    with pytest.raises(ValueError, match="unknown DPO round 'round4'; rounds in params: round1, round2, round3"):
+        plan_rounds(load_params("tiny"), "x", round="round4")
+
+
+def test_launched_rounds_get_the_callers_overrides(chained):
+    from med42_utils.dpo.rounds import launch_plan
+
+    params, run, _ = chained
+    plan = launch_plan(params, run, "round2", {"dpo.beta": 0.2, "dpo.max_samples_per_source": 4, "x": None})
+    assert plan.module == "med42_utils.dpo.train"
+    assert plan.args[-6:] == ["--round", "round2", "--set", "dpo.beta=0.2", "--set", "dpo.max_samples_per_source=4"]
