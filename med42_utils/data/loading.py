@@ -65,7 +65,7 @@ def load_source(spec: SourceSpec, mode: str, local_dir: str | Path | None = None
         if spec.data_files:
             kw["data_files"] = spec.data_files
         if spec.data_dirs:
-            parts = [datasets.load_dataset(spec.hub_id, spec.config, data_dir=d, **kw) for d in spec.data_dirs]
+            parts = [_load_dir(spec, d, kw) for d in spec.data_dirs]
             ds = datasets.concatenate_datasets(parts)
         else:
             ds = datasets.load_dataset(spec.hub_id, spec.config, **kw)
@@ -73,6 +73,19 @@ def load_source(spec: SourceSpec, mode: str, local_dir: str | Path | None = None
         raise ValueError(f"unknown data.source '{mode}'; use hub, local or bundled")
     check_schema(spec, ds.column_names, where=f"{mode}" + (f" ({local_dir})" if mode == "local" else ""))
     return ds
+
+
+def _load_dir(spec: SourceSpec, data_dir: str, kw: dict):
+    """One Hub sub-folder; falls back to the folder's alias (a renamed StackExchange site) if it is absent."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(spec.hub_id, spec.config, data_dir=data_dir, **kw)
+    except FileNotFoundError as first:  # datasets' DataFilesNotFoundError is a FileNotFoundError
+        alias = spec.extra.get("data_dir_aliases", {}).get(data_dir)
+        if alias is None:
+            raise SourceLoadError(f"source '{spec.key}': {spec.hub_id} has no folder {data_dir} ({first})") from None
+        return datasets.load_dataset(spec.hub_id, spec.config, data_dir=alias, **kw)
 
 
 def check_schema(spec: SourceSpec, columns: list[str], where: str = "") -> None:

@@ -79,6 +79,7 @@ REGISTRY: dict[str, SourceSpec] = {
             A.stackexchange, ("question", "answers", "metadata"),
             data_dirs=tuple(f"data/{s}.stackexchange.com" for s in F.STACKEXCHANGE_SITES),
             filter=F.stackexchange_filter, licence="CC-BY-SA-4.0",
+            extra={"data_dir_aliases": {"data/health.stackexchange.com": "data/medicalsciences.stackexchange.com"}},
             note="The paper cites Lambert et al., 2023 (this H4 dataset). Only the six sites of footnote [†] are "
             "downloaded (data_dirs), and the site filter re-checks each row's metadata URL. The accepted "
             "answer (else the best scored) is the assistant turn.", citation="Lambert et al., 2023",
@@ -143,7 +144,7 @@ REGISTRY: dict[str, SourceSpec] = {
             "mmlu", "MMLU", "medical", 244, 0.02, "cais/mmlu", A.mmlu, ("question", "subject", "choices", "answer"),
             config="all", split="validation", filter=F.mmlu_filter, licence="MIT",
             note="Footnote [§]: 13 subjects. The paper does not say which split gave 244 rows; the test split is "
-            "the MMLU benchmark, so we use validation (370 rows for these subjects) and sample 244.",
+            "the MMLU benchmark, so we use validation (about 370 rows for these subjects) and sample 244.",
             citation="Hendrycks et al., 2021",
         ),
         SourceSpec(
