@@ -1,0 +1,152 @@
+"""On-policy pairs: K samples per prompt, a pluggable scorer, best vs worst; scorer adapters."""
+from __future__ import annotations
+
+import shutil
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+from med42_utils.dpo.onpolicy import build_pairs, generate_responses, onpolicy_pairs
+from med42_utils.dpo.scorers import PairwiseJudgeScorer, RewardModelScorer, make_scorer
+from med42_utils.params import load_params
+
+PROMPT = [{"role": "user", "content": "What is a normal resting heart rate?"}]
+
+
+@dataclass
+class FakeVerdict:
+    winner: str | None
+
+
+class LongerWins:
+    """A judge of the 06 shape: compare(...) -> Verdict; prefers the longer answer, ties on equal length."""
+
+    def __init__(self):
+        self.calls = []
+
+    def compare(self, instruction, response_a, response_b, reference=None):
+        self.calls.append((response_a, response_b))
+        if len(response_a) == len(response_b):
+            return FakeVerdict(None)
+        return FakeVerdict("A" if len(response_a) > len(response_b) else "B")
+
+
+class FirstAlwaysWins:
+    def compare(self, instruction, response_a, response_b, reference=None):
+        return FakeVerdict("A")
+
+
+def test_judge_scorer_round_robin_both_orders():
+    judge = LongerWins()
+    responses = ["aa", "a", "aaaa", "bb"]
+    scores = PairwiseJudgeScorer(judge).score("q", responses)
+    n = len(responses)
+    assert len(judge.calls) == n * (n - 1)                       # every ordered pair once
+    assert {(a, b) for a, b in judge.calls} == {(x, y) for x in responses for y in responses if x != y}
+    assert scores == [3.0, 0.0, 6.0, 3.0]                        # 2 wins per beaten rival, 0.5 per tie each order
+    assert sum(scores) == n * (n - 1)
+
+
+def test_both_orders_cancel_a_position_biased_judge():
+    scores = PairwiseJudgeScorer(FirstAlwaysWins()).score("q", ["x", "y", "z"])
+    assert len(set(scores)) == 1                                  # no response is preferred
+
+
+def test_judge_scorer_rejects_bad_verdicts():
+    class Broken:
+        def compare(self, *a, **k):
+            return FakeVerdict("C")
+
+    with pytest.raises(ValueError, match="'A', 'B' or None, got 'C'"):
+        PairwiseJudgeScorer(Broken()).score("q", ["x", "y"])
+    with pytest.raises(TypeError, match="has no compare"):
+        PairwiseJudgeScorer(object())
+
+
+class TableScorer:
+    def __init__(self, table):
+        self.table = table
+
+    def score(self, prompt, responses):
+        return [self.table[r] for r in responses]
+
+
+def test_build_pairs_keeps_best_and_worst_and_counts_drops():
+    prompts = [PROMPT, PROMPT, PROMPT]
+    responses = [["ok", "best", "worst"], ["same", "same"], ["x", "x"]]
+    scorer = TableScorer({"ok": 0.5, "best": 2.0, "worst": -1.0, "same": 1.0, "x": 0.0})
+    ds, report = build_pairs(prompts, responses, scorer, "onpolicy:t")
+    assert len(ds) == 1
+    assert ds[0]["chosen"] == [{"role": "assistant", "content": "best"}]
+    assert ds[0]["rejected"] == [{"role": "assistant", "content": "worst"}]
+    assert ds[0]["score_chosen"] == 2.0 and ds[0]["score_rejected"] == -1.0
+    assert dict(report.dropped["onpolicy:t"]) == {"tied_scores": 2} and report.kept["onpolicy:t"] == 1
+
+
+def test_reward_model_scorer_on_tiny_is_deterministic(tiny_model_path):
+    """Mechanism test only: the tiny model with a seeded, untrained score head."""
+    responses = ["Sixty to one hundred beats per minute.", "Blue.", "It depends on fitness."]
+    a = RewardModelScorer.from_pretrained(tiny_model_path, seed=3).score(PROMPT[0]["content"], responses)
+    b = RewardModelScorer.from_pretrained(tiny_model_path, seed=3).score(PROMPT[0]["content"], responses)
+    assert len(a) == 3 and a == b and len(set(a)) == 3
+
+
+def test_generation_is_params_driven_and_seeded(tiny_model_path):
+    from med42_utils.models import load_model_and_tokenizer
+
+    params = load_params("tiny")
+    model, tok = load_model_and_tokenizer(params, tiny_model_path)
+    kw = dict(temperature=1.0, top_k=50, top_p=1.0, max_new_tokens=6, seed=11)
+    a = generate_responses(model, tok, [PROMPT], 3, **kw)
+    b = generate_responses(model, tok, [PROMPT], 3, **kw)
+    assert a == b and len(a[0]) == 3
+    assert generate_responses(model, tok, [PROMPT], 3, **{**kw, "seed": 12}) != a
+
+
+def test_onpolicy_pairs_on_tiny_with_the_reward_model(tiny_params, tiny_model_path):
+    params = load_params("tiny", {"dpo.onpolicy.num_prompts": 3, "dpo.onpolicy.k": 3})
+    ds, report = onpolicy_pairs(params, tiny_model_path, ["snorkel:train_iteration_2"], make_scorer(params))
+    src = "onpolicy:snorkel:train_iteration_2"
+    assert report.kept[src] + report.total_dropped(src) == 3
+    assert len(ds) == report.kept[src] >= 1
+    assert all(c > r for c, r in zip(ds["score_chosen"], ds["score_rejected"]))
+    assert all(c[0]["content"] != r[0]["content"] for c, r in zip(ds["chosen"], ds["rejected"]))
+    # the bad rows of the source are still reported
+    assert report.dropped["snorkel:train_iteration_2"]["empty_rejected"] == 1
+
+
+def test_onpolicy_round_trains_on_its_own_pairs(tiny_model_path):
+    """A round listed in dpo.onpolicy.rounds trains on pairs sampled from its starting model."""
+    from med42_utils.dpo.rounds import run_rounds
+    from med42_utils.manifest import read_manifest, write_manifest
+    from med42_utils.models import stage_model_dir
+    from med42_utils.paths import run_dir
+
+    over = {"dpo.onpolicy.enabled": True, "dpo.onpolicy.rounds": ["round1"], "dpo.onpolicy.num_prompts": 4,
+            "dpo.onpolicy.k": 3, "dpo.max_samples_per_source": 4, "dpo.warmup_ratio": 0.0}
+    params = load_params("tiny", over)
+    run = f"pytest-dpo-op-{uuid.uuid4().hex[:6]}"
+    try:
+        d = stage_model_dir(params, run, "sft")
+        shutil.copytree(tiny_model_path, d)
+        write_manifest(d.parent, "03_sft", params, standin=True)
+        run_rounds(params, run, round="round1")
+        m = read_manifest(stage_model_dir(params, run, "dpo_round1").parent)
+        assert m["onpolicy"] is True
+        assert list(m["rows"]["kept"]) == ["onpolicy:ultrafeedback:train_prefs+snorkel:train_iteration_1"]
+        assert 1 <= m["train_pairs"] <= 4
+    finally:
+        shutil.rmtree(run_dir("tiny", run), ignore_errors=True)
+
+
+def test_judge_scorer_with_the_06_logprob_judge_on_tiny(tiny_params):
+    """Integration: make_scorer(scorer='judge') wraps med42_utils.judging's tiny logprob judge."""
+    pytest.importorskip("med42_utils.judging.judge")
+    params = load_params("tiny", {"dpo.onpolicy.scorer": "judge"})
+    scorer = make_scorer(params)
+    assert isinstance(scorer, PairwiseJudgeScorer)
+    responses = ["Sixty to one hundred beats per minute.", "Blue.", "Around 60-100 bpm at rest."]
+    scores = scorer.score(PROMPT[0]["content"], responses)
+    assert len(scores) == 3 and sum(scores) == pytest.approx(3 * 2)   # one point per ordered comparison
+    assert scores == scorer.score(PROMPT[0]["content"], responses)     # deterministic judge
