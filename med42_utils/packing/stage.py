@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..manifest import require_stage, stage_done, write_manifest
 from ..tiny_model import resolve_base_model
+from .equivalence import loss_equivalence
 from .labels import tokenize_dataset
 from .pack import STRATEGIES, pack, packing_stats
 
@@ -34,6 +35,37 @@ def load_tokenizer(params):
     return AutoTokenizer.from_pretrained(resolve_base_model(params), trust_remote_code=params.model.trust_remote_code)
 
 
+def equivalence_demo(params, curated, tokenized, max_samples: int = 4) -> dict:
+    """Packed-vs-alone losses on one bfd chunk of several samples, both masking routes.
+
+    size tiny: the run's own base model and tokenized data. 8b/70b: the same mechanism on the tiny
+    model (re-tokenizing the first conversations with its tokenizer), since a float32 8B/70B
+    forward pass is not a notebook-cell job; the result does not depend on the model's size.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ..params import load_params
+
+    if params.model.base == "tiny":
+        demo_params, ds = params, tokenized
+    else:
+        demo_params = load_params("tiny")
+        ds, _ = tokenize_dataset(curated.select(range(min(len(curated), 32))), load_tokenizer(demo_params))
+    path = resolve_base_model(demo_params)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
+    packed = pack(ds, demo_params.packing.max_length, "bfd")
+    chunk = max(packed, key=lambda c: len(c["seq_lengths"]))
+    lens = list(chunk["seq_lengths"])[:max_samples]
+    ids = list(chunk["input_ids"])[: sum(lens)]
+    if len(lens) < 2:
+        raise ValueError("no bfd chunk holds two samples; lower max_samples or add data")
+    out = {"model": path if params.model.base == "tiny" else "tiny (demonstration)", "seq_lengths": lens}
+    for mode in ("position_ids", "block_mask"):
+        out[mode] = loss_equivalence(model, ids, lens, mode=mode).__dict__
+    return out
+
+
 def run_packing(run, force: bool = False, max_length: int | None = None) -> dict:
     """Tokenize, pack with both strategies, save datasets + stats + manifest; skip when done."""
     from datasets import load_from_disk
@@ -56,6 +88,7 @@ def run_packing(run, force: bool = False, max_length: int | None = None) -> dict
     stats = packing_stats(tokenized, packed, L, p.sft.micro_batch_size)
     stats["dropped"] = drops
     stats["strategy"] = p.packing.strategy
+    stats["equivalence"] = equivalence_demo(p, curated, tokenized)
     (out / STATS).write_text(json.dumps(stats, indent=2))
     write_manifest(
         out, "02_packing", p,
@@ -64,5 +97,32 @@ def run_packing(run, force: bool = False, max_length: int | None = None) -> dict
         chunks={s: v["chunks"] for s, v in stats["strategies"].items()},
         efficiency={s: v["efficiency"] for s, v in stats["strategies"].items()},
         tokenized=TOKENIZED, packed={s: packed_dir(out, s).name for s in STRATEGIES},
+        equivalence={m: {k: v for k, v in stats["equivalence"][m].items()} for m in ("position_ids", "block_mask")},
+        truncated_samples=stats["strategies"]["bfd"]["truncated_samples"],
+        split_samples=stats["strategies"]["wrapped"]["split_samples"],
+        unpacked_padding_waste=stats["unpacked_padding_waste"],
     )
     return stats
+
+
+def plot_packing(stats: dict, tokenized):
+    """Chunk fill per strategy, sample lengths, and tokens per source."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    for s, v in stats["strategies"].items():
+        axes[0].hist(v["fill"], bins=20, range=(0, 1), alpha=0.6, label=f"{s} ({v['efficiency']:.1%})")
+    axes[0].set(xlabel="filled share of chunk", ylabel="chunks", title="packing efficiency")
+    axes[0].legend()
+    axes[1].hist(tokenized["length"], bins=30)
+    axes[1].axvline(stats["max_length"], color="red", ls="--", label="max_length")
+    axes[1].set(xlabel="tokens per conversation", ylabel="conversations", title="sample lengths")
+    axes[1].legend()
+    src = stats["tokens_per_source"]
+    names = sorted(src, key=lambda k: src[k]["tokens"])
+    axes[2].barh(names, [src[k]["tokens"] for k in names], label="all tokens")
+    axes[2].barh(names, [src[k]["label_tokens"] for k in names], label="assistant (loss) tokens")
+    axes[2].set(xlabel="tokens", title="tokens per source")
+    axes[2].legend()
+    fig.tight_layout()
+    return fig
