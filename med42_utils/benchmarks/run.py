@@ -82,8 +82,12 @@ def evaluate(params: Params, lm, tasks: list[str] | None = None, log_samples: bo
 
     log_samples=True keeps the scored requests (context, continuation) per doc under results["samples"].
     """
+    import logging
+
     from lm_eval import simple_evaluate
 
+    # lm-eval warns once per custom_dataset task that kwargs come through --metadata: we know.
+    logging.getLogger("lm_eval.api.task").setLevel(logging.ERROR)
     e = params.eval
     return simple_evaluate(
         model=lm,
@@ -134,6 +138,7 @@ def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] |
     stages = models or params.eval.models
     check_tasks(params.eval.tasks)
     task_metadata(params)
+    require_device(params)
     paths = {s: resolve_model(params, run_name, s) for s in stages}  # fail before any run if one is missing
     out = {}
     for stage, path in paths.items():
@@ -151,3 +156,34 @@ def dropped_rows(params: Params) -> dict[str, dict[str, int]]:
     md = task_metadata(params)
     return {k: load_benchmark(k, md["med42_data_source"], md["med42_data_dir"]).dropped
             for k in (TASK_TO_KEY[t] for t in params.eval.tasks) if k in BENCHMARKS}
+
+
+def benchmark_overview(params: Params) -> list[dict]:
+    """Per task: source, rows read, rows scored, rows dropped (with reasons), chance accuracy."""
+    from .data import benchmark
+
+    md = task_metadata(params)
+    out = []
+    for t in check_tasks(params.eval.tasks):
+        lb = load_benchmark(TASK_TO_KEY[t], md["med42_data_source"], md["med42_data_dir"])
+        scored = lb.docs[: params.eval.limit] if params.eval.limit else lb.docs
+        out.append({
+            "task": t, "source": lb.origin, "note": benchmark(t).note, "rows": lb.rows_read,
+            "kept": len(lb.docs), "scored": len(scored),
+            "dropped": "; ".join(f"{n} {why}" for why, n in lb.dropped.items()) or "-",
+            "chance %": round(100 * sum(1 / len(d["choices"]) for d in scored) / len(scored), 1),
+        })
+    return out
+
+
+def require_device(params: Params) -> None:
+    """8b/70b evaluation needs CUDA; fail fast on a CPU box instead of loading 16-140 GB of weights."""
+    if params.model.base == "tiny":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError(
+            f"size {params.size} evaluates {params.model.base} and needs a CUDA GPU (none visible here); "
+            "run this notebook on a GPU node, use size=tiny on a laptop, or set dry_run=True to see the plan"
+        )

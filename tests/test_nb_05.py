@@ -1,0 +1,34 @@
+"""05_benchmarks at size tiny inside the shared papermill run: assert on what it recorded."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from med42_utils.manifest import read_manifest
+from med42_utils.params import load_params
+
+
+@pytest.mark.slow
+def test_05_benchmarks_manifest(notebook_run):
+    run_name, run_dir = notebook_run
+    params = load_params("tiny")
+    eval_dir = run_dir / "eval"
+    m = read_manifest(eval_dir)
+    assert m["stage"] == "05_benchmarks" and m["size"] == "tiny"
+    assert m["tasks"] == params.eval.tasks
+    assert list(m["models"]) == params.eval.models
+    for stage, entry in m["models"].items():
+        raw = json.loads((eval_dir / "raw" / f"{stage}.json").read_text())
+        for task in params.eval.tasks:
+            s = entry["scores"][task]
+            assert 0.0 <= s["acc"] <= 1.0 and 0.0 <= s["acc_norm"] <= 1.0
+            assert s["acc"] == raw["results"][task]["acc,none"]
+            assert s["n"] == min(params.eval.limit, m["rows"][task]["kept"])
+    for task, c in m["chance"].items():
+        assert 0.1 < c <= 0.5
+    assert m["rows"]["med42_usmle_sa"]["dropped"].startswith("2 question refers to an image")
+    assert m["reference_rows"] == ["Llama3-8B-Instruct", "Med42-Llama3-8B"]
+    assert set(m["table"]) >= {"MMLU", "MedQA", "ToxiGen", "Avg."}
+    assert m["table"]["MedQA"]["paper Med42-Llama3-8B"] == 62.8
+    assert (eval_dir / "results.csv").is_file() and (eval_dir / "results.png").stat().st_size > 1000
