@@ -92,7 +92,7 @@ def run_rounds(params: Params, run_name: str, round: str | None = None, force: b
     return plans
 
 
-def write_stage_manifest(params: Params, run_name: str) -> Path:
+def write_stage_manifest(params: Params, run_name: str, **extra: Any) -> Path:
     """dpo/manifest.json: one summary per round (pairs, rows dropped, final metrics, chaining)."""
     rounds = {}
     for n in round_names(params):
@@ -100,7 +100,7 @@ def write_stage_manifest(params: Params, run_name: str) -> Path:
         rounds[n] = {k: m.get(k) for k in ("init_stage", "init_from", "reference", "model_dir", "train_pairs", "rows",
                                            "global_steps", "train_loss", "final", "world_size", "onpolicy")}
     return write_manifest(round_dir(params, run_name, round_names(params)[0]).parent, "04_dpo", params,
-                          rounds=rounds, round_names=round_names(params))
+                          rounds=rounds, round_names=round_names(params), **extra)
 
 
 def load_logs(params: Params, run_name: str):

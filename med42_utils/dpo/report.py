@@ -1,0 +1,68 @@
+"""What 04_dpo shows: per-round training curves from the trainer logs, and answers from each stage's model."""
+from __future__ import annotations
+
+from ..chat import SYSTEM_PROMPT
+from ..models import load_model_and_tokenizer, resolve_model
+from ..params import Params
+
+CURVES = [
+    ("loss", ["loss"], "DPO loss"),
+    ("rewards", ["rewards/chosen", "rewards/rejected"], "implicit rewards β·log(π/π_ref)"),
+    ("margins", ["rewards/margins"], "reward margin (chosen − rejected)"),
+    ("accuracies", ["rewards/accuracies"], "reward accuracy (chosen > rejected)"),
+]
+
+
+def plot_rounds(logs):
+    """2x2 figure: loss, rewards chosen/rejected, margins, accuracies over the steps of every round, in order."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), sharex=True)
+    if logs.empty:
+        fig.suptitle("no DPO round has finished yet")
+        return fig
+    offset, starts = 0, []
+    frames = []
+    for name, df in logs.groupby("round", sort=False):
+        df = df.assign(x=df["step"] + offset)
+        starts.append((offset, name))
+        offset = int(df["x"].max())
+        frames.append(df)
+    colors = {"loss": "C0", "rewards/chosen": "C2", "rewards/rejected": "C3", "rewards/margins": "C1",
+              "rewards/accuracies": "C4"}
+    for ax, (_, cols, title) in zip(axes.flat, CURVES):
+        for i, df in enumerate(frames):
+            for c in cols:
+                if c in df:
+                    ax.plot(df["x"], df[c], marker="o", ms=3, color=colors[c], label=c if i == 0 else None)
+        for x0, name in starts:
+            ax.axvline(x0 + 0.5, color="grey", lw=0.8, ls="--")
+            ax.text(x0 + 0.6, 1.0, name, transform=ax.get_xaxis_transform(), va="top", fontsize=8, color="grey")
+        ax.set_title(title)
+        if len(cols) > 1:
+            ax.legend(fontsize=8)
+    for ax in axes[1]:
+        ax.set_xlabel("optimizer step (rounds in sequence)")
+    fig.tight_layout()
+    return fig
+
+
+def sample_answers(params: Params, run_name: str, question: str, stages: list[str], seed: int = 0):
+    """One answer per stage's model to the same question, with the system prompt and the card's sampling."""
+    import pandas as pd
+    import torch
+
+    s = params.judge.sampling
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
+    rows = []
+    for stage in stages:
+        model, tok = load_model_and_tokenizer(params, resolve_model(params, run_name, stage))
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model.to(device)
+        enc = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True).to(device)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            out = model.generate(**enc, do_sample=True, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                                 max_new_tokens=s.max_new_tokens, pad_token_id=tok.pad_token_id)
+        rows.append({"model": stage, "answer": tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)})
+    return pd.DataFrame(rows)

@@ -1,0 +1,31 @@
+"""Smoke test: 04_dpo ran at size tiny inside the all-notebook papermill run; check what it recorded."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from med42_utils.manifest import read_manifest
+
+
+@pytest.mark.slow
+def test_nb_04_trained_three_chained_rounds(notebook_run):
+    run_name, run_dir = notebook_run
+    m = read_manifest(run_dir / "dpo")
+    assert m["stage"] == "04_dpo" and m["size"] == "tiny"
+    rounds = m["rounds"]
+    assert list(rounds) == m["round_names"] == ["round1", "round2", "round3"]
+    # chaining: round 1 from SFT, each later round from (and referencing) the previous round's model
+    assert rounds["round1"]["init_from"] == str(run_dir / "sft" / "model")
+    for prev, cur in (("round1", "round2"), ("round2", "round3")):
+        assert rounds[cur]["init_from"] == rounds[prev]["model_dir"] == rounds[cur]["reference"]
+    for name, r in rounds.items():
+        assert (run_dir / "dpo" / name / "model" / "config.json").is_file()
+        assert r["train_pairs"] > 0 and r["global_steps"] > 0
+        logs = [h for h in json.loads((run_dir / "dpo" / name / "log_history.json").read_text()) if "loss" in h]
+        assert logs and all("rewards/margins" in h and "rewards/accuracies" in h for h in logs)
+        dropped = sum(sum(c.values()) for c in r["rows"]["dropped"].values())
+        assert sum(r["rows"]["kept"].values()) == r["train_pairs"] and dropped >= 0
+    # a sample answer from SFT and from every round, for the same question
+    assert [a["model"] for a in m["sample_answers"]] == ["sft", "dpo_round1", "dpo_round2", "dpo_round3"]
+    assert m["onpolicy_demo_pairs"] >= 1
