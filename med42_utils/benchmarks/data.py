@@ -338,11 +338,13 @@ def load_all(source: str, data_dir: str | Path | None = None, keys: list[str] | 
     return {k: load_benchmark(k, source, data_dir) for k in (keys or list(BENCHMARKS))}
 
 
-def benchmark_questions(params) -> dict[str, list[str]]:
+def benchmark_questions(params, keys: list[str] | None = None) -> dict[str, list[str]]:
     """Each benchmark's evaluation-split question texts (question + options), for decontamination.
 
     Loaded exactly as the lm-eval tasks load them: params.eval.data_source ('hub' by default for
-    8b/70b, 'bundled' at tiny, 'local' with params.eval.data_dir).
+    8b/70b, 'bundled' at tiny, 'local' with params.eval.data_dir). `keys` picks benchmarks
+    (default all seven: mmlu_medical, mmlu_pro_health, medmcqa, medqa, usmle, pubmedqa, toxigen;
+    toxigen is gated on the Hub and needs HF_TOKEN).
     """
     src, ddir = params.eval.data_source, params.eval.data_dir
-    return {k: [d["query"] for d in load_benchmark(k, src, ddir).docs] for k in BENCHMARKS}
+    return {k: [d["query"] for d in load_benchmark(k, src, ddir).docs] for k in (keys or list(BENCHMARKS))}
