@@ -1,0 +1,46 @@
+"""03_sft in the all-notebook smoke run; 8b renders its plan on a CPU box and otherwise fails fast."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from med42_utils.paths import repo_root
+
+pytestmark = pytest.mark.slow
+
+
+def test_sft_manifest_loss_falls_and_model_saved(notebook_run):
+    _, run = notebook_run
+    d = run / "sft"
+    m = json.loads((d / "manifest.json").read_text())
+    assert m["stage"] == "03_sft" and m["global_step"] == m["max_steps"] == 30
+    losses = [e["loss"] for e in m["log_history"]]
+    assert max(losses[-3:]) < min(losses[:3]), losses
+    assert all(e["learning_rate"] >= 0 for e in m["log_history"])
+    assert (d / "model" / "config.json").is_file() and (d / "model" / "tokenizer_config.json").is_file()
+    assert "A: " in (run / "03_sft.ipynb").read_text()
+
+
+def _papermill(args):
+    return subprocess.run([sys.executable, "-m", "papermill", *args], cwd=repo_root(), capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_8b_dry_run_renders_plan_and_real_run_fails_fast_without_cuda(tmp_path):
+    import torch
+
+    nb = "notebooks/03_sft.ipynb"
+    r = _papermill([nb, str(tmp_path / "dry.ipynb"), "-p", "size", "8b", "-p", "run_name", "pytest-8b-dry",
+                    "-p", "dry_run", "True"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    text = (tmp_path / "dry.ipynb").read_text()
+    assert "#SBATCH --nodes=2" in text and "fsdp_8b.yaml" in text and "estimated wall time" in text
+    if torch.cuda.is_available():
+        return
+    r = _papermill([nb, str(tmp_path / "real.ipynb"), "-p", "size", "8b", "-p", "run_name", "pytest-8b-dry"])
+    assert r.returncode != 0
+    out = (tmp_path / "real.ipynb").read_text()
+    assert "HardwareError" in out and "no CUDA" in out
