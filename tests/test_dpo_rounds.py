@@ -120,3 +120,14 @@ def test_launched_rounds_get_the_callers_overrides(chained):
     plan = launch_plan(params, run, "round2", {"dpo.beta": 0.2, "dpo.max_samples_per_source": 4, "x": None})
     assert plan.module == "med42_utils.dpo.train"
     assert plan.args[-6:] == ["--round", "round2", "--set", "dpo.beta=0.2", "--set", "dpo.max_samples_per_source=4"]
+
+
+def test_slurm_rounds_get_one_script_each():
+    from med42_utils.dpo.rounds import launch_plan
+
+    p = load_params("8b")
+    plans = [launch_plan(p, "plan-test", n) for n in ("round1", "round2")]
+    assert plans[0].slurm_path != plans[1].slurm_path
+    for plan, n in zip(plans, ("round1", "round2")):
+        assert plan.slurm_path.name == f"launch_dpo_{n}.slurm" and plan.commands[-1] == f"sbatch {plan.slurm_path}"
+        assert f"--round {n}" in plan.slurm_script and "fsdp_8b.yaml" in plan.slurm_script

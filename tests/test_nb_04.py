@@ -24,8 +24,7 @@ def test_nb_04_trained_three_chained_rounds(notebook_run):
         assert r["train_pairs"] > 0 and r["global_steps"] > 0
         logs = [h for h in json.loads((run_dir / "dpo" / name / "log_history.json").read_text()) if "loss" in h]
         assert logs and all("rewards/margins" in h and "rewards/accuracies" in h for h in logs)
-        dropped = sum(sum(c.values()) for c in r["rows"]["dropped"].values())
-        assert sum(r["rows"]["kept"].values()) == r["train_pairs"] and dropped >= 0
+        assert sum(r["rows"]["kept"].values()) == r["train_pairs"]
     # a sample answer from SFT and from every round, for the same question
     assert [a["model"] for a in m["sample_answers"]] == ["sft", "dpo_round1", "dpo_round2", "dpo_round3"]
     assert m["onpolicy_demo_pairs"] >= 1

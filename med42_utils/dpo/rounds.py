@@ -61,7 +61,12 @@ def launch_plan(params: Params, run_name: str, name: str, overrides: Mapping[str
     """The shared launcher's plan (med42_utils.launch) for one round of `python -m med42_utils.dpo.train`."""
     from ..launch import plan_launch
 
-    return plan_launch(params, "dpo", run_name, MODULE, ["--round", name, *_set_args(overrides)])
+    plan = plan_launch(params, "dpo", run_name, MODULE, ["--round", name, *_set_args(overrides)])
+    if plan.slurm_path is not None:  # the launcher names one script per stage; DPO needs one per round
+        per_round = plan.slurm_path.with_name(f"launch_dpo_{name}.slurm")
+        plan.commands = [c.replace(str(plan.slurm_path), str(per_round)) for c in plan.commands]
+        plan.slurm_path = per_round
+    return plan
 
 
 def run_rounds(params: Params, run_name: str, round: str | None = None, force: bool = False,
