@@ -131,3 +131,25 @@ def test_slurm_rounds_get_one_script_each():
     for plan, n in zip(plans, ("round1", "round2")):
         assert plan.slurm_path.name == f"launch_dpo_{n}.slurm" and plan.commands[-1] == f"sbatch {plan.slurm_path}"
         assert f"--round {n}" in plan.slurm_script and "fsdp_8b.yaml" in plan.slurm_script
+
+
+def test_precomputed_reference_log_probs_come_from_the_previous_round(chained, tmp_path):
+    """dpo.precompute_ref_log_probs: no reference model kept; the data carries round 1's log-probs instead."""
+    from med42_utils.dpo.preference_data import load_preferences
+    from med42_utils.dpo.train import build_trainer, resolve_init
+
+    params, run, _ = chained
+    pre = load_params("tiny", {**FAST, "dpo.precompute_ref_log_probs": True})
+    ds, _ = load_preferences(["snorkel:train_iteration_2"], "bundled", max_samples_per_source=2)
+    init = resolve_init(pre, run, "round2")
+    t_pre = build_trainer(pre, init, ds, tmp_path / "pre")
+    assert t_pre.ref_model is None
+    assert {"ref_chosen_logps", "ref_rejected_logps"} <= set(t_pre.train_dataset.column_names)
+    # the same numbers as the explicit reference (round 1's weights) gives
+    t_ref = build_trainer(params, init, ds, tmp_path / "ref")
+    batch = t_ref.data_collator([t_pre.train_dataset[i] for i in range(len(t_pre.train_dataset))])
+    chosen, rejected = t_ref.compute_ref_log_probs(t_ref.ref_model, batch)
+    assert torch.allclose(chosen.float(), torch.tensor(t_pre.train_dataset["ref_chosen_logps"]), atol=1e-3)
+    assert torch.allclose(rejected.float(), torch.tensor(t_pre.train_dataset["ref_rejected_logps"]), atol=1e-3)
+    t_pre.train()
+    assert t_pre.state.global_step >= 1
