@@ -18,9 +18,10 @@ from ..params import Params
 from ..paths import resolve
 
 
-def cpu_fsdp_requested(params: Params) -> dict | None:
-    """The accelerate config's fsdp_config when a CPU stage runs on >1 process with FSDP, else None."""
-    hw = params.sft.hardware
+def cpu_fsdp_requested(params: Params, stage: str = "sft") -> dict | None:
+    """The accelerate config's fsdp_config when a CPU stage ('sft' or 'dpo') runs on >1 process
+    with FSDP, else None."""
+    hw = params.sft.hardware if stage == "sft" else params.dpo.hardware
     if hw.accelerator != "cpu" or hw.launcher == "inprocess" or hw.world_size < 2 or not hw.accelerate_config:
         return None
     cfg = yaml.safe_load(Path(resolve(hw.accelerate_config)).read_text()) or {}
@@ -61,7 +62,8 @@ def promote_to_fsdp(trainer) -> bool:
 
 
 def fsdp_trainer_class(base):
-    """A subclass of `base` (SFTTrainer) whose Accelerator is promoted to FSDP on CPU."""
+    """A subclass of `base` (SFTTrainer, DPOTrainer, ...) whose Accelerator is promoted to FSDP on CPU.
+    Pass trainer_fsdp_args(...) into its config so the FSDP plugin is built."""
 
     class CpuFsdpTrainer(base):
         def create_accelerator_and_postprocess(self):
