@@ -106,11 +106,16 @@ def test_finished_round_is_skipped_unless_forced(chained):
     assert model_file.stat().st_mtime_ns != before
 
 
-def test_unknown_round_is_a_clear_error():
-    from med42_utils.dpo.rounds import plan_rounds
+def test_round_by_name_or_number_and_unknown_rounds():
+    from med42_utils.dpo.rounds import select_rounds
 
+    p = load_params("tiny")
+    assert select_rounds(p, None) == ["round1", "round2", "round3"]
+    assert select_rounds(p, "round2") == ["round2"] == select_rounds(p, 2)
     with pytest.raises(ValueError, match="unknown DPO round 'round4'; rounds in params: round1, round2, round3"):
-        plan_rounds(load_params("tiny"), "x", round="round4")
+        select_rounds(p, "round4")
+    with pytest.raises(ValueError, match="round number 4 is out of range; rounds are 1..3"):
+        select_rounds(p, 4)
 
 
 def test_launched_rounds_get_the_callers_overrides(chained):

@@ -32,15 +32,20 @@ def round_done(params: Params, run_name: str, name: str) -> bool:
     return (d / "manifest.json").is_file() and (d / "model" / "config.json").is_file()
 
 
-def select_rounds(params: Params, round: str | None) -> list[str]:
-    """None -> every round in params order; a name -> just that round (unknown -> clear error)."""
+def select_rounds(params: Params, round: str | int | None) -> list[str]:
+    """None -> every round in params order; a name ("round2") or a number (2) -> just that round."""
+    names = round_names(params)
     if round is None:
-        return round_names(params)
+        return names
+    if isinstance(round, int) and not isinstance(round, bool):
+        if not 1 <= round <= len(names):
+            raise ValueError(f"DPO round number {round} is out of range; rounds are 1..{len(names)}: {', '.join(names)}")
+        return [names[round - 1]]
     round_spec(params, round)
     return [round]
 
 
-def plan_rounds(params: Params, run_name: str, round: str | None = None, force: bool = False) -> list[RoundPlan]:
+def plan_rounds(params: Params, run_name: str, round: str | int | None = None, force: bool = False) -> list[RoundPlan]:
     plans = []
     for name in select_rounds(params, round):
         done = round_done(params, run_name, name)
@@ -69,7 +74,7 @@ def launch_plan(params: Params, run_name: str, name: str, overrides: Mapping[str
     return plan
 
 
-def run_rounds(params: Params, run_name: str, round: str | None = None, force: bool = False,
+def run_rounds(params: Params, run_name: str, round: str | int | None = None, force: bool = False,
                overrides: Mapping[str, Any] | None = None, dry_run: bool = False) -> list[RoundPlan]:
     """Train the selected rounds in order, skipping finished ones; in-process for tiny, else via the launcher.
 
