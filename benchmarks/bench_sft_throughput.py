@@ -9,7 +9,7 @@ layers, bf16, sequence 8192; runs two layer counts, fits time = a + b * layers a
 full 32-layer model's tokens/s per GPU and its MFU (compare: torchtitan's public Llama 3 8B FSDP
 figure of about 5,800 tokens/s per H100 at sequence 8192).
 
-    .venv/bin/python benchmarks/bench_sft_throughput.py [--steps 8] [--gpu --layers 2 4]
+    .venv/bin/python benchmarks/bench_sft_throughput.py [--steps 8 --repeats 3] [--gpu --layers 2 4]
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def _run_trainer(model, tok, train, args_kw: dict) -> tuple[float, int]:
     return wall, int(tokens)
 
 
-def bench_cpu(steps: int) -> list[dict]:
+def bench_cpu(steps: int, repeats: int = 3) -> list[dict]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -72,10 +72,14 @@ def bench_cpu(steps: int) -> list[dict]:
     # warm-up pass so the first config does not pay one-off costs
     _run_trainer(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), tok, train,
                  {**common, "max_steps": 2, "packing": False})
+    runs: dict[str, list[tuple[float, int]]] = {name: [] for name in configs}
+    for _ in range(repeats):  # interleaved, so background load hits every config alike
+        for name, kw in configs.items():
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
+            runs[name].append(_run_trainer(model, tok, train, {**common, **kw}))
     rows = []
-    for name, kw in configs.items():
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
-        wall, tokens = _run_trainer(model, tok, train, {**common, **kw})
+    for name, rs in runs.items():
+        wall, tokens = sorted(rs)[len(rs) // 2]  # median wall time
         rows.append({"config": name, "steps": steps, "real_tokens": tokens, "seconds": round(wall, 2),
                      "tokens_per_s": round(tokens / wall, 1)})
     base = rows[0]["tokens_per_s"]
@@ -153,13 +157,14 @@ def _fit(results: list[dict]) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3, help="CPU: runs per config (median reported)")
     ap.add_argument("--gpu", action="store_true", help="8B-shaped model with fewer layers on CUDA")
     ap.add_argument("--layers", type=int, nargs="+", default=[2, 4])
     a = ap.parse_args(argv)
     if a.gpu:
         print(json.dumps(bench_gpu(a.layers, a.steps), indent=1))
         return 0
-    rows = bench_cpu(a.steps)
+    rows = bench_cpu(a.steps, a.repeats)
     print(f"{'config':28s} {'real tokens':>11s} {'seconds':>8s} {'tokens/s':>9s} {'x unpacked':>10s}")
     for r in rows:
         print(f"{r['config']:28s} {r['real_tokens']:11d} {r['seconds']:8.2f} {r['tokens_per_s']:9.1f} {r['ratio_vs_unpacked']:10.2f}")
