@@ -104,6 +104,18 @@ def test_finished_round_is_skipped_unless_forced(chained):
     assert [p.action for p in plan_rounds(params, run, round="round1", force=True)] == ["train"]
     run_rounds(params, run, round="round1", force=True)
     assert model_file.stat().st_mtime_ns != before
+    from med42_utils.dpo.rounds import stale_after
+
+    assert stale_after(params, run, "round1", ["round1"]) == []  # no later round has finished in this run
+    r2 = stage_model_dir(params, run, "dpo_round2")
+    r2.mkdir(parents=True)
+    (r2 / "config.json").write_text("{}")
+    write_manifest(r2.parent, "04_dpo/round2", params)
+    try:  # a finished round 2 is stale after retraining round 1 alone, not when it is retrained too
+        assert stale_after(params, run, "round1", ["round1"]) == ["round2"]
+        assert stale_after(params, run, "round1", ["round1", "round2"]) == []
+    finally:
+        shutil.rmtree(r2.parent)
 
 
 def test_round_by_name_or_number_and_unknown_rounds():

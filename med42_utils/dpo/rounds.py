@@ -97,9 +97,19 @@ def run_rounds(params: Params, run_name: str, round: str | int | None = None, fo
             train_round(params, run_name, p.name)
         else:
             execute(launch_plan(params, run_name, p.name, overrides))
+        stale = stale_after(params, run_name, p.name, [q.name for q in plans])
+        if stale:
+            print(f"note: {', '.join(stale)} were trained from the previous {p.name}; retrain them with force=True")
     if not dry_run and all(round_done(params, run_name, n) for n in round_names(params)):
         write_stage_manifest(params, run_name)
     return plans
+
+
+def stale_after(params: Params, run_name: str, name: str, being_run: list[str]) -> list[str]:
+    """Finished rounds after `name` that this call does not retrain: they started from the old `name`."""
+    names = round_names(params)
+    later = names[names.index(name) + 1:]
+    return [n for n in later if n not in being_run and round_done(params, run_name, n)]
 
 
 def write_stage_manifest(params: Params, run_name: str, **extra: Any) -> Path:
