@@ -56,7 +56,7 @@ def check_labels(tokenizer, messages: list[dict], labels: list[int]) -> None:
         )
 
 
-def _validate(row: dict[str, Any], i: int) -> str | None:
+def _validate(row: dict[str, Any]) -> str | None:
     """Why a curated row cannot be trained on (None when it can)."""
     msgs = row.get("messages")
     if not isinstance(msgs, list) or not msgs:
@@ -83,7 +83,7 @@ def tokenize_dataset(dataset, tokenizer, num_proc: int = 1, check: bool = True):
             f"curated dataset lacks column(s) {missing}; 01_data_curation must write id, source, messages "
             f"(found {dataset.column_names})"
         )
-    reasons = [_validate(r, i) for i, r in enumerate(dataset)]
+    reasons = [_validate(r) for r in dataset]
     drops: dict[str, Counter] = {}
     for r, src in zip(reasons, dataset["source"], strict=True):
         if r:
