@@ -105,3 +105,16 @@ def test_tiny_plan_is_in_process_without_time_estimate():
     plan = plan_launch(load_params("tiny"), "sft", "x", "med42_utils.sft.train", [])
     assert plan.hardware.launcher == "inprocess" and plan.est_hours is None
     assert plan.commands[0].startswith("python -m med42_utils.sft.train --size tiny")
+
+
+def test_lora_on_one_gpu_fits_and_drops_optimizer_memory():
+    over = {"sft.method": "lora", "sft.hardware.nodes": 1, "sft.hardware.gpus_per_node": 1,
+            "sft.hardware.launcher": "inprocess", "sft.gradient_accumulation_steps": 32}
+    lora = load_params("8b", over)
+    full = load_params("8b")
+    ml, _ = estimates.sft_estimate(lora)
+    mf, _ = estimates.sft_estimate(full)
+    assert ml.total / 2**30 < 80, "8B LoRA is meant for one 80 GB GPU"
+    assert ml.optimizer < mf.optimizer / 10
+    frac = estimates.lora_fraction(lora, estimates.LLAMA3_8B)
+    assert 0.001 < frac < 0.02  # r=16 on all seven projections: ~0.5% of 8B
