@@ -9,9 +9,11 @@ from ..params import Params
 MODULE = "med42_utils.sft.train"
 
 
-def sft_plan(params: Params, run_name: str, overrides: dict | None = None, force: bool = False) -> LaunchPlan:
-    """The launch plan of SFT for these params (overrides travel to the entry point as --set)."""
-    extra = override_args(overrides) + (["--force"] if force else [])
+def sft_plan(params: Params, run_name: str, overrides: dict | None = None, force: bool = False,
+             resume: bool = False) -> LaunchPlan:
+    """The launch plan of SFT for these params (overrides travel to the entry point as --set;
+    resume continues from the last checkpoint in sft/checkpoints/)."""
+    extra = override_args(overrides) + (["--force"] if force else []) + (["--resume"] if resume else [])
     return plan_launch(params, "sft", run_name, MODULE, extra)
 
 
