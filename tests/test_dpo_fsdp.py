@@ -43,5 +43,10 @@ def test_round1_trains_under_fsdp_on_two_cpu_processes(tiny_model_path):
         new, old = load_file(str(out / "model.safetensors")), load_file(str(sft / "model.safetensors"))
         assert set(new) == set(old) and all(new[k].shape == old[k].shape for k in old)  # a full, consolidated model
         assert any(not torch.equal(new[k], old[k]) for k in old)                         # and it was trained
+        # and the saved values are real weights, not freed memory: finite, and within RMSprop's reach
+        # (each step moves a weight by at most lr / sqrt(1 - alpha) = 10 x lr)
+        max_step = max((new[k] - old[k]).abs().max().item() for k in old)
+        assert all(torch.isfinite(new[k]).all() for k in new)
+        assert max_step <= 10 * params.dpo.learning_rate * m["global_steps"] * 1.001
     finally:
         shutil.rmtree(run_dir("tiny", run), ignore_errors=True)
