@@ -157,3 +157,13 @@ def test_fsdp_on_two_cpu_processes_through_the_launcher(packed_run):
     assert all(torch.isfinite(torch.tensor(e["loss"])) for e in m["log_history"])
     model, _ = load_model_and_tokenizer(p, str(run_dir("tiny", name) / "sft" / "model"))
     assert sum(t.numel() for t in model.parameters()) == m["total_parameters"]
+
+
+@pytest.mark.slow
+def test_bfd_padding_free_training_runs(packed_run):
+    name = packed_run()
+    p = load_params("tiny", {"packing.strategy": "bfd", "sft.max_steps": 3, "sft.logging_steps": 1,
+                             "sft.save_steps": 100})
+    fields = train_sft(p, name)
+    assert fields["packing_strategy"] == "bfd" and fields["global_step"] == 3
+    assert all(torch.isfinite(torch.tensor(e["loss"])) for e in fields["log_history"])
