@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import xxhash  # a dependency of datasets
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from .text import conversation_text, normalize
@@ -28,6 +29,11 @@ def shingles(text: str, size: int) -> set[bytes]:
     return {" ".join(toks[i : i + size]).encode() for i in range(len(toks) - size + 1)}
 
 
+def xxh32(b: bytes) -> int:
+    """32-bit shingle hash for MinHash: stable across processes, ~2x faster than datasketch's default sha1."""
+    return xxhash.xxh32_intdigest(b)
+
+
 class Signer:
     """Picklable MinHash signer: the permutations are drawn once and shared by every row and worker."""
 
@@ -37,7 +43,7 @@ class Signer:
         self.permutations = MinHash(num_perm=num_perm, seed=MINHASH_SEED, scheme=SCHEME).permutations
 
     def __call__(self, text: str) -> np.ndarray:
-        m = MinHash(num_perm=self.num_perm, seed=MINHASH_SEED, permutations=self.permutations, scheme=SCHEME)
+        m = MinHash(num_perm=self.num_perm, seed=MINHASH_SEED, permutations=self.permutations, scheme=SCHEME, hashfunc=xxh32)
         m.update_batch(list(shingles(text, self.shingle_size)))
         return m.hashvalues
 
