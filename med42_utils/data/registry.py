@@ -8,8 +8,8 @@ Table 5 as printed does not add up. Its 18 medical rows sum to 547,542 samples, 
 "Total 952,942 (73.50%)": a 405,400-row gap. The 4 general rows do sum to the stated 343,529. Every
 printed ratio is count / 1,296,471 (= 952,942 + 343,529, the stated grand total), e.g. MedMCQA
 180,462 / 1,296,471 = 13.92%. Over the rows that are actually listed (891,071) the medical share is
-61.4%, not 73.5%. `table5_frame()` shows both views; we reproduce the table as printed and sample each
-source to its printed count, so a faithful mix is 61.4% medical unless the missing rows are found.
+61.45%, not 73.5%. `table5_frame()` shows both views; we reproduce the table as printed and sample each
+source to its printed count, so a faithful mix is 61.45% medical unless the missing rows are found.
 """
 from __future__ import annotations
 
