@@ -87,3 +87,21 @@ def test_stage_writes_manifest_and_skips_when_done(tiny_params, tmp_path, capsys
     run_curation(tiny_params, tmp_path, benchmarks=BENCH)
     assert "skipping" in capsys.readouterr().out
     assert read_manifest(tmp_path)["created"] == m["created"]
+
+
+def test_report_tables_and_plots(result):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from med42_utils.data.mixture import domain_shares
+    from med42_utils.data.report import length_frame, plot_lengths, plot_mixture
+
+    mix = result.mixture_frame()
+    assert list(mix.index) == list(REGISTRY) and mix["achieved"].sum() == len(result.dataset)
+    shares = domain_shares(mix)
+    assert abs(shares["medical"] + shares["general"] - 100) < 0.02 and shares["medical"] > shares["general"]
+    ax = plot_mixture(mix)
+    assert len(ax.patches) == 2 * len(REGISTRY)
+    lengths = length_frame(result.dataset)
+    assert len(lengths) == len(result.dataset) and (lengths["words"] > 0).all() and (lengths["turns"] >= 2).all()
+    assert len(plot_lengths(lengths).get_yticklabels()) == lengths["source"].nunique()

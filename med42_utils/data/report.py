@@ -41,7 +41,7 @@ def plot_lengths(lengths, ax=None):
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 6))
     keys = [k for k in REGISTRY if k in set(lengths["source"])]
-    ax.boxplot([lengths.loc[lengths.source == k, "words"] for k in keys], vert=False, tick_labels=keys)
+    ax.boxplot([lengths.loc[lengths.source == k, "words"] for k in keys], orientation="horizontal", tick_labels=keys)
     ax.set_xscale("log")
     ax.set_xlabel("words per example (user + assistant)")
     ax.invert_yaxis()
