@@ -157,6 +157,14 @@ def test_fsdp_on_two_cpu_processes_through_the_launcher(packed_run):
     assert all(torch.isfinite(torch.tensor(e["loss"])) for e in m["log_history"])
     model, _ = load_model_and_tokenizer(p, str(run_dir("tiny", name) / "sft" / "model"))
     assert sum(t.numel() for t in model.parameters()) == m["total_parameters"]
+    # the gathered full state dict holds real trained values: finite, moved, and within Adam's step bound
+    from med42_utils.tiny_model import resolve_base_model
+
+    base, _ = load_model_and_tokenizer(p, resolve_base_model(p))
+    saved, start = model.state_dict(), base.state_dict()
+    assert all(torch.isfinite(v).all() for v in saved.values())
+    moved = max((saved[k] - start[k]).abs().max().item() for k in saved)
+    assert 0 < moved <= 1.5 * p.sft.learning_rate * p.sft.max_steps
 
 
 @pytest.mark.slow

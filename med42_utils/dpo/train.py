@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from ..fsdp_cpu import enable_cpu_fsdp
 from ..manifest import StageMissingError, write_manifest
 from ..models import load_model_and_tokenizer, resolve_model, stage_model_dir
 from ..params import Params, load_params
@@ -104,31 +105,6 @@ def ensure_pad_token(tokenizer) -> None:
     if tokenizer.pad_token is None:
         pad = "<|finetune_right_pad_id|>"
         tokenizer.pad_token = pad if pad in tokenizer.get_vocab() else tokenizer.eos_token
-
-
-def enable_cpu_fsdp() -> bool:
-    """Work-around: accelerate 1.15 turns `use_cpu` + FSDP into plain DDP (MULTI_CPU) and ignores the FSDP
-    config. When `accelerate launch` set up FSDP (ACCELERATE_USE_FSDP) for several CPU processes, build the
-    accelerator state here with the launcher's FSDP plugin (FSDP2 runs on gloo) and let the trainer reuse it.
-    Returns True when it did so (the trainer must then get accelerator_config use_configured_state)."""
-    import os
-
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true" or int(os.environ.get("WORLD_SIZE", "1")) < 2:
-        return False
-    import torch
-
-    if torch.cuda.is_available():
-        return False
-    from accelerate import Accelerator
-    from accelerate.state import PartialState
-    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
-
-    state = Accelerator(cpu=True).state
-    if state.distributed_type != DistributedType.FSDP:
-        state.fsdp_plugin = FullyShardedDataParallelPlugin()  # reads the FSDP_* settings accelerate launch exported
-        state.distributed_type = DistributedType.FSDP
-        PartialState._shared_state["distributed_type"] = DistributedType.FSDP
-    return True
 
 
 def build_trainer(params: Params, init_path: str, train_dataset, output_dir: str | Path, **config_extra):

@@ -18,12 +18,12 @@ from typing import Any
 
 import yaml
 
+from ..fsdp_cpu import enable_cpu_fsdp, fsdp_wrapped_modules
 from ..manifest import require_stage, stage_done, write_manifest
 from ..models import attn_implementation
 from ..params import Params, load_params
 from ..paths import run_dir
 from ..tiny_model import resolve_base_model
-from .fsdp_cpu import cpu_fsdp_requested, fsdp_trainer_class, trainer_fsdp_args
 
 CHECKPOINTS = "checkpoints"
 MODEL = "model"
@@ -69,9 +69,6 @@ def build_sft_config(params: Params, output_dir: Path, **overrides: Any):
     )
     if s.gradient_checkpointing:
         kw["activation_checkpointing_kwargs"] = {"use_reentrant": False}
-    cpu_fsdp = cpu_fsdp_requested(params)
-    if cpu_fsdp is not None:
-        kw.update(trainer_fsdp_args(cpu_fsdp))
     kw.update(overrides)
     return SFTConfig(**kw)
 
@@ -147,9 +144,11 @@ def train_sft(params: Params, run_name: str, resume: bool = False, stop_after_st
         shutil.rmtree(ckpt_dir)
     train = load_train_dataset(params, run_name)
     model, tok = load_model(params, resolve_base_model(params))
-    args = build_sft_config(params, ckpt_dir)
-    trainer_cls = fsdp_trainer_class(SFTTrainer) if cpu_fsdp_requested(params) is not None else SFTTrainer
-    trainer = trainer_cls(
+    extra = {}
+    if params.sft.hardware.accelerator == "cpu" and enable_cpu_fsdp():
+        extra["accelerator_config"] = {"use_configured_state": True}
+    args = build_sft_config(params, ckpt_dir, **extra)
+    trainer = SFTTrainer(
         model=model, args=args, train_dataset=train, processing_class=tok,
         peft_config=lora_config(params) if params.sft.method == "lora" else None,
         callbacks=[_StopAfter(stop_after_step)] if stop_after_step else None,
@@ -171,7 +170,7 @@ def train_sft(params: Params, run_name: str, resume: bool = False, stop_after_st
         "world_size": trainer.args.world_size,
         "distributed_type": "FSDP" if trainer.is_fsdp_enabled else str(trainer.accelerator.distributed_type).split(".")[-1],
         "fsdp": bool(trainer.is_fsdp_enabled),
-        "fsdp_wrapped_modules": _count_fsdp_modules(trainer.model_wrapped),
+        "fsdp_wrapped_modules": fsdp_wrapped_modules(trainer.model_wrapped),
         "global_step": state.global_step,
         "max_steps": params.sft.max_steps,
         "stopped_early": state.global_step < params.sft.max_steps,
@@ -194,15 +193,6 @@ def train_sft(params: Params, run_name: str, resume: bool = False, stop_after_st
     if _is_main():
         write_manifest(out, "03_sft", params, **fields)
     return fields
-
-
-def _count_fsdp_modules(model) -> int:
-    """How many modules FSDP2's fully_shard wrapped (0 when not sharded)."""
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except ImportError:  # pragma: no cover
-        return 0
-    return sum(isinstance(m, FSDPModule) for m in model.modules())
 
 
 def _is_main() -> bool:
