@@ -10,6 +10,7 @@ in-process launcher, expose `main(argv: list[str]) -> int`.
 from __future__ import annotations
 
 import importlib
+import json
 import shlex
 import shutil
 import subprocess
@@ -108,12 +109,27 @@ srun --kill-on-bad-exit=1 bash -c '{accelerate_line}'
 
 def override_args(overrides: dict | None) -> list[str]:
     """Params overrides as `--set key=value` arguments for the stage's entry point (None values skipped)."""
-    import json
-
     out: list[str] = []
     for k, v in (overrides or {}).items():
         if v is not None:
             out += ["--set", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
+    return out
+
+
+def parse_override_args(items: list[str]) -> dict:
+    """The inverse of override_args: ['sft.max_steps=10', ...] -> {'sft.max_steps': 10}.
+
+    JSON first (YAML 1.1 would read 5e-06 as a string), then a YAML scalar, else the plain string.
+    """
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set takes key=value (e.g. sft.max_steps=10), got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = yaml.safe_load(value)
     return out
 
 
@@ -125,10 +141,12 @@ def plan_launch(
     extra_args: list[str] | None = None,
     num_pairs: int | None = None,
     mfu: float = estimates.ASSUMED_MFU,
+    job: str | None = None,
 ) -> LaunchPlan:
     """How `module` runs for `stage` on the params' hardware, with memory and time estimates.
 
     `num_pairs` (DPO only): preference pairs per round, for the time estimate (None: no estimate).
+    `job`: names the SLURM script and job (default: the stage), e.g. "dpo_round2".
     """
     hw = _hardware(params, stage)
     args = ["--size", params.size, "--run-name", run_name, *(extra_args or [])]
@@ -167,8 +185,9 @@ def plan_launch(
             a if a.startswith("$") else shlex.quote(a) for a in _accelerate_cmd(cfg_path, hw, module, args, True)
         )
         sdir = run_dir(params.size, run_name) / _STAGE_DIR[stage]
-        slurm_path = sdir / f"launch_{stage}.slurm"
-        slurm = render_slurm(stage, hw, line, f"med42-{stage}-{params.size}", sdir / "logs")
+        job = job or stage
+        slurm_path = sdir / f"launch_{job}.slurm"
+        slurm = render_slurm(stage, hw, line, f"med42-{job}-{params.size}", sdir / "logs")
         commands = [f"mkdir -p {sdir / 'logs'}", f"sbatch {slurm_path}"]
     return LaunchPlan(
         stage=stage, hardware=hw, accelerate_config=cfg_path, commands=commands, slurm_script=slurm,

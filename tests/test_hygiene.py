@@ -1,7 +1,6 @@
 """Repository hygiene: notebook contract, numbering, no committed outputs, env files agree."""
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import tomllib

@@ -118,3 +118,26 @@ def test_lora_on_one_gpu_fits_and_drops_optimizer_memory():
     assert ml.optimizer < mf.optimizer / 10
     frac = estimates.lora_fraction(lora, estimates.LLAMA3_8B)
     assert 0.001 < frac < 0.02  # r=16 on all seven projections: ~0.5% of 8B
+
+
+def test_override_args_round_trip_through_the_entry_point_parser():
+    from med42_utils.launch import override_args, parse_override_args
+
+    ov = {"dpo.learning_rate": 5e-06, "sft.max_steps": 3, "sft.bf16": False, "dpo.hardware.launcher": "accelerate",
+          "eval.limit": None, "judge.models": ["base", "sft"]}
+    args = override_args(ov)
+    back = parse_override_args(args[1::2])
+    assert back == {k: v for k, v in ov.items() if v is not None}
+    assert isinstance(back["dpo.learning_rate"], float)
+    with pytest.raises(SystemExit, match="key=value"):
+        parse_override_args(["no-equals-sign"])
+
+
+def test_dpo_rounds_get_their_own_slurm_scripts():
+    from med42_utils.dpo.rounds import launch_plan
+
+    p = load_params("8b")
+    paths = {launch_plan(p, "pytest-slurm", r.name).slurm_path.name for r in p.dpo.rounds}
+    assert paths == {"launch_dpo_round1.slurm", "launch_dpo_round2.slurm", "launch_dpo_round3.slurm"}
+    plan = launch_plan(p, "pytest-slurm", "round2")
+    assert "#SBATCH --job-name=med42-dpo_round2-8b" in plan.slurm_script and "--round round2" in plan.slurm_script

@@ -54,24 +54,11 @@ def plan_rounds(params: Params, run_name: str, round: str | int | None = None, f
     return plans
 
 
-def _set_args(overrides: Mapping[str, Any] | None) -> list[str]:
-    out = []
-    for k, v in (overrides or {}).items():
-        if v is not None:
-            out += ["--set", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
-    return out
-
-
 def launch_plan(params: Params, run_name: str, name: str, overrides: Mapping[str, Any] | None = None):
     """The shared launcher's plan (med42_utils.launch) for one round of `python -m med42_utils.dpo.train`."""
-    from ..launch import plan_launch
+    from ..launch import override_args, plan_launch
 
-    plan = plan_launch(params, "dpo", run_name, MODULE, ["--round", name, *_set_args(overrides)])
-    if plan.slurm_path is not None:  # the launcher names one script per stage; DPO needs one per round
-        per_round = plan.slurm_path.with_name(f"launch_dpo_{name}.slurm")
-        plan.commands = [c.replace(str(plan.slurm_path), str(per_round)) for c in plan.commands]
-        plan.slurm_path = per_round
-    return plan
+    return plan_launch(params, "dpo", run_name, MODULE, ["--round", name, *override_args(overrides)], job=f"dpo_{name}")
 
 
 def run_rounds(params: Params, run_name: str, round: str | int | None = None, force: bool = False,

@@ -16,13 +16,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..fsdp_cpu import enable_cpu_fsdp
+from ..launch import parse_override_args
 from ..manifest import StageMissingError, write_manifest
 from ..models import load_model_and_tokenizer, resolve_model, stage_model_dir
 from ..params import Params, load_params
-from .preference_data import DropReport, drop_long_prompts, load_preferences
+from .preference_data import drop_long_prompts, load_preferences
 
 LOG_HISTORY = "log_history.json"
 
@@ -195,17 +195,6 @@ CONFIG_FIELDS = (
 )
 
 
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    """['dpo.beta=0.2', ...] -> {'dpo.beta': 0.2} (values parsed as YAML scalars)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set needs key=value, got '{item}'")
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", required=True)
@@ -213,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--round", required=True, help="round name from params, e.g. round1")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override, repeatable")
     args = ap.parse_args(argv)
-    params = load_params(args.size, parse_sets(args.set))
+    params = load_params(args.size, parse_override_args(args.set))
     train_round(params, args.run_name, args.round)
     return 0
 

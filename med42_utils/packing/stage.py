@@ -68,7 +68,6 @@ def equivalence_demo(params, curated, tokenized, max_samples: int = 4) -> dict:
 
 def run_packing(run, force: bool = False, max_length: int | None = None) -> dict:
     """Tokenize, pack with both strategies, save datasets + stats + manifest; skip when done."""
-    from datasets import load_from_disk
 
     out = run.stage_dir("02_packing")
     if stage_done(out, run.params) and not force:

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..fsdp_cpu import enable_cpu_fsdp, fsdp_wrapped_modules
+from ..launch import parse_override_args
 from ..manifest import require_stage, stage_done, write_manifest
 from ..models import attn_implementation
 from ..params import Params, load_params
@@ -215,19 +215,6 @@ def _save_final(trainer, params: Params, model_dir: Path, tok) -> None:
         tok.save_pretrained(str(model_dir))
 
 
-def _parse_set(items: list[str]) -> dict[str, Any]:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise SystemExit(f"--set takes key=value (e.g. sft.max_steps=10), got {item!r}")
-        k, v = item.split("=", 1)
-        try:  # JSON first: YAML 1.1 reads 5e-06 as a string
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = yaml.safe_load(v)
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", required=True)
@@ -237,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stop-after-step", type=int, default=None, help="stop after this step (tests resuming)")
     ap.add_argument("--force", action="store_true", help="re-train even if sft/manifest.json exists")
     a = ap.parse_args(argv)
-    params = load_params(a.size, _parse_set(a.set))
+    params = load_params(a.size, parse_override_args(a.set))
     fields = train_sft(params, a.run_name, resume=a.resume, stop_after_step=a.stop_after_step, force=a.force)
     if _is_main():
         print(json.dumps({k: v for k, v in fields.items() if k != "log_history"}, default=str))
