@@ -216,6 +216,11 @@ def main(argv=None):
         par = next(r for r in B.rows if r["step"] == name + " x")["seconds"]
         speedup[name] = one / par
         print(f"  {name:38s} 1 proc {one:6.1f}s  {npr} procs {par:6.1f}s  ratio {one / par:4.2f}x (efficiency {one / par / npr:.0%})")
+        full = next(r for r in S.rows if r["step"] == name)
+        rate1 = base_n / one
+        print(f"  {'':38s} full run {full['rows'] / full['seconds']:,.0f} rows/s with {npr} procs vs {rate1:,.0f} rows/s "
+              f"with 1 proc: {full['rows'] / full['seconds'] / rate1:4.2f}x")
+    print("  (the slice ratio includes worker-pool start-up, which dominates small slices; the full-run ratio does not)")
 
     print(f"\nprojection for the full mixture ({FULL_MIXTURE_ROWS:,} rows) on a 16-core node, assuming the per-core\n"
           f"rate measured here with {npr} procs holds at 16 (map steps) and single-core steps stay single-core:")
