@@ -233,6 +233,16 @@ def main(argv=None):
         total += t
         print(f"  {r['step']:40s} {t / 60:7.1f} min")
     print(f"  {'TOTAL (excluding Hub download)':40s} {total / 60:7.1f} min  (target: < 30 min)")
+    worst = 0.0
+    for r in S.rows:
+        if r["step"] == "decontam index":
+            worst += r["seconds"]
+        elif r["step"] in speedup:  # no parallel speed-up at all: the num_proc=1 baseline rate
+            one = next(b for b in B.rows if b["step"] == r["step"])
+            worst += FULL_MIXTURE_ROWS / (one["rows"] / one["seconds"])
+        else:
+            worst += FULL_MIXTURE_ROWS / (r["rows"] / r["seconds"])  # the step's whole throughput, as if on 1 core
+    print(f"  {'bound with NO parallel speed-up':40s} {worst / 60:7.1f} min  (map steps at the 1-proc rate)")
     near = next(r for r in S.rows if r["step"].startswith("near dedup"))
     prev = S.rows[S.rows.index(near) - 1]
     print(f"  LSH index: +{near['peak_rss_mb'] - prev['peak_rss_mb']:,.0f} MB for {near['rows']:,} rows -> "
