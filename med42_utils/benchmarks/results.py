@@ -104,8 +104,8 @@ def bar_chart(table: pd.DataFrame, path: Path | None = None, title: str = ""):
     ax.set_ylabel("zero-shot accuracy (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title or "Our models vs the paper's Table 4")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig
