@@ -100,8 +100,10 @@ REGISTRY: dict[str, SourceSpec] = {
         SourceSpec(
             "pubmedqa", "PubMedQA", "medical", 499, 0.04, "qiaojin/PubMedQA", A.pubmedqa,
             ("question", "context", "long_answer", "final_decision"), config="pqa_labeled", licence="MIT",
-            note="Expert-labelled set (1,000 rows). Its 500-row test half is the PubMedQA benchmark, which "
-            "decontamination removes; 499 is consistent with the paper keeping the other half.",
+            note="Expert-labelled set (1,000 rows). The paper's 499 suggests it kept the half outside the official "
+            "500-question test set. The Hub copy has one split, so 05 benchmarks all 1,000 rows and decontamination "
+            "removes them here too: at 8b/70b this source ends near 0 of 499, reported as a shortfall. Restoring the "
+            "paper's 499 needs the official test PMIDs (PubMedQA's GitHub repo) to split benchmark from training rows.",
             citation="Jin et al., 2019",
         ),
         SourceSpec(
