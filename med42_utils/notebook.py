@@ -43,6 +43,18 @@ class Run:
         return d
 
 
+def fresh_transforms() -> None:
+    """Recompute every datasets transform instead of reusing its cache files.
+
+    datasets fingerprints a map function by its own code, not by the helpers it calls, so after an edit
+    to (say) the text normaliser a re-run could silently reuse stale results. Stage manifests already
+    decide what is reused; within a stage, transforms always run fresh.
+    """
+    import datasets
+
+    datasets.disable_caching()
+
+
 def start(size: str, run_name: str, overrides: Mapping[str, Any] | None = None) -> Run:
     """Load and validate params (with overrides from the parameters cell), seed, and make the run folder.
 
@@ -55,6 +67,7 @@ def start(size: str, run_name: str, overrides: Mapping[str, Any] | None = None) 
     d.mkdir(parents=True, exist_ok=True)
     random.seed(params.seed)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    fresh_transforms()
     try:
         import numpy as np
 

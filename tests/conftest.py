@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import uuid
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[var] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# hermetic: no test (or notebook kernel it starts) reads datasets cache files left by earlier code
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="med42-hf-datasets-")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 _connect = socket.socket.connect

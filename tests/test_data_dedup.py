@@ -58,3 +58,19 @@ def test_near_dedup_keeps_distinct_rows_and_threshold_matters():
     ds = _ds([("a", _chat("q", BASE)), ("b", _chat("q", half + " " + OTHER))])
     ds = add_dedup_columns(ds, num_perm=128, shingle_size=5, near=True, num_proc=None)
     assert near_keep_mask(ds, 128, 0.8).tolist() == [True, True]
+
+
+def test_bundled_near_duplicate_is_clearly_above_threshold():
+    """The planted OpenGPT/UltraChat pair must not sit on the LSH threshold, where detection is a coin flip."""
+    from med42_utils.data.dedup import shingles
+    from med42_utils.data.loading import load_source
+    from med42_utils.data.registry import get_source
+    from med42_utils.data.text import conversation_text
+    from med42_utils.params import load_params
+
+    texts = []
+    for key in ("opengpt", "ultrachat"):
+        spec = get_source(key)
+        texts += [conversation_text(spec.adapter(r)) for r in load_source(spec, "bundled", None) if "regular exercise" in str(r)]
+    a, b = (shingles(t, load_params("tiny").data.dedup.shingle_size) for t in texts)
+    assert len(a & b) / len(a | b) >= load_params("tiny").data.dedup.minhash_threshold + 0.08

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..fsdp_cpu import enable_cpu_fsdp
 from ..launch import parse_override_args
+from ..notebook import fresh_transforms
 from ..manifest import StageMissingError, write_manifest
 from ..models import load_model_and_tokenizer, resolve_model, stage_model_dir
 from ..params import Params, load_params
@@ -202,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--round", required=True, help="round name from params, e.g. round1")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override, repeatable")
     args = ap.parse_args(argv)
+    fresh_transforms()
     params = load_params(args.size, parse_override_args(args.set))
     train_round(params, args.run_name, args.round)
     return 0

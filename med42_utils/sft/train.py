@@ -19,6 +19,7 @@ from typing import Any
 
 from ..fsdp_cpu import enable_cpu_fsdp, fsdp_wrapped_modules
 from ..launch import parse_override_args
+from ..notebook import fresh_transforms
 from ..manifest import require_stage, stage_done, write_manifest
 from ..models import attn_implementation
 from ..params import Params, load_params
@@ -224,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stop-after-step", type=int, default=None, help="stop after this step (tests resuming)")
     ap.add_argument("--force", action="store_true", help="re-train even if sft/manifest.json exists")
     a = ap.parse_args(argv)
+    fresh_transforms()
     params = load_params(a.size, parse_override_args(a.set))
     fields = train_sft(params, a.run_name, resume=a.resume, stop_after_step=a.stop_after_step, force=a.force)
     if _is_main():
