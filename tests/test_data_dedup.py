@@ -74,3 +74,21 @@ def test_bundled_near_duplicate_is_clearly_above_threshold():
         texts += [conversation_text(spec.adapter(r)) for r in load_source(spec, "bundled", None) if "regular exercise" in str(r)]
     a, b = (shingles(t, load_params("tiny").data.dedup.shingle_size) for t in texts)
     assert len(a & b) / len(a | b) >= load_params("tiny").data.dedup.minhash_threshold + 0.08
+
+
+def test_near_dedup_keeps_the_first_row_of_each_cluster():
+    """Hand-built signatures: A~B share band 0, B~C share band 1, A and C share no band; D is alone.
+    Linked rows form one cluster (A, B, C) whose first row A is kept; D is kept."""
+    from datasets import Dataset
+
+    from med42_utils.data.dedup import lsh_bands
+
+    num_perm = 128
+    b, r = lsh_bands(0.8, num_perm)
+    rng = np.random.default_rng(0)
+    a, c, d = (rng.integers(0, 2**32, num_perm, dtype=np.uint64).astype(np.uint32) for _ in range(3))
+    bb = rng.integers(0, 2**32, num_perm, dtype=np.uint64).astype(np.uint32)
+    bb[:r] = a[:r]  # band 0 equals A's
+    bb[r : 2 * r] = c[r : 2 * r]  # band 1 equals C's
+    ds = Dataset.from_dict({"minhash": [a.tolist(), bb.tolist(), c.tolist(), d.tolist()]})
+    assert b >= 2 and near_keep_mask(ds, num_perm, 0.8).tolist() == [True, False, False, True]

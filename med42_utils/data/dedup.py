@@ -9,7 +9,7 @@ import hashlib
 
 import numpy as np
 import xxhash  # a dependency of datasets
-from datasketch import LeanMinHash, MinHash, MinHashLSH
+from datasketch import MinHash, MinHashLSH
 
 from .text import conversation_text, normalize
 
@@ -69,19 +69,41 @@ def exact_keep_mask(hashes) -> np.ndarray:
     return ~pd.Series(np.asarray(hashes)).duplicated(keep="first").to_numpy()
 
 
-def near_keep_mask(ds, num_perm: int, threshold: float, batch_size: int = 10_000) -> np.ndarray:
-    """Greedy LSH pass over the `minhash` column: a row whose signature shares an LSH band bucket with an
-    earlier kept row (datasketch picks bands/rows so that this means estimated Jaccard >= threshold) is a
-    near-duplicate and dropped; otherwise it is kept and indexed. The index lives in memory: O(rows)."""
+def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """datasketch's choice of (bands, rows per band) for a Jaccard threshold: two rows whose signatures
+    agree on every row of at least one band are candidates (probability ~ 1 - (1 - J^r)^b)."""
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    keep = np.ones(len(ds), dtype=bool)
+    return lsh.b, lsh.r
+
+
+def near_keep_mask(ds, num_perm: int, threshold: float, batch_size: int = 50_000) -> np.ndarray:
+    """MinHash LSH over the `minhash` column, kept columnar: each row's signature is cut into datasketch's
+    bands and each band hashed to one uint64 (8 bytes per band and row, no Python object per row). Rows
+    sharing a band key are linked; every connected cluster keeps its first row (registry order, then row
+    order) and drops the rest."""
+    import pandas as pd
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(ds)
+    b, r = lsh_bands(threshold, num_perm)
+    keys = np.empty((n, b), dtype=np.uint64)
     i = 0
     for batch in ds.select_columns(["minhash"]).with_format("numpy").iter(batch_size=batch_size):
-        for hv in batch["minhash"]:
-            m = LeanMinHash(seed=MINHASH_SEED, hashvalues=np.asarray(hv, dtype=np.uint32), scheme=SCHEME)
-            if lsh.query(m):
-                keep[i] = False
-            else:
-                lsh.insert(i, m, check_duplication=False)
-            i += 1
+        sig = np.stack(batch["minhash"]).astype(np.uint32)
+        for j in range(b):
+            keys[i : i + len(sig), j] = pd.util.hash_pandas_object(pd.DataFrame(sig[:, j * r : (j + 1) * r]), index=False).to_numpy()
+        i += len(sig)
+    rows = np.arange(n)
+    src, dst = [], []
+    for j in range(b):  # link each row to the first row holding the same band key
+        first = pd.Series(rows).groupby(keys[:, j]).transform("min").to_numpy()
+        linked = first != rows
+        src.append(rows[linked])
+        dst.append(first[linked])
+    src, dst = np.concatenate(src), np.concatenate(dst)
+    graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    keep = np.zeros(n, dtype=bool)
+    keep[np.unique(label, return_index=True)[1]] = True  # the first row of every cluster
     return keep
