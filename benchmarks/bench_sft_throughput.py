@@ -4,7 +4,7 @@ CPU (default): the tiny model on the bundled sample conversations, three SFTTrai
   unpacked (padded micro-batches, the baseline) | packed wrapped | packed bfd (padding-free)
 and their ratios against the baseline.
 
-GPU (--gpu): an 8B-shaped Llama (hidden 4096, MLP 14336, 32/8 heads, vocab 128256) with fewer
+GPU (--gpu; tests run the same code on CPU with a small shape): an 8B-shaped Llama (hidden 4096, MLP 14336, 32/8 heads, vocab 128256) with fewer
 layers, bf16, sequence 8192; runs two layer counts, fits time = a + b * layers and projects the
 full 32-layer model's tokens/s per GPU and its MFU (compare: torchtitan's public Llama 3 8B FSDP
 figure of about 5,800 tokens/s per H100 at sequence 8192).
@@ -88,59 +88,66 @@ def bench_cpu(steps: int, repeats: int = 3) -> list[dict]:
     return rows
 
 
-def bench_gpu(layer_counts: list[int], steps: int, seq: int = 8192) -> dict:
-    """8B-shaped model with few layers on one GPU: tokens/s, MFU, projection to 32 layers."""
+def bench_layers(layer_counts: list[int], steps: int, seq: int = 8192, shape=None, device: str = "cuda") -> dict:
+    """Llama-shaped model (default: Llama 3 8B's widths) with few layers on one device: seconds per step,
+    tokens/s, MFU against H100 bf16 peak, and the fit time = a + b * layers projected to the full depth.
+    On CUDA it runs as in training (bf16 autocast, fused AdamW, activation checkpointing); device="cpu"
+    with a small `shape` only exercises the code path (the tests do that)."""
+    import importlib.util
+
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from med42_utils import estimates
 
-    if not torch.cuda.is_available():
+    cuda = device == "cuda"
+    if cuda and not torch.cuda.is_available():
         raise SystemExit("--gpu needs a CUDA device; this machine has none")
-    import importlib.util
-
-    attn = "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"
-    s8 = estimates.LLAMA3_8B
+    s8 = shape or estimates.LLAMA3_8B
+    attn = "flash_attention_2" if cuda and importlib.util.find_spec("flash_attn") else "sdpa"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     results = []
     for n in layer_counts:
         cfg = LlamaConfig(hidden_size=s8.hidden, intermediate_size=s8.intermediate, num_hidden_layers=n,
                           num_attention_heads=s8.heads, num_key_value_heads=s8.kv_heads, vocab_size=s8.vocab,
-                          max_position_embeddings=seq, rope_theta=500000.0, tie_word_embeddings=False)
-        model = LlamaForCausalLM(cfg).to("cuda")  # fp32 master weights, bf16 autocast as under FSDP
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                          max_position_embeddings=seq, rope_theta=500000.0, tie_word_embeddings=False,
+                          attn_implementation=attn)
+        model = LlamaForCausalLM(cfg).to(device)  # fp32 master weights, bf16 autocast as under FSDP
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.95), fused=True)
-        ids = torch.randint(0, s8.vocab, (1, seq), device="cuda")
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.95), fused=cuda)
+        ids = torch.randint(0, s8.vocab, (1, seq), device=device)
 
-        def step():
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+        def step(model=model, opt=opt, ids=ids):
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=cuda):
                 loss = model(input_ids=ids, labels=ids, use_cache=False).loss
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-        for _ in range(2):
+        for _ in range(2):  # warm-up
             step()
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         for _ in range(steps):
             step()
-        torch.cuda.synchronize()
+        sync()
         per_step = (time.perf_counter() - t0) / steps
-        shape = estimates.ModelShape(f"8B-shaped x{n}", s8.hidden, n, s8.heads, s8.kv_heads, s8.intermediate, s8.vocab)
+        part = estimates.ModelShape(f"{s8.name} x{n}", s8.hidden, n, s8.heads, s8.kv_heads, s8.intermediate, s8.vocab)
         tps = seq / per_step
-        mfu = tps * estimates.flops_per_token(shape, seq) / estimates.H100_BF16_PEAK_FLOPS
-        results.append({"layers": n, "seconds_per_step": per_step, "tokens_per_s": tps, "mfu": mfu,
-                        "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30, "attn": attn})
+        results.append({"layers": n, "seconds_per_step": per_step, "tokens_per_s": tps, "attn": attn,
+                        "mfu": tps * estimates.flops_per_token(part, seq) / estimates.H100_BF16_PEAK_FLOPS,
+                        "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None})
         del model, opt
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    (a, b) = _fit(results)
-    full = a + b * s8.layers
-    proj_tps = seq / full
-    return {"runs": results, "projected_32_layer_tokens_per_s": proj_tps,
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+    a, b = _fit(results)
+    proj_tps = seq / (a + b * s8.layers)
+    return {"runs": results, "full_layers": s8.layers, "seconds_per_layer": b, "seconds_fixed": a,
+            "projected_full_depth_tokens_per_s": proj_tps,
             "projected_mfu": proj_tps * estimates.flops_per_token(s8, seq) / estimates.H100_BF16_PEAK_FLOPS,
-            "torchtitan_reference_tokens_per_s": 5800, "note": "single GPU, no FSDP communication"}
+            "torchtitan_reference_tokens_per_s": 5800, "note": "single device, no FSDP communication"}
 
 
 def _fit(results: list[dict]) -> tuple[float, float]:
@@ -162,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, nargs="+", default=[2, 4])
     a = ap.parse_args(argv)
     if a.gpu:
-        print(json.dumps(bench_gpu(a.layers, a.steps), indent=1))
+        print(json.dumps(bench_layers(a.layers, a.steps), indent=1))
         return 0
     rows = bench_cpu(a.steps, a.repeats)
     print(f"{'config':28s} {'real tokens':>11s} {'seconds':>8s} {'tokens/s':>9s} {'x unpacked':>10s}")
