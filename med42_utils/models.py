@@ -48,18 +48,36 @@ def attn_implementation(params: Params) -> str:
     return impl
 
 
-def load_model_and_tokenizer(params: Params, name_or_path: str, **model_kwargs):
-    """from_pretrained with the params' dtype, attention and trust_remote_code (off unless set)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def ensure_pad_token(tokenizer) -> None:
+    """Llama 3 Instruct tokenizers ship no pad token: use <|finetune_right_pad_id|> (Llama 3.1, tiny), else eos."""
+    if tokenizer.pad_token is None:
+        pad = "<|finetune_right_pad_id|>"
+        tokenizer.pad_token = pad if pad in tokenizer.get_vocab() else tokenizer.eos_token
 
-    trust = params.model.trust_remote_code
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust)
-    model = AutoModelForCausalLM.from_pretrained(
+
+def load_tokenizer(params: Params, name_or_path: str):
+    """AutoTokenizer with trust_remote_code from params (off unless set) and a pad token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=params.model.trust_remote_code)
+    ensure_pad_token(tokenizer)
+    return tokenizer
+
+
+def load_model(params: Params, name_or_path: str, dtype: str | None = None, **model_kwargs):
+    """AutoModelForCausalLM with the params' dtype (or `dtype`), attention and trust_remote_code."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(
         name_or_path,
-        dtype=getattr(torch, params.model.torch_dtype),
+        dtype=getattr(torch, dtype or params.model.torch_dtype),
         attn_implementation=attn_implementation(params),
-        trust_remote_code=trust,
+        trust_remote_code=params.model.trust_remote_code,
         **model_kwargs,
     )
-    return model, tokenizer
+
+
+def load_model_and_tokenizer(params: Params, name_or_path: str, **model_kwargs):
+    """load_model + load_tokenizer."""
+    return load_model(params, name_or_path, **model_kwargs), load_tokenizer(params, name_or_path)

@@ -75,7 +75,7 @@ def build_pairs(prompts: Sequence[list[dict]], responses: Sequence[list[str]], s
 
 def onpolicy_pairs(params: Params, model_path: str, specs: Sequence[str], scorer: Scorer, model=None, tokenizer=None):
     """Prompts of `specs` -> K samples from the model at model_path -> scored best/worst pairs."""
-    from ..models import load_model_and_tokenizer
+    from ..models import ensure_pad_token, load_model_and_tokenizer
 
     d, op = params.dpo, params.dpo.onpolicy
     base, prompt_report = load_preferences(specs, d.data_source, d.data_dir, d.max_samples_per_source, seed=d.seed)
@@ -86,8 +86,7 @@ def onpolicy_pairs(params: Params, model_path: str, specs: Sequence[str], scorer
         base = base.select(range(op.num_prompts))
     if model is None or tokenizer is None:
         model, tokenizer = load_model_and_tokenizer(params, model_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    ensure_pad_token(tokenizer)
     responses = generate_responses(
         model, tokenizer, base["prompt"], op.k, temperature=op.temperature, top_k=op.top_k, top_p=op.top_p,
         max_new_tokens=op.max_new_tokens, seed=op.seed,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Protocol, Sequence
 
+from ..models import ensure_pad_token
 from ..params import Params
 
 
@@ -24,8 +25,7 @@ class RewardModelScorer:
 
     def __init__(self, model, tokenizer, batch_size: int = 8):
         self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        ensure_pad_token(tokenizer)
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
 

@@ -21,7 +21,7 @@ from ..fsdp_cpu import enable_cpu_fsdp
 from ..launch import parse_override_args
 from ..notebook import fresh_transforms
 from ..manifest import StageMissingError, write_manifest
-from ..models import load_model_and_tokenizer, resolve_model, stage_model_dir
+from ..models import load_model, load_tokenizer, resolve_model, stage_model_dir
 from ..params import Params, load_params
 from .preference_data import drop_long_prompts, load_preferences
 
@@ -101,25 +101,19 @@ def build_dpo_config(params: Params, output_dir: str | Path, **extra: Any):
     return DPOConfig(**kwargs)
 
 
-def ensure_pad_token(tokenizer) -> None:
-    """Llama 3 Instruct tokenizers ship no pad token: use <|finetune_right_pad_id|> (else eos)."""
-    if tokenizer.pad_token is None:
-        pad = "<|finetune_right_pad_id|>"
-        tokenizer.pad_token = pad if pad in tokenizer.get_vocab() else tokenizer.eos_token
-
-
-def build_trainer(params: Params, init_path: str, train_dataset, output_dir: str | Path, **config_extra):
+def build_trainer(params: Params, init_path: str, train_dataset, output_dir: str | Path, tokenizer=None,
+                  **config_extra):
     """DPOTrainer whose policy AND frozen reference are both loaded from init_path."""
     from trl import DPOTrainer
 
     if params.dpo.hardware.accelerator == "cpu" and enable_cpu_fsdp():
         config_extra.setdefault("accelerator_config", {"use_configured_state": True})
-    model, tokenizer = load_model_and_tokenizer(params, init_path)
-    ensure_pad_token(tokenizer)
+    tokenizer = tokenizer or load_tokenizer(params, init_path)
+    model = load_model(params, init_path)
     args = build_dpo_config(params, output_dir, **config_extra)
     ref_model = None
     if not params.dpo.precompute_ref_log_probs:
-        ref_model, _ = load_model_and_tokenizer(params, init_path)
+        ref_model = load_model(params, init_path)
     # with precompute_ref_log_probs, TRL scores the data with the untouched policy (= init_path) before training
     return DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=train_dataset, processing_class=tokenizer)
 
@@ -145,14 +139,11 @@ def prepare_round_data(params: Params, run_name: str, name: str, init_path: str,
 
 def train_round(params: Params, run_name: str, name: str) -> dict[str, Any]:
     """Train one round and save model, tokenizer, logs and manifest; returns the manifest fields."""
-    from transformers import AutoTokenizer
-
     init_path = resolve_init(params, run_name, name)
     out = round_dir(params, run_name, name)
-    tokenizer = AutoTokenizer.from_pretrained(init_path, trust_remote_code=params.model.trust_remote_code)
-    ensure_pad_token(tokenizer)
+    tokenizer = load_tokenizer(params, init_path)
     ds, report = prepare_round_data(params, run_name, name, init_path, tokenizer)
-    trainer = build_trainer(params, init_path, ds, out / "trainer")
+    trainer = build_trainer(params, init_path, ds, out / "trainer", tokenizer=tokenizer)
     result = trainer.train()
     model_dir = out / "model"
     if trainer.is_fsdp_enabled:  # one consolidated checkpoint that from_pretrained can read

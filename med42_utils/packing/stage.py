@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import models
 from ..manifest import require_stage, stage_done, write_manifest
 from ..tiny_model import resolve_base_model
 from .equivalence import loss_equivalence
@@ -30,9 +31,8 @@ def load_curated(run):
 
 
 def load_tokenizer(params):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(resolve_base_model(params), trust_remote_code=params.model.trust_remote_code)
+    """The base model's tokenizer (what 02 tokenizes with)."""
+    return models.load_tokenizer(params, resolve_base_model(params))
 
 
 def equivalence_demo(params, curated, tokenized, max_samples: int = 4) -> dict:

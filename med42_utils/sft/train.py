@@ -21,7 +21,7 @@ from ..fsdp_cpu import enable_cpu_fsdp, fsdp_wrapped_modules
 from ..launch import parse_override_args
 from ..notebook import fresh_transforms
 from ..manifest import require_stage, stage_done, write_manifest
-from ..models import attn_implementation
+from .. import models
 from ..params import Params, load_params
 from ..paths import run_dir
 from ..tiny_model import resolve_base_model
@@ -95,16 +95,8 @@ def load_train_dataset(params: Params, run_name: str):
 def load_model(params: Params, name_or_path: str):
     """Full fine-tuning keeps fp32 master weights (bf16 compute via autocast / FSDP mixed precision:
     5e-6 updates vanish in bf16 weights); LoRA loads the frozen base in the params' dtype."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    trust = params.model.trust_remote_code
-    dtype = torch.float32 if params.sft.method == "full" else getattr(torch, params.model.torch_dtype)
-    tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust)
-    model = AutoModelForCausalLM.from_pretrained(
-        name_or_path, dtype=dtype, attn_implementation=attn_implementation(params), trust_remote_code=trust
-    )
-    return model, tok
+    dtype = "float32" if params.sft.method == "full" else None
+    return models.load_model(params, name_or_path, dtype=dtype), models.load_tokenizer(params, name_or_path)
 
 
 class _StopAfter:
