@@ -109,3 +109,17 @@ def runnable_sizes(report: dict | None = None) -> dict[str, dict[str, str]]:
             ok, why = can_run(hw, report)
             out[size][stage] = ("yes: " if ok else "no: ") + why
     return out
+
+
+def require_cuda(params: Params, what: str, dry_run: bool = False) -> None:
+    """For stages placed by model size rather than a hardware section (eval, judge): 8b/70b need a CUDA
+    GPU; fail fast, with the fix, on a machine without one. tiny and dry runs pass."""
+    if params.model.base == "tiny" or dry_run:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise HardwareError(
+            f"{what} at size {params.size} runs {params.model.base} and needs a CUDA GPU, which this machine lacks; "
+            "use size=tiny here, run on a GPU node, or set dry_run=True to see the plan"
+        )

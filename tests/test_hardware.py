@@ -40,3 +40,25 @@ def test_size_plan_figures():
     sft, dpo = size_plan(load_params("70b"))
     assert (sft.nodes, sft.gpus_per_node) == (6, 8) and "393,216 tokens/step" in sft.batch and "3,549 steps" in sft.steps
     assert (dpo.nodes, dpo.gpus_per_node) == (4, 8) and "128 pairs/step" in dpo.batch
+
+
+def test_require_cuda_for_eval_and_judge_sizes(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    from med42_utils.hardware import require_cuda
+
+    with pytest.raises(HardwareError, match=r"05_benchmarks at size 8b runs meta-llama/Meta-Llama-3-8B-Instruct.*dry_run=True"):
+        require_cuda(load_params("8b"), "05_benchmarks")
+    require_cuda(load_params("8b"), "06_elo_judging", dry_run=True)  # dry runs pass
+    require_cuda(load_params("tiny"), "05_benchmarks")  # tiny runs on CPU
+
+
+def test_benchmarks_fail_fast_without_cuda(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    from med42_utils.benchmarks.run import run_models
+
+    with pytest.raises(HardwareError, match="05_benchmarks at size 70b"):
+        run_models(load_params("70b"), "pytest-nocuda", "/tmp/unused-eval-dir")

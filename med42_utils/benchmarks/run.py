@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..chat import SYSTEM_PROMPT
+from ..hardware import require_cuda
 from ..params import Params
 from ..paths import resolve
 from .data import BENCHMARKS, TASK_TO_KEY, load_benchmark
@@ -138,7 +139,7 @@ def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] |
     stages = models or params.eval.models
     check_tasks(params.eval.tasks)
     task_metadata(params)
-    require_device(params)
+    require_cuda(params, "05_benchmarks")
     paths = {s: resolve_model(params, run_name, s) for s in stages}  # fail before any run if one is missing
     out = {}
     for stage, path in paths.items():
@@ -174,16 +175,3 @@ def benchmark_overview(params: Params) -> list[dict]:
             "chance %": round(100 * sum(1 / len(d["choices"]) for d in scored) / len(scored), 1),
         })
     return out
-
-
-def require_device(params: Params) -> None:
-    """8b/70b evaluation needs CUDA; fail fast on a CPU box instead of loading 16-140 GB of weights."""
-    if params.model.base == "tiny":
-        return
-    import torch
-
-    if not torch.cuda.is_available():
-        raise RuntimeError(
-            f"size {params.size} evaluates {params.model.base} and needs a CUDA GPU (none visible here); "
-            "run this notebook on a GPU node, use size=tiny on a laptop, or set dry_run=True to see the plan"
-        )

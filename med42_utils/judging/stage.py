@@ -41,14 +41,3 @@ def rate(battles: pd.DataFrame, params, seed: int | None = None) -> dict:
     board = leaderboard(point, boots, battles)
     board.insert(1, "online_elo", online_elo(battles, e.k, scale).reindex(board.index))
     return {"bt": point, "bootstrap": boots, "leaderboard": board, "scale": scale}
-
-
-def require_gpu(params, dry_run: bool = False) -> None:
-    """8b/70b answers and judge need CUDA; fail fast with the fix on a CPU box (tiny and dry runs pass)."""
-    if params.model.base == "tiny" or dry_run:
-        return
-    import torch
-
-    if not torch.cuda.is_available():
-        raise RuntimeError(f"06_elo_judging at size {params.size} generates answers with {params.size} models and "
-                           "needs CUDA GPUs, which this machine lacks; run size 'tiny' here, or dry_run=True to see the plan")
