@@ -15,6 +15,19 @@ MANIFEST = "manifest.json"
 _LIBS = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "lm-eval", "datasketch")
 
 
+# The params sections each stage's outputs depend on (its own and its upstream stages'), so that a
+# change elsewhere does not redo it: editing judge settings leaves a finished SFT stage done.
+_CHAIN = ("seed", "data", "eval", "model", "packing", "sft", "dpo")
+STAGE_PARAMS: dict[str, tuple[str, ...]] = {
+    "01_data_curation": ("seed", "data", "eval"),  # eval: the benchmarks it decontaminates against
+    "02_packing": _CHAIN[:5],
+    "03_sft": _CHAIN[:6],
+    "04_dpo": _CHAIN,
+    "05_benchmarks": _CHAIN,
+    "06_elo_judging": (*_CHAIN, "judge"),
+}
+
+
 class StageMissingError(FileNotFoundError):
     """A stage needs an earlier stage's artifacts that are not there."""
 
@@ -46,6 +59,7 @@ def write_manifest(directory: Path, stage: str, params: Params, **fields: Any) -
         "stage": stage,
         "size": params.size,
         "params_hash": params_hash(params),
+        "section_hashes": {s: params_hash(params, (s,)) for s in type(params).model_fields},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "git_commit": _git_commit(repo_root()),
         "versions": library_versions(),
@@ -66,12 +80,19 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 
 
 def stage_done(directory: Path, params: Params | None = None) -> bool:
-    """True when the stage wrote its manifest (and, if params given, with the same params hash)."""
+    """True when the stage wrote its manifest and, if params are given, with the same values in the
+    params sections that stage depends on (STAGE_PARAMS; every section for stages not listed there)."""
     try:
         doc = read_manifest(directory)
     except StageMissingError:
         return False
-    return params is None or doc.get("params_hash") == params_hash(params)
+    if params is None:
+        return True
+    # per-round manifests are named "04_dpo/round2": they depend on what 04_dpo depends on
+    sections, stored = STAGE_PARAMS.get(doc.get("stage", "").split("/")[0]), doc.get("section_hashes")
+    if sections is None or not stored:
+        return doc.get("params_hash") == params_hash(params)
+    return all(stored.get(s) == params_hash(params, (s,)) for s in sections)
 
 
 def require_stage(directory: Path, notebook: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..manifest import read_manifest, write_manifest
+from ..manifest import read_manifest, stage_done, write_manifest
 from ..params import Params
 from .train import LOG_HISTORY, init_stage, resolve_init, round_dir, round_names, round_spec
 
@@ -28,8 +28,9 @@ class RoundPlan:
 
 
 def round_done(params: Params, run_name: str, name: str) -> bool:
+    """Trained with the same params (manifest.stage_done) and its model saved."""
     d = round_dir(params, run_name, name)
-    return (d / "manifest.json").is_file() and (d / "model" / "config.json").is_file()
+    return stage_done(d, params) and (d / "model" / "config.json").is_file()
 
 
 def select_rounds(params: Params, round: str | int | None) -> list[str]:

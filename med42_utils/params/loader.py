@@ -104,7 +104,10 @@ def load_params(size: str, overrides: Mapping[str, Any] | None = None, root: Pat
         raise ParamsError(_format(e, source)) from None
 
 
-def params_hash(params: Params) -> str:
-    """Short stable hash of every value, for manifests."""
-    blob = json.dumps(params.model_dump(mode="json"), sort_keys=True).encode()
+def params_hash(params: Params, sections: tuple[str, ...] | None = None) -> str:
+    """Short stable hash of every value (or of the named top-level sections), for manifests."""
+    dump = params.model_dump(mode="json")
+    if sections is not None:
+        dump = {k: dump[k] for k in sections}
+    blob = json.dumps(dump, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
