@@ -15,17 +15,39 @@ from ..chat import SYSTEM_PROMPT
 from ..hardware import require_cuda
 from ..params import Params
 from ..paths import resolve
+from . import taught
 from .data import BENCHMARKS, TASK_TO_KEY, load_benchmark
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+# Course tasks beside Table 4's: scored whole (eval.limit caps the Table 4 tasks only).
+COURSE_TASKS = (taught.TASK,)
+# The exam tasks that also run in the letter framing (tasks/med42_<x>_letters.yaml), as lm-eval's stock medqa_4options,
+# medmcqa and mmlu_* tasks and the Open Medical-LLM Leaderboard score them. PubMedQA and ToxiGen are left out: their
+# stock tasks already score the answer words (yes / no / maybe; Yes / No), which is our full-answer framing.
+LETTER_TASKS = {t: f"{t}_letters" for t in
+                ("med42_mmlu_medical", "med42_mmlu_pro_health", "med42_medmcqa", "med42_medqa_4options", "med42_usmle_sa")}
 
 
 def check_tasks(tasks: list[str]) -> list[str]:
     """Every name must be one of our med42_* tasks (a typo would otherwise fail deep inside lm-eval)."""
-    unknown = [t for t in tasks if t not in TASK_TO_KEY]
+    known = [*TASK_TO_KEY, *COURSE_TASKS]
+    unknown = [t for t in tasks if t not in known]
     if unknown:
-        raise ValueError(f"unknown task(s) {', '.join(unknown)} in eval.tasks; known: {', '.join(TASK_TO_KEY)}")
+        raise ValueError(f"unknown task(s) {', '.join(unknown)} in eval.tasks; known: {', '.join(known)}")
     return list(tasks)
+
+
+def task_docs(params: Params, task: str) -> list[dict]:
+    """The docs a task scores, before eval.limit: the Table 4 loaders, or the course task's bundled rows."""
+    if task in COURSE_TASKS:
+        return taught.taught_docs(params.eval.data_dir)
+    return load_benchmark(TASK_TO_KEY[task], params.eval.data_source, task_metadata(params)["med42_data_dir"]).docs
+
+
+def scored_docs(params: Params, task: str) -> list[dict]:
+    """The docs lm-eval scores: the first eval.limit of a Table 4 task, every row of a course task."""
+    docs = task_docs(params, task)
+    return docs if task in COURSE_TASKS or not params.eval.limit else docs[: params.eval.limit]
 
 
 def task_metadata(params: Params) -> dict[str, Any]:
@@ -47,8 +69,7 @@ def chance_levels(params: Params, tasks: list[str]) -> dict[str, float]:
     """Accuracy of uniform guessing per task, over the same rows lm-eval scores (limit included)."""
     out = {}
     for t in check_tasks(tasks):
-        docs = load_benchmark(TASK_TO_KEY[t], params.eval.data_source, task_metadata(params)["med42_data_dir"]).docs
-        docs = docs[: params.eval.limit] if params.eval.limit else docs
+        docs = scored_docs(params, t)
         out[t] = sum(1 / len(d["choices"]) for d in docs) / len(docs)
     return out
 
@@ -84,9 +105,14 @@ def make_lm(params: Params, name_or_path: str):
                     trust_remote_code=params.model.trust_remote_code)
 
 
-def evaluate(params: Params, lm, tasks: list[str] | None = None, log_samples: bool = False) -> dict:
-    """simple_evaluate on our tasks, zero-shot, chat template and system prompt as params say.
+def evaluate(params: Params, lm, tasks: list[str] | None = None, log_samples: bool = False,
+             framing: str = "full", limit: int | None | str = "params") -> dict:
+    """simple_evaluate on our tasks, zero-shot.
 
+    framing "full" (the paper's): each option's whole text is the continuation, through the chat template and
+    system prompt as params say. framing "letters" (lm-eval's stock tasks, the Open Medical-LLM Leaderboard): the
+    tasks' _letters variants, a plain prompt ending "Answer:", one letter per option, no chat template and no
+    system prompt. limit: rows per task, "params" for eval.limit.
     log_samples=True keeps the scored requests (context, continuation) per doc under results["samples"].
     """
     import logging
@@ -96,13 +122,19 @@ def evaluate(params: Params, lm, tasks: list[str] | None = None, log_samples: bo
     # lm-eval warns once per custom_dataset task that kwargs come through --metadata: we know.
     logging.getLogger("lm_eval.api.task").setLevel(logging.ERROR)
     e = params.eval
+    tasks = check_tasks(tasks or e.tasks)
+    if framing == "letters":
+        tasks = [LETTER_TASKS[t] for t in tasks if t in LETTER_TASKS]
+    elif framing != "full":
+        raise ValueError(f"unknown framing {framing!r}; use 'full' (the paper's) or 'letters' (lm-eval's stock tasks)")
+    chat = e.apply_chat_template and framing == "full"
     return simple_evaluate(
         model=lm,
-        tasks=check_tasks(tasks or e.tasks),
+        tasks=tasks,
         num_fewshot=0,
-        limit=e.limit,
-        apply_chat_template=e.apply_chat_template,
-        system_instruction=SYSTEM_PROMPT if e.system_prompt else None,
+        limit=e.limit if limit == "params" else limit,
+        apply_chat_template=chat,
+        system_instruction=SYSTEM_PROMPT if chat and e.system_prompt else None,
         task_manager=task_manager(params),
         log_samples=log_samples,
         random_seed=params.seed,
@@ -110,6 +142,24 @@ def evaluate(params: Params, lm, tasks: list[str] | None = None, log_samples: bo
         torch_random_seed=params.seed,
         fewshot_random_seed=params.seed,
     )
+
+
+def evaluate_all(params: Params, lm, letters: bool) -> dict:
+    """One model on every task: the Table 4 tasks (eval.limit rows), the course tasks (whole), and with `letters`
+    the exam tasks again in the letter framing; lm-eval's results merged into one dict, samples logged."""
+    table4 = [t for t in params.eval.tasks if t not in COURSE_TASKS]
+    course = [t for t in params.eval.tasks if t in COURSE_TASKS]
+    runs = []
+    if table4:
+        runs.append(evaluate(params, lm, table4, log_samples=True))
+    if course:
+        runs.append(evaluate(params, lm, course, log_samples=True, limit=None))
+    if letters and any(t in LETTER_TASKS for t in table4):
+        runs.append(evaluate(params, lm, table4, log_samples=True, framing="letters"))
+    merged = dict(runs[0])
+    for key in ("results", "n-samples", "samples", "configs", "versions"):
+        merged[key] = {k: v for r in runs for k, v in (r.get(key) or {}).items()}
+    return merged
 
 
 def scores(results: dict) -> dict[str, dict[str, float]]:
@@ -132,6 +182,23 @@ def save_raw(results: dict, path: Path) -> Path:
     doc = {k: v for k, v in results.items() if k != "samples"}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2, default=handle_non_serializable))
+    return path
+
+
+def token_counter(lm):
+    """text -> number of tokens, with the model's own tokenizer (lm-eval's tok_encode), or None if it has none."""
+    enc = getattr(lm, "tok_encode", None)
+    return None if enc is None else (lambda text: len(enc(text, add_special_tokens=False)))
+
+
+def save_questions(results: dict, path: Path, token_count=None) -> Path:
+    """Per task, one record per scored question (results.question_records): picks under acc and acc_norm, 0/1
+    scores, each choice's log-likelihood and tokens; what 05's length, per-subject and paired tables read."""
+    from .results import question_records
+
+    out = {task: question_records(samples, token_count) for task, samples in results.get("samples", {}).items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out))
     return path
 
 
@@ -160,14 +227,22 @@ def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] |
     task_metadata(params)
     require_cuda(params, "05_benchmarks")
     paths = {s: resolve_model(params, run_name, s) for s in stages}  # fail before any run if one is missing
+    letter_models = stages if params.eval.letter_models is None else params.eval.letter_models
+    unknown = [m for m in letter_models if m not in stages]
+    if unknown:
+        raise ValueError(f"eval.letter_models names {', '.join(unknown)}, not in eval.models ({', '.join(stages)}); "
+                         f"list models that are evaluated, or null for all of them")
     out = {}
     for stage, path in paths.items():
-        print(f"[{stage}] evaluating {path} on {len(params.eval.tasks)} tasks")
+        letters = stage in letter_models
+        print(f"[{stage}] evaluating {path} on {len(params.eval.tasks)} tasks" + (" (+ letter framing)" if letters else ""))
         lm = make_lm(params, path)
-        results = evaluate(params, lm, log_samples=True)
+        results = evaluate_all(params, lm, letters)
         raw = save_raw(results, Path(out_dir) / "raw" / f"{stage}.json")
         choices = save_choices(results, Path(out_dir) / "raw" / f"{stage}.choices.json")
-        out[stage] = {"model": str(path), "raw": str(raw), "choices": str(choices), "scores": scores(results)}
+        questions = save_questions(results, Path(out_dir) / "raw" / f"{stage}.questions.json", token_counter(lm))
+        out[stage] = {"model": str(path), "raw": str(raw), "choices": str(choices), "questions": str(questions),
+                      "scores": scores(results)}
         del lm
     return out
 
@@ -176,7 +251,7 @@ def dropped_rows(params: Params) -> dict[str, dict[str, int]]:
     """Rows left out per benchmark and reason (e.g. USMLE image questions), for the manifest."""
     md = task_metadata(params)
     return {k: load_benchmark(k, md["med42_data_source"], md["med42_data_dir"]).dropped
-            for k in (TASK_TO_KEY[t] for t in params.eval.tasks) if k in BENCHMARKS}
+            for k in (TASK_TO_KEY[t] for t in params.eval.tasks if t in TASK_TO_KEY) if k in BENCHMARKS}
 
 
 def benchmark_overview(params: Params) -> list[dict]:
@@ -187,6 +262,12 @@ def benchmark_overview(params: Params) -> list[dict]:
     md = task_metadata(params)
     out = []
     for t in check_tasks(params.eval.tasks):
+        if t in COURSE_TASKS:
+            docs = task_docs(params, t)
+            out.append({"task": t, "source": "bundled", "layout": taught.FILE_NAME, "note": "course task: facts the SFT samples teach",
+                        "rows": len(docs), "kept": len(docs), "scored": len(docs), "image questions": 0, "dropped": "-",
+                        "chance %": round(100 * sum(1 / len(d["choices"]) for d in docs) / len(docs), 1)})
+            continue
         lb = load_benchmark(TASK_TO_KEY[t], md["med42_data_source"], md["med42_data_dir"])
         scored = lb.docs[: params.eval.limit] if params.eval.limit else lb.docs
         out.append({

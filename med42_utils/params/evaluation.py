@@ -18,6 +18,8 @@ class EvalParams(StrictModel):
     limit: int | None = Field(default=None, ge=1, description="rows per task; null = all")
     data_source: Literal["hub", "local", "bundled"]
     data_dir: str | None = None
+    letter_models: list[str] | None = Field(default=None, description="models also scored in the letter framing "
+                                            "(lm-eval's stock tasks); null = every model in eval.models, [] = none")
 
 
 class SamplingParams(StrictModel):
