@@ -26,10 +26,11 @@ from typing import Literal
 
 import yaml
 
-from . import estimates, slurm
+from . import estimates, preflight, slurm, slurm_site
 from .hardware import HardwareError, job_hardware, placement
 from .params import Params
 from .params.base import Hardware
+from .params.slurm import SlurmOptions
 from .paths import repo_root, resolve, run_dir
 from .progress import PROGRESS
 
@@ -68,6 +69,9 @@ class LaunchPlan:
     node_command: str = ""               # what srun runs on each node (the SLURM script's line)
     job_name: str = ""                   # the SLURM job name, med42-<job>-<size>
     progress_file: Path | None = None    # progress.jsonl the job's trainer writes
+    site: "slurm_site.SiteRequest | None" = None  # partition, account, time, ... (params' slurm section)
+    site_stage: str = ""                 # which slurm.<stage> options apply: sft, dpo, eval, judge, samples
+    needs: "preflight.Needs | None" = None  # what the job reads: checked before anything is submitted
 
     @property
     def job_record(self) -> Path | None:
@@ -123,27 +127,39 @@ def python_bin() -> str:
     return str(Path(sys.executable).parent)
 
 
-def render_slurm(stage: str, hw: Hardware, accelerate_line: str, job_name: str, log_dir: Path) -> str:
-    """An sbatch script: one task per node, each running one `accelerate launch` through srun."""
+def render_slurm(stage: str, hw: Hardware, accelerate_line: str, job_name: str, log_dir: Path,
+                 site: "slurm_site.SiteRequest | None" = None) -> str:
+    """An sbatch script: one task per node, each running one `accelerate launch` through srun.
+
+    `site`: the options of params' slurm section (partition, account, time, cpus per task, exclusive, extra);
+    None renders the site defaults. Every path is quoted; the job's non-secret settings (HF_HOME,
+    HF_HUB_OFFLINE, MED42_OUTPUTS, ...) are exported in the script, so SBATCH_EXPORT=NONE cannot drop them."""
+    site = site or slurm_site.site_request(SlurmOptions(), hw, None)
+    sbatch = "".join(f"#SBATCH {line}\n" for line in site.lines)
+    env = "\n".join(slurm_site.environment_lines())
+    q = shlex.quote
     return f"""#!/bin/bash
 #SBATCH --job-name={job_name}
 #SBATCH --nodes={hw.nodes}
 #SBATCH --ntasks-per-node=1
 #SBATCH --gres=gpu:{hw.gpus_per_node}
-#SBATCH --cpus-per-task=96
-#SBATCH --exclusive
-#SBATCH --output={log_dir}/%x-%j.out
+{sbatch}#SBATCH --output={q(f"{log_dir}/%x-%j.out")}
 # Med42-v2 {stage}: {hw.nodes} nodes x {hw.gpus_per_node} GPUs, FSDP through accelerate.
 # Secrets (HF_TOKEN) come from the environment of the submitting shell, never from this file.
 set -euo pipefail
-cd {repo_root()}
-export PATH={shlex.quote(python_bin())}:$PATH   # the notebook's Python environment
+# This job's settings, written here so that a site's SBATCH_EXPORT=NONE cannot drop them (no secrets):
+{env}
+cd {q(str(repo_root()))}
+export PATH={q(python_bin())}:"$PATH"   # the notebook's Python environment
 export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 export MASTER_PORT={MAIN_PORT}
 export NCCL_ASYNC_ERROR_HANDLING=1
 # newer SLURM: srun no longer inherits --cpus-per-task from sbatch
-if [ -n "${{SLURM_CPUS_PER_TASK:-}}" ]; then export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK; fi
-srun --kill-on-bad-exit=1 bash -c {shlex.quote(accelerate_line)}
+# (without --cpus-per-task, e.g. --exclusive where sinfo could not say: every CPU the job has on the node)
+if [ -n "${{SLURM_CPUS_PER_TASK:-}}" ]; then export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK;
+else export SRUN_CPUS_PER_TASK=${{SLURM_CPUS_ON_NODE:-1}}; fi
+# --export=ALL: under --export=NONE srun would also drop the settings exported above
+srun --export=ALL --kill-on-bad-exit=1 bash -c {q(accelerate_line)}
 """
 
 
@@ -221,7 +237,7 @@ def plan_launch(
         notes.append("reference model: frozen bf16 weights, sharded like the policy (no grads, no optimizer)")
 
     python = "python"
-    slurm_text = slurm_path = line = None
+    slurm_text = slurm_path = line = site = None
     if hw.launcher == "inprocess":
         commands = [shlex.join([python, "-m", module, *args])]
         notes.append("in-process: execute() calls the module's main() in this Python process")
@@ -233,9 +249,19 @@ def plan_launch(
         job = job or stage
         slurm_path = sdir / f"launch_{job}.slurm"
         job_name = f"med42-{job}-{params.size}"
-        slurm_text = render_slurm(stage, hw, line, job_name, sdir / "logs")
+        site = slurm_site.site_request(params.slurm.for_stage(stage), hw, slurm_site.read_sinfo())
+        slurm_text = render_slurm(stage, hw, line, job_name, sdir / "logs", site)
+        notes += site.notes
+        limit = slurm_site.time_hours(site.options.time) if site.options.time else None
+        if site.options.time is None and hours is not None:
+            notes.append(f"the plan estimates {hours:,.1f} h: set slurm.{stage}.time above that (e.g. "
+                         f"MED42_SLURM='{stage}.time={int(hours * 1.3) + 1}:00:00') so the partition's default limit "
+                         f"does not end it part way")
+        if limit is not None and hours is not None and hours > limit:
+            notes.append(f"slurm time {site.options.time} is shorter than the estimated {hours:,.1f} h: the job will "
+                         f"end at its time limit part way; raise slurm.{stage}.time")
         if multinode:
-            commands = [f"mkdir -p {sdir / 'logs'}", f"sbatch {slurm_path}"]
+            commands = [f"mkdir -p {shlex.quote(str(sdir / 'logs'))}", f"sbatch {shlex.quote(str(slurm_path))}"]
         else:
             commands = [shlex.join(_accelerate_cmd(cfg_path, hw, module, args, multinode=False))]
             notes.append(f"one node: this command on a node with the GPUs; from a login node, sbatch {slurm_path.name}")
@@ -243,26 +269,32 @@ def plan_launch(
         stage=stage, hardware=hw, accelerate_config=cfg_path, commands=commands, slurm_script=slurm_text,
         memory_gib=mem.as_gib(), est_hours=hours, notes=notes, module=module, args=args, slurm_path=slurm_path,
         node_command=line or "", progress_file=progress_file or (slurm_path.parent / PROGRESS if slurm_path else None),
-        job_name=job_name if slurm_path else "",
+        job_name=job_name if slurm_path else "", site=site, site_stage=stage,
+        needs=preflight.stage_needs(params, run_name, job or stage),
     )
 
 
 def plan_job(params: Params, job: str, run_name: str, stage_dir: Path, module: str,
-             extra_args: list[str] | None = None) -> LaunchPlan:
+             extra_args: list[str] | None = None, models: list[str] | None = None) -> LaunchPlan:
     """A one-process GPU job (05's lm-eval, 06's answers and judging, 04's sample answers):
-    `python -m module --size S --run-name R ...` on one node with hardware.job_hardware(params)."""
+    `python -m module --size S --run-name R ...` on one node with hardware.job_hardware(params).
+    `models`: the model stages it reads (default: eval.models for 'eval', judge.models for 'judge')."""
     hw = job_hardware(params)
     args = ["--size", params.size, "--run-name", run_name, *(extra_args or [])]
     command = shlex.join(["python", "-m", module, *args])
-    slurm_path = slurm_text = None
+    slurm_path = slurm_text = site = None
     job_name = f"med42-{job}-{params.size}"
+    site_stage = "samples" if job.endswith("_samples") else job
+    notes = [f"one process on 1 node x {hw.gpus_per_node} {hw.accelerator}"]
     if hw.launcher != "inprocess":
         slurm_path = Path(stage_dir) / f"launch_{job}.slurm"
-        slurm_text = render_slurm(job, hw, command, job_name, slurm_path.parent / "logs")
+        site = slurm_site.site_request(params.slurm.for_stage(site_stage), hw, slurm_site.read_sinfo())
+        slurm_text = render_slurm(job, hw, command, job_name, slurm_path.parent / "logs", site)
+        notes += site.notes
     return LaunchPlan(stage=job, hardware=hw, accelerate_config=None, commands=[command], slurm_script=slurm_text,
                       memory_gib={}, est_hours=None, module=module, args=args, slurm_path=slurm_path,
-                      node_command=command, job_name=job_name,
-                      notes=[f"one process on 1 node x {hw.gpus_per_node} {hw.accelerator}"])
+                      node_command=command, job_name=job_name, notes=notes, site=site, site_stage=site_stage,
+                      needs=preflight.stage_needs(params, run_name, job, models))
 
 
 def write_script(plan: LaunchPlan) -> Path | None:
@@ -283,6 +315,8 @@ def render_plan(plan: LaunchPlan) -> str:
         f"- hardware: {hw.nodes} node(s) x {hw.gpus_per_node} {hw.accelerator.upper()} "
         f"(world size {hw.world_size}), launcher `{hw.launcher}`",
         f"- accelerate config: `{_rel(plan.accelerate_config)}`",
+        *([f"- SLURM site options (slurm.{plan.site_stage} in params, MED42_SLURM for one run): "
+           + (" ".join(f"`{x}`" for x in plan.site.lines) or "none (the cluster's defaults)")] if plan.site else []),
         "", "Commands:", "```bash", *plan.commands, "```",
     ]
     if plan.slurm_script:
@@ -302,6 +336,28 @@ def _rel(path: Path | None) -> str | None:
         return str(path.relative_to(repo_root()))
     except ValueError:
         return str(path)
+
+
+class NotReady(LaunchError):
+    """The job cannot succeed yet (inputs missing, model not cached, request fits no partition): nothing was
+    submitted; the message says what to run or change first."""
+
+
+def readiness_problems(plan: LaunchPlan, where: str) -> list[str]:
+    """What keeps the plan's job from succeeding, checked before it starts: its inputs at this size, the
+    models an offline job reads (HF_HUB_OFFLINE), and, for sbatch, whether the request fits a partition."""
+    out = preflight.problems(plan.needs, slurm_site.job_offline()) if plan.needs is not None else []
+    if where == "sbatch" and plan.site is not None:
+        out += slurm_site.fit_problems(plan.site, plan.hardware, slurm_site.read_sinfo(), plan.site_stage)
+    return out
+
+
+def refuse_unless_ready(plan: LaunchPlan, where: str) -> None:
+    problems = readiness_problems(plan, where)
+    if problems:
+        verb = "submitted" if where == "sbatch" else "started"
+        raise NotReady(f"{plan.stage} was not {verb}: it cannot succeed yet.\n"
+                       + "\n".join(f"  - {p}" for p in problems))
 
 
 def execute(plan: LaunchPlan, wait: bool = True, interval: float | None = None) -> slurm.Job | None:
@@ -325,6 +381,7 @@ def execute(plan: LaunchPlan, wait: bool = True, interval: float | None = None) 
         if rc:
             raise LaunchError(f"{plan.commands[0]} returned {rc}")
         return None
+    refuse_unless_ready(plan, where)
     write_script(plan)
     print(f"{plan.stage}: {why}", flush=True)
     if where == "local":
@@ -351,7 +408,11 @@ def execute(plan: LaunchPlan, wait: bool = True, interval: float | None = None) 
         print(f"SLURM job {job.job_id} of this stage is still queued or running: waiting for it "
               f"(not submitting another); log {job.log}", flush=True)
     else:
-        job = slurm.submit(plan.slurm_path, name, plan.job_record)
+        try:
+            job = slurm.submit(plan.slurm_path, name, plan.job_record)
+        except slurm.SlurmError as e:  # sbatch's own message, plus where to change what it refused
+            hint = slurm_site.sbatch_hint(str(e), plan.site_stage)
+            raise slurm.SlurmError(f"{e}\n{hint}" if hint else str(e)) from None
         print(f"submitted SLURM job {job.job_id} ({name}); log {job.log}", flush=True)
     if not wait:
         print(f"not waiting (wait=False). Follow it with `squeue -j {job.job_id}` and `tail -f {job.log}`; "
@@ -378,10 +439,10 @@ def params_overrides(params: Params) -> dict:
 
 
 def run_job(params: Params, job: str, run_name: str, stage_dir: Path, module: str,
-            extra_args: list[str] | None = None, wait: bool = True) -> None:
+            extra_args: list[str] | None = None, wait: bool = True, models: list[str] | None = None) -> None:
     """Run `python -m module` where the GPUs are (a node with them, srun in an allocation, or sbatch and
     wait), passing the params overrides on; wait=False raises JobPending after submitting."""
     args = [*override_args(params_overrides(params)), *(extra_args or [])]
-    submitted = execute(plan_job(params, job, run_name, stage_dir, module, args), wait=wait)
+    submitted = execute(plan_job(params, job, run_name, stage_dir, module, args, models), wait=wait)
     if submitted is not None and not wait:
         raise JobPending(submitted)

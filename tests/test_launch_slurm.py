@@ -66,7 +66,12 @@ def gpu_sized_tiny(tmp_path):
 
 
 def _plan_8b(name="pytest-slurm-plan", **ov):
-    return plan_launch(load_params("8b", ov or None), "sft", name, "med42_utils.sft.train", [])
+    """An 8b SFT plan for tests of placing, submitting and waiting. This run has no packed data and no cached
+    8b model, so the check before submitting would refuse it: that check is switched off here (needs=None)
+    and tested on its own in test_preflight.py."""
+    plan = plan_launch(load_params("8b", ov or None), "sft", name, "med42_utils.sft.train", [])
+    plan.needs = None
+    return plan
 
 
 # ---------------------------------------------------------------- placement
@@ -89,7 +94,7 @@ def test_placement_follows_where_the_notebook_runs(monkeypatch):
 
 
 def test_no_gpu_and_no_slurm_is_refused_before_anything_runs(fake_slurm, monkeypatch, tmp_path):
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no fake (or real) sbatch
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no fake (or real: /usr/bin/sbatch) SLURM
     plan = _plan_8b()
     with pytest.raises(HardwareError, match="no CUDA device and no SLURM"):
         execute(plan)
@@ -135,7 +140,8 @@ def test_a_failing_job_raises_failed_with_its_real_log(fake_slurm, tmp_path):
                            "sft.gradient_accumulation_steps": 4})
     name = f"pytest-fail-{uuid.uuid4().hex[:6]}"
     plan = plan_launch(p, "sft", name, "med42_utils.no_such_module", [])
-    plan.slurm_script = plan.slurm_script.replace("srun --kill-on-bad-exit=1", "echo 'Traceback: boom' >&2; exit 3; srun")
+    plan.needs = None  # no packed data or cached model here: this test is about a job that fails (see _plan_8b)
+    plan.slurm_script = plan.slurm_script.replace("srun --export=ALL", "echo 'Traceback: boom' >&2; exit 3; srun")
     try:
         with pytest.raises(slurm.SlurmError, match=r"(?s)SLURM job 1000 .* ended FAILED.*Traceback: boom"):
             execute(plan)
