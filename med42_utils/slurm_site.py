@@ -132,11 +132,12 @@ def site_request(options: SlurmOptions, hw: Hardware, parts: list[Partition] | N
     notes = []
     part = _partition(options.partition, parts)
     fitting = [g for g in (part.groups if part else []) if g.gpus >= hw.gpus_per_node]
-    if fitting:
-        node_gpus, node_cpus = min(g.gpus for g in fitting), min(g.cpus for g in fitting)
+    if fitting:  # the job may land on any of these: it takes whole nodes only if it takes all GPUs of each
+        node_gpus, node_cpus = max(g.gpus for g in fitting), min(g.cpus for g in fitting)
+        share = min(max(1, g.cpus * hw.gpus_per_node // g.gpus) for g in fitting)
     else:
         node_gpus = H100_NODE_GPUS if hw.accelerator == "h100" and parts is None else None
-        node_cpus = None
+        node_cpus = share = None
     if options.exclusive is not None:
         exclusive = options.exclusive
     else:
@@ -144,7 +145,7 @@ def site_request(options: SlurmOptions, hw: Hardware, parts: list[Partition] | N
     if options.cpus_per_task is not None:
         cpus = options.cpus_per_task
     elif node_cpus and node_gpus:
-        cpus = node_cpus if exclusive else max(1, node_cpus * hw.gpus_per_node // node_gpus)
+        cpus = node_cpus if exclusive else share
         notes.append(f"cpus per task {cpus}: {'all' if exclusive else 'its GPUs share'} of a node's {node_cpus} CPUs "
                      f"(sinfo, partition {part.name}); set slurm.cpus_per_task to choose")
     else:
