@@ -158,7 +158,7 @@ export NCCL_ASYNC_ERROR_HANDLING=1
 # (without --cpus-per-task, e.g. --exclusive where sinfo could not say: every CPU the job has on the node)
 if [ -n "${{SLURM_CPUS_PER_TASK:-}}" ]; then export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK;
 else export SRUN_CPUS_PER_TASK=${{SLURM_CPUS_ON_NODE:-1}}; fi
-# --export=ALL: under --export=NONE srun would also drop the settings exported above
+# --export=ALL: under SBATCH_EXPORT=NONE srun would start the step with an empty environment (not even PATH)
 srun --export=ALL --kill-on-bad-exit=1 bash -c {q(accelerate_line)}
 """
 
