@@ -346,7 +346,12 @@ class NotReady(LaunchError):
 def readiness_problems(plan: LaunchPlan, where: str) -> list[str]:
     """What keeps the plan's job from succeeding, checked before it starts: its inputs at this size, the
     models an offline job reads (HF_HUB_OFFLINE), and, for sbatch, whether the request fits a partition."""
-    out = preflight.problems(plan.needs, slurm_site.job_offline()) if plan.needs is not None else []
+    from huggingface_hub import constants
+
+    # a submitted script runs offline unless this shell says HF_HUB_OFFLINE=0; srun and local launches inherit
+    # this process's environment as it is
+    offline = slurm_site.job_offline() if where == "sbatch" else bool(constants.HF_HUB_OFFLINE)
+    out = preflight.problems(plan.needs, offline) if plan.needs is not None else []
     if where == "sbatch" and plan.site is not None:
         out += slurm_site.fit_problems(plan.site, plan.hardware, slurm_site.read_sinfo(), plan.site_stage)
     return out
@@ -408,6 +413,9 @@ def execute(plan: LaunchPlan, wait: bool = True, interval: float | None = None) 
         print(f"SLURM job {job.job_id} of this stage is still queued or running: waiting for it "
               f"(not submitting another); log {job.log}", flush=True)
     else:
+        if plan.site is not None:
+            print(f"SLURM options (slurm.{plan.site_stage} in params, MED42_SLURM for one run): "
+                  f"{' '.join(plan.site.lines) or 'none (the cluster defaults)'}", flush=True)
         try:
             job = slurm.submit(plan.slurm_path, name, plan.job_record)
         except slurm.SlurmError as e:  # sbatch's own message, plus where to change what it refused

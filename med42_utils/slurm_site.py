@@ -150,8 +150,8 @@ def site_request(options: SlurmOptions, hw: Hardware, parts: list[Partition] | N
                      f"(sinfo, partition {part.name}); set slurm.cpus_per_task to choose")
     else:
         cpus = None
-        notes.append("cpus per task: not asked (sinfo could not say what a node has; SLURM's default is 1 CPU "
-                     "per task); set slurm.cpus_per_task")
+        notes.append("cpus per task: not asked (sinfo could not say what a node has): the job gets the site's "
+                     "default CPUs and its step every CPU the job has on the node; set slurm.cpus_per_task")
     if exclusive:
         why = "forced by slurm.exclusive" if options.exclusive else \
             f"the job takes all {node_gpus} GPUs of each node"
