@@ -62,7 +62,7 @@ def stage_needs(params: Params, run_name: str, job: str, models: list[str] | Non
                              f"{_run_hint('01_data_curation', params.size, run_name)}, then "
                              f"{_run_hint('02_packing', params.size, run_name)}"))
         _add_model(needs, params, run_name, "base")
-    elif job.startswith("dpo_"):
+    elif job.startswith("dpo_") and not job.endswith("_samples"):  # a round; 04's "dpo_samples" reads `models`
         from .dpo.train import init_stage
 
         name = job.removeprefix("dpo_")

@@ -236,6 +236,9 @@ def test_each_job_names_what_it_reads():
     judge = stage_needs(p, "r", "judge")
     assert (p.judge.model, "judge model") in judge.models
     assert stage_needs(p, "r", "sft_samples", ["sft"]).models == []
+    samples = stage_needs(p, "r", "dpo_samples", ["base", "dpo_round1"])  # 04's sample answers, not a round
+    assert [w for _, w, _ in samples.stages] == ["the dpo_round1 model"] and samples.models == [(p.model.base,
+                                                                                                "base model")]
 
 
 def test_a_stage_whose_inputs_are_missing_is_refused_before_anything_is_submitted(fake_slurm_bin, monkeypatch):
