@@ -8,6 +8,8 @@ Placement (med42_utils.hardware.placement): tiny in-process; inside a SLURM allo
 `srun` one launch per node; a node with the GPUs, `accelerate launch` directly; a login node (sbatch on
 PATH), submit the script and poll the job (execute(plan, wait=False) returns after submitting; a re-run
 waits for the recorded job instead of submitting it again); otherwise a HardwareError with the fix.
+Before anything starts, a job whose inputs, cached models or partition fit are missing is refused (NotReady,
+saying what to run first); the SLURM options come from params' slurm section (docs/cluster-options.md).
 
 `module` must be runnable as `python -m <module> --size S --run-name R [extra args]` and, for the
 in-process launcher, expose `main(argv: list[str]) -> int`.
