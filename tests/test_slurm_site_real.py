@@ -146,3 +146,29 @@ def test_sft_at_70b_with_no_data_is_refused_before_anything_is_submitted(cluster
     assert "python -m med42_utils.prefetch --size 70b" in text
     assert "6 node(s) x 8 GPUs" in text and f"partition {cluster.partition} has 2 node(s)" in text
     assert cluster.next_job_id() == before, "nothing was submitted"
+
+
+def test_site_options_reach_the_controller(cluster, tmp_path, monkeypatch):
+    """Options from MED42_SLURM are what the controller holds for the job (scontrol show job)."""
+    monkeypatch.setenv("MED42_SLURM", f"partition={cluster.partition} sft.time=3 extra=--comment=med42-site")
+    p, name = _ready_tiny_h100(tmp_path)
+    plan = plan_launch(p, "sft", name, "med42_utils.sft.train", [])
+    job = execute(plan, wait=False)
+    try:
+        info = cluster.job(job.job_id)
+        assert info["Partition"] == cluster.partition and info["TimeLimit"] == "00:03:00"
+        assert info["Comment"] == "med42-site"
+        assert info["OverSubscribe"] != "NO", "one GPU of eight does not take the whole node"
+    finally:
+        cluster.cancel_all()
+    monkeypatch.setenv("MED42_SLURM", "exclusive=true cpus_per_task=1")
+    p = load_params("tiny", {"sft.hardware.accelerator": "h100", "sft.hardware.launcher": "accelerate",
+                             "sft.hardware.accelerate_config": str(tmp_path / "single.yaml")})  # reads MED42_SLURM
+    plan = plan_launch(p, "sft", name, "med42_utils.sft.train", [])
+    plan.job_record.unlink()
+    assert "#SBATCH --exclusive\n#SBATCH --mem=0\n" in plan.slurm_script
+    job = execute(plan, wait=False)
+    try:
+        assert cluster.job(job.job_id)["OverSubscribe"] == "NO"
+    finally:
+        cluster.cancel_all()
