@@ -93,10 +93,10 @@ def test_single_node_plan_is_one_accelerate_command():
     assert any("num_machines" in n for n in plan.notes), "config/params mismatch must be noted"
 
 
-def test_execute_without_gpu_or_slurm_refuses_with_the_fix(monkeypatch):
+def test_execute_without_gpu_or_slurm_refuses_with_the_fix(monkeypatch, tmp_path):
     from med42_utils.hardware import HardwareError
 
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no sbatch
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch (Debian's slurm-client puts one in /usr/bin)
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     plan = plan_launch(load_params("8b"), "sft", "plan-test", "med42_utils.sft.train", [])
     with pytest.raises(HardwareError, match=r"no CUDA device and no SLURM.*dry_run=True"):
