@@ -37,6 +37,9 @@ from .paths import repo_root, resolve, run_dir
 from .progress import PROGRESS
 
 MAIN_PORT = 29500
+# Set on every node of a multi-node step: rank 0 is the first node of the step itself (not of the allocation,
+# which may be larger), so every task agrees on the c10d rendezvous host.
+STEP_MASTER = 'export MASTER_ADDR=$(scontrol show hostnames "$SLURM_STEP_NODELIST" | head -n 1); '
 _STAGE_DIR = {"sft": "sft", "dpo": "dpo"}
 
 
@@ -153,9 +156,8 @@ set -euo pipefail
 {env}
 cd {q(str(repo_root()))}
 export PATH={q(python_bin())}:"$PATH"   # the notebook's Python environment
-export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-export MASTER_PORT={MAIN_PORT}
-export NCCL_ASYNC_ERROR_HANDLING=1
+export MASTER_PORT={MAIN_PORT}   # MASTER_ADDR: each step's first node, set inside the step
+export TORCH_NCCL_ASYNC_ERROR_HANDLING=1
 # newer SLURM: srun no longer inherits --cpus-per-task from sbatch
 # (without --cpus-per-task, e.g. --exclusive where sinfo could not say: every CPU the job has on the node)
 if [ -n "${{SLURM_CPUS_PER_TASK:-}}" ]; then export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK;
@@ -247,6 +249,8 @@ def plan_launch(
         multinode = hw.nodes > 1
         line = " ".join(a if a.startswith("$") else shlex.quote(a)
                         for a in _accelerate_cmd(cfg_path, hw, module, args, multinode))
+        if multinode:
+            line = STEP_MASTER + line
         sdir = run_dir(params.size, run_name) / _STAGE_DIR[stage]
         job = job or stage
         slurm_path = sdir / f"launch_{job}.slurm"
@@ -401,12 +405,10 @@ def execute(plan: LaunchPlan, wait: bool = True, interval: float | None = None) 
         return None
     if where == "srun":
         env = dict(os.environ, MASTER_PORT=str(MAIN_PORT), PATH=os.pathsep.join([python_bin(), os.environ.get("PATH", "")]))
-        if hw.nodes > 1:
-            env["MASTER_ADDR"] = slurm.master_addr()
         log = plan.log_dir / f"srun-{plan.job_name}-{os.environ.get('SLURM_JOB_ID', 'local')}.out"
         slurm.srun(["bash", "-c", f"cd {shlex.quote(str(repo_root()))} && {plan.node_command}"], hw.nodes, log,
                    plan.progress_file, env=env, interval=interval,
-                   gpus_per_node=hw.gpus_per_node if hw.accelerator != "cpu" else 0)
+                   gpus_per_node=hw.gpus_per_node if hw.accelerator != "cpu" else 0, step_name=plan.job_name)
         return None
     # sbatch from a login node
     name = plan.job_name

@@ -35,8 +35,10 @@ slurmctld checks time limits about every 30 s (OverTimeLimit=0, KillWait=2).
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -55,6 +57,7 @@ MIN_JOB_AGE = 30
 GPUS_PER_NODE = 8
 PARTITION = "med42"
 LOCK = Path(tempfile.gettempdir()) / "med42-realslurm.lock"
+REGISTRY = Path(tempfile.gettempdir()) / "med42-realslurm-clusters"   # one JSON per running cluster (for reaping)
 
 
 class SlurmUnavailable(RuntimeError):
@@ -119,21 +122,30 @@ class RealSlurm:
     # ------------------------------------------------------------ start / stop
 
     def start(self) -> "RealSlurm":
+        reap_stale()
         with open(LOCK, "w") as lock:       # two sessions on one host must not pick the same subnet
             fcntl.flock(lock, fcntl.LOCK_EX)
             self.subnet = _free_subnet()
             self.ctl_addr = f"10.242.{self.subnet}.1"
             self.addrs = {n: f"10.242.{self.subnet}.{10 + i}" for i, n in enumerate(self.nodes, 1)}
+            self._register()
             self._network()
         try:
             self._munge()
             self._write_config()
             self._daemons()
+            self._register([self.munged_pid, *(p.pid for p in self.procs.values())])
             self._wait_idle()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _register(self, pids: list[int] = ()) -> None:
+        REGISTRY.mkdir(exist_ok=True)
+        (REGISTRY / f"{self.tag}.json").write_text(json.dumps({
+            "owner": os.getpid(), "root": str(self.root), "bridge": self.bridge, "netns": list(self.netns.values()),
+            "pids": list(pids)}))
 
     def _network(self) -> None:
         _sh(["ip", "link", "add", self.bridge, "type", "bridge"])
@@ -301,6 +313,7 @@ class RealSlurm:
         if getattr(self, "munged_pid", None):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.munged_pid, signal.SIGTERM)
+        (REGISTRY / f"{self.tag}.json").unlink(missing_ok=True)
         if not os.environ.get("MED42_KEEP_SLURM"):
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -374,6 +387,44 @@ class RealSlurm:
         time.sleep(1)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def reap_stale() -> None:
+    """Remove clusters whose pytest process died without stopping them (killed, or interrupted twice)."""
+    if not REGISTRY.is_dir():
+        return
+    for rec_path in REGISTRY.glob("*.json"):
+        try:
+            rec = json.loads(rec_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if _alive(int(rec.get("owner", 0))):
+            continue
+        for pid in rec.get("pids", []):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        for ns in rec.get("netns", []):
+            for pid in _sh(["ip", "netns", "pids", ns], check=False).stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            _sh(["ip", "netns", "del", ns], check=False)
+            shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
+        _sh(["ip", "link", "del", rec.get("bridge", "")], check=False)
+        if rec.get("root", "").startswith(tempfile.gettempdir()):
+            shutil.rmtree(rec["root"], ignore_errors=True)
+        rec_path.unlink(missing_ok=True)
+
+
 def require() -> bool:
     return os.environ.get("MED42_REQUIRE_SLURM", "") not in ("", "0")
 
@@ -401,6 +452,9 @@ def session_cluster() -> RealSlurm:
     except SlurmUnavailable as e:
         _FAILED = str(e)
         raise
+    atexit.register(stop_session_cluster)   # also when the session ends without fixture teardown
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:   # `timeout`/kill: exit through the teardown
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     return _CLUSTER
 
 

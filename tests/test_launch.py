@@ -96,7 +96,7 @@ def test_single_node_plan_is_one_accelerate_command():
 def test_execute_without_gpu_or_slurm_refuses_with_the_fix(monkeypatch, tmp_path):
     from med42_utils.hardware import HardwareError
 
-    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch (not even a real SLURM's in /usr/bin)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch (Debian's slurm-client puts one in /usr/bin)
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     plan = plan_launch(load_params("8b"), "sft", "plan-test", "med42_utils.sft.train", [])
     with pytest.raises(HardwareError, match=r"no CUDA device and no SLURM.*dry_run=True"):
