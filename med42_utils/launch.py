@@ -203,7 +203,8 @@ def plan_launch(
     notes = [
         f"model shape {shape.name}: {human_count(shape.parameters)} parameters, hidden {shape.hidden}, "
         f"{shape.layers} layers, MLP {shape.intermediate}, vocab {shape.vocab}",
-        f"memory: FSDP full shard over {hw.world_size} process(es); see med42_utils/estimates.py for the assumptions",
+        (f"memory: FSDP full shard over {hw.world_size} process(es)" if hw.launcher != "inprocess" else
+         "memory: one process, no FSDP (in-process at this size)") + "; see med42_utils/estimates.py for the assumptions",
         *cfg_notes,
     ]
     if hours is not None:
