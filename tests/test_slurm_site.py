@@ -252,7 +252,8 @@ def test_a_stage_whose_inputs_are_missing_is_refused_before_anything_is_submitte
     assert "sft was not submitted" in msg
     assert "02's packed data is missing" in msg and "notebooks/02_packing.ipynb" in msg and "01_data_curation" in msg
     assert "python -m med42_utils.prefetch --size 70b" in msg and "Meta-Llama-3-70B-Instruct" in msg
-    assert fakeslurm.calls(state) == [], "nothing was submitted (nor queried)"
+    assert fakeslurm.calls(state, "sbatch") == [], "nothing was submitted"
+    assert fakeslurm.calls(state) == [["ping"]], "only the placement's `scontrol ping` reached SLURM"
     assert not plan.job_record.exists()
 
 
