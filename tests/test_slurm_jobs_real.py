@@ -88,7 +88,22 @@ def test_reruns_after_wait_false_submit_each_job_once(real_slurm, gpu_labelled_r
     with pytest.raises(JobPending):
         judge()
     _, pending = _rerun_until_done(judge)
-    assert pending >= 1 and notebook_judge(params, judge_dir).name
+    assert pending >= 1
     judge()
     assert "judge: already done" in capsys.readouterr().out
     assert real_slurm.next_job_id() == first + 3, "one job for each request, however often the notebook re-ran"
+
+    # the notebook reads the job's answers and verdicts back without a model
+    from med42_utils.judging.battles import judge_all, judgments_frame
+    from med42_utils.judging.cache import JudgmentCache
+    from med42_utils.judging.questions import questions_from_params
+    from med42_utils.judging.stage import JUDGMENTS, answer_all
+
+    questions, _ = questions_from_params(params)
+    answers, info = answer_all(params, run.run_name, questions, judge_dir)
+    assert list(info["generated"]) == [0, 0] and list(info["cached"]) == [2, 2]
+    verdicts = notebook_judge(params, judge_dir)
+    cache = JudgmentCache(judge_dir / JUDGMENTS)
+    counts = judge_all(questions, answers, verdicts, cache, list(params.judge.models), batch_size=4)
+    assert len(judgments_frame(cache, verdicts.name)) == 2 * 2  # 2 questions x 1 pair x 2 orders
+    assert counts == {"tasks": 4, "from_cache": 4, "judged_now": 0}  # the notebook judged nothing itself
