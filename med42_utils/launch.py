@@ -85,6 +85,11 @@ class LaunchPlan:
         return self.slurm_path.with_suffix(".job.json") if self.slurm_path else None
 
     @property
+    def request_record(self) -> Path | None:
+        """<script>.request.json: what the last job was asked to do (see job_done)."""
+        return self.slurm_path.with_suffix(".request.json") if self.slurm_path else None
+
+    @property
     def log_dir(self) -> Path | None:
         return self.slurm_path.parent / "logs" if self.slurm_path else None
 
@@ -455,11 +460,64 @@ def params_overrides(params: Params) -> dict:
     return {k: v for k, v in now.items() if base.get(k, object()) != v}
 
 
+def job_request(plan: LaunchPlan, inputs: list[Path]) -> dict:
+    """What a job is asked to do: its command (module, arguments, params overrides) and the manifests of the
+    stages it reads. Equal requests with outputs written after the request mean the work is done."""
+    from .manifest import StageMissingError, fingerprint
+
+    def fp(d: Path) -> str | None:
+        try:
+            return fingerprint(d)
+        except StageMissingError:
+            return None
+
+    return {"command": plan.commands[0], "inputs": {str(d): fp(Path(d)) for d in inputs}}
+
+
+def job_done(plan: LaunchPlan, outputs: list[Path], inputs: list[Path]) -> str | None:
+    """Why the job's work is already there (None when it must run): the recorded request equals this one and
+    every output was written after it (by the job it describes)."""
+    record = plan.request_record
+    if record is None or not record.is_file() or not outputs:
+        return None
+    try:
+        if json.loads(record.read_text()) != job_request(plan, inputs):
+            return None
+    except json.JSONDecodeError:
+        return None
+    asked = record.stat().st_mtime_ns
+    if all(Path(o).is_file() and Path(o).stat().st_mtime_ns >= asked for o in outputs):
+        return f"{', '.join(Path(o).name for o in outputs)} written by the job for this same request"
+    return None
+
+
 def run_job(params: Params, job: str, run_name: str, stage_dir: Path, module: str,
-            extra_args: list[str] | None = None, wait: bool = True, models: list[str] | None = None) -> None:
+            extra_args: list[str] | None = None, wait: bool = True, outputs: list[Path] | None = None,
+            inputs: list[Path] | None = None, models: list[str] | None = None) -> None:
     """Run `python -m module` where the GPUs are (a node with them, srun in an allocation, or sbatch and
-    wait), passing the params overrides on; wait=False raises JobPending after submitting."""
+    wait), passing the params overrides on; wait=False raises JobPending after submitting.
+
+    `outputs`: the files the job writes last; `inputs`: the stage folders it reads. When an earlier job with the
+    same command and inputs wrote every output, nothing runs again (a re-run after wait=False submits nothing).
+    `models`: the model stages it reads, checked before submitting (see plan_job).
+    """
     args = [*override_args(params_overrides(params)), *(extra_args or [])]
-    submitted = execute(plan_job(params, job, run_name, stage_dir, module, args, models), wait=wait)
+    plan = plan_job(params, job, run_name, stage_dir, module, args, models)
+    done = job_done(plan, outputs or [], inputs or [])
+    if done:
+        print(f"{job}: already done ({done}); nothing submitted", flush=True)
+        return
+    record = plan.request_record
+    if record is not None:
+        request = job_request(plan, inputs or [])
+        try:
+            same = record.is_file() and json.loads(record.read_text()) == request
+        except json.JSONDecodeError:
+            same = False
+        if not same:   # a job recorded for another request (say, another question) is not waited for
+            plan.job_record.unlink(missing_ok=True)
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps(request, indent=1))
+    submitted = execute(plan, wait=wait)
     if submitted is not None and not wait:
         raise JobPending(submitted)

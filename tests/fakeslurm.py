@@ -1,4 +1,7 @@
-"""Fake sbatch, squeue, sacct, srun and scontrol for the launch tests.
+"""Fake sbatch, squeue, sacct, srun and scontrol, only for what the real test cluster (tests/realslurm.py) on one
+host cannot show: sacct on a cluster with accounting (the test cluster has none, like many small clusters),
+end states one host cannot produce (OUT_OF_MEMORY, NODE_FAIL), and the srun line of an 8-GPU node.
+Everything else runs against the real SLURM (tests marked slurm).
 
 install(bin_dir, state_dir) writes them as executables; put bin_dir first on PATH. Each call appends
 {"tool", "argv"} to state_dir/calls.jsonl. sbatch really runs the submitted script in the background

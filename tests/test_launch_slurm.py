@@ -1,7 +1,9 @@
 """Where a stage launches from: sbatch-and-wait on a login node, srun in an allocation, refusal elsewhere.
 
-The SLURM tools are fakes (tests/fakeslurm.py) put first on PATH; the fake cluster really runs the
-submitted script, so the tiny SFT stage trains on CPU inside the "job" and writes a real manifest.
+Tests marked slurm run against the real test cluster (tests/realslurm.py). The others use fakes
+(tests/fakeslurm.py) first on PATH only for what one host cannot show: sacct on a cluster with accounting,
+states such as OUT_OF_MEMORY, and the srun line of an 8-GPU node. The fake cluster really runs the
+submitted script.
 """
 from __future__ import annotations
 
@@ -140,55 +142,44 @@ def test_with_accounting_the_end_state_comes_from_sacct(fake_slurm, monkeypatch,
         shutil.rmtree(plan.slurm_path.parent.parent, ignore_errors=True)
 
 
-def test_a_failing_job_raises_failed_with_its_real_log(fake_slurm, tmp_path):
-    p = load_params("8b", {"sft.hardware.nodes": 1, "sft.hardware.launcher": "accelerate",
-                           "sft.gradient_accumulation_steps": 4})
-    name = f"pytest-fail-{uuid.uuid4().hex[:6]}"
-    plan = plan_launch(p, "sft", name, "med42_utils.no_such_module", [])
-    plan.needs = None  # no packed data or cached model here: this test is about a job that fails (see _plan_8b)
-    plan.slurm_script = plan.slurm_script.replace("srun --export=ALL", "echo 'Traceback: boom' >&2; exit 3; srun")
-    try:
-        with pytest.raises(slurm.SlurmError, match=r"(?s)SLURM job 1000 .* ended FAILED.*Traceback: boom"):
-            execute(plan)
-    finally:
-        shutil.rmtree(run_dir("8b", name), ignore_errors=True)
-
-
 @pytest.mark.slow
-def test_sbatch_waits_then_wait_false_and_a_rerun_resume(fake_slurm, gpu_sized_tiny, capsys):
-    """PENDING -> RUNNING -> COMPLETED with progress lines; the job really trains tiny SFT on CPU.
-    Then wait=False submits and stops; a re-run while the job runs waits for it instead of resubmitting;
-    a re-run after it finished picks up the finished stage without submitting."""
+@pytest.mark.slurm
+def test_sbatch_waits_then_wait_false_and_a_rerun_resume(real_slurm, monkeypatch, gpu_sized_tiny, capsys):
+    """On the real SLURM (no accounting): PENDING -> RUNNING -> COMPLETED with progress lines; the job really
+    trains tiny SFT on CPU. wait=False submits and stops; a re-run while the job runs waits for it instead of
+    resubmitting; a re-run after it finished picks up the finished stage without submitting."""
     from med42_utils.manifest import read_manifest, stage_done
     from med42_utils.sft.stage import run_sft, sft_plan
 
+    real_slurm.use(monkeypatch)
+    real_slurm.fit_scripts(monkeypatch)
     params, ov, name = gpu_sized_tiny
     sft = run_dir("tiny", name) / "sft"
     plan = sft_plan(params, name, ov)
     assert plan.hardware.accelerator == "h100" and plan.progress_file == sft / "progress.jsonl"
+    first = real_slurm.next_job_id()
 
-    with pytest.raises(JobPending, match=r"SLURM job 1000 .*Re-run this notebook") as e:
+    with pytest.raises(JobPending, match=rf"SLURM job {first} .*Re-run this notebook") as e:
         run_sft(plan, params, name, wait=False)
-    assert e.value.job.job_id == "1000"
-    assert fakeslurm.calls(fake_slurm, "sbatch") == [["--parsable", str(plan.slurm_path)]]
+    assert e.value.job.job_id == str(first) and real_slurm.next_job_id() == first + 1
     record = json.loads(plan.job_record.read_text())
-    assert record["job_id"] == "1000" and record["log"].endswith("med42-sft-tiny-1000.out")
+    assert record["job_id"] == str(first) and record["log"].endswith(f"med42-sft-tiny-{first}.out")
 
-    run_sft(plan, params, name)  # the re-run: waits for job 1000
+    run_sft(plan, params, name)  # the re-run: waits for the job
     out = capsys.readouterr().out
     assert "still queued or running: waiting for it" in out
-    assert len(fakeslurm.calls(fake_slurm, "sbatch")) == 1, "a re-run must not submit a duplicate"
-    assert fakeslurm.job_state(fake_slurm, "1000") == "COMPLETED"
-    assert "[job 1000 COMPLETED]" in out and "step 2/2 loss" in out
+    assert real_slurm.next_job_id() == first + 1, "a re-run must not submit a duplicate"
+    assert real_slurm.job(first)["JobState"] == "COMPLETED"
+    assert f"[job {first} COMPLETED]" in out and "step 2/2 loss" in out
     m = read_manifest(sft)
     assert m["global_step"] == 2 and stage_done(sft, params)
-    assert (sft / "logs" / "med42-sft-tiny-1000.out").is_file()
+    assert (sft / "logs" / f"med42-sft-tiny-{first}.out").is_file()
     events = [json.loads(line)["event"] for line in (sft / "progress.jsonl").read_text().splitlines()]
     assert events[0] == "begin" and events[-1] == "end" and events.count("log") == 2
 
     run_sft(plan, params, name)  # finished: picked up, nothing submitted
     assert "already done" in capsys.readouterr().out
-    assert len(fakeslurm.calls(fake_slurm, "sbatch")) == 1
+    assert real_slurm.next_job_id() == first + 1
 
 
 # ---------------------------------------------------------------- inside an allocation: srun
@@ -224,23 +215,6 @@ def test_srun_in_a_two_node_allocation_runs_one_accelerate_per_node(fake_slurm, 
             execute(plan)
     finally:
         shutil.rmtree(run_dir("8b", name), ignore_errors=True)
-
-
-@pytest.mark.slow
-def test_srun_really_runs_the_tiny_stage_in_a_one_node_allocation(fake_slurm, gpu_sized_tiny, monkeypatch):
-    from med42_utils.manifest import read_manifest
-    from med42_utils.sft.stage import run_sft, sft_plan
-
-    monkeypatch.setenv("SLURM_JOB_ID", "78")
-    monkeypatch.setenv("SLURM_NNODES", "1")
-    monkeypatch.delenv("SLURM_CPUS_ON_NODE", raising=False)
-    params, ov, name = gpu_sized_tiny
-    plan = sft_plan(params, name, ov)
-    run_sft(plan, params, name)
-    assert read_manifest(run_dir("tiny", name) / "sft")["global_step"] == 2
-    (argv,) = fakeslurm.calls(fake_slurm, "srun")
-    assert argv[0] == "--nodes=1" and "--num_machines 1 --num_processes 1" in argv[-1]
-    assert fakeslurm.calls(fake_slurm, "sbatch") == []
 
 
 def test_script_quotes_overrides_with_spaces_and_brackets(tmp_path):

@@ -11,20 +11,21 @@ import pytest
 pytestmark = pytest.mark.slurm
 
 
-def test_the_cluster_has_two_nodes_with_their_own_names_and_addresses(real_slurm, tmp_path):
+def test_the_cluster_has_two_nodes_with_their_own_names_and_addresses(real_slurm, monkeypatch, tmp_path):
     """Both nodes answer one two-node step, each with its own hostname and an address the other resolves;
     accounting is off as configured."""
-    script = tmp_path / "hello.sh"
-    script.write_text("#!/bin/bash\nsrun bash -c 'echo $SLURM_PROCID $(hostname) $(getent hosts med42a1 med42a2 | "
-                      "tr -s \" \" | tr \"\\n\" \" \")'\n")
-    r = real_slurm.run(["sbatch", "--parsable", "--wait", "-N2", "--ntasks-per-node=1",
-                        f"--output={tmp_path}/hello-%j.out", str(script)], timeout=60)
-    assert r.returncode == 0, r.stderr
-    out = sorted((tmp_path / f"hello-{r.stdout.strip()}.out").read_text().splitlines())
+    from med42_utils import slurm
+
+    real_slurm.use(monkeypatch)
+    job = _submit(tmp_path, "srun bash -c 'echo $SLURM_PROCID $(hostname) $(getent hosts med42a1 med42a2 | "
+                            "tr -s \" \" | tr \"\\n\" \" \")'", "--nodes=2", "--ntasks-per-node=1")
+    assert slurm.wait(job) == "COMPLETED"
+    out = sorted(line for line in Path(job.log).read_text().splitlines() if line[:1].isdigit())
     assert [line.split()[:2] for line in out] == [["0", "med42a1"], ["1", "med42a2"]]
-    addrs = {line.split()[2:][i]: line.split()[2:][i + 1] for line in out[:1] for i in (0, 2)}
-    assert set(addrs) == {real_slurm.addrs["med42a1"], real_slurm.addrs["med42a2"]}
-    sacct = real_slurm.run(["sacct", "-j", r.stdout.strip()])
+    for line in out:
+        hosts = line.split()[2:]
+        assert dict(zip(hosts[1::2], hosts[0::2])) == real_slurm.addrs
+    sacct = real_slurm.run(["sacct", "-j", job.job_id])
     assert sacct.returncode != 0 and "accounting storage is disabled" in sacct.stderr
 
 

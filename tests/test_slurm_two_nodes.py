@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -37,16 +36,10 @@ DPO_2x1 = {**DPO, "dpo.hardware.nodes": 2, "dpo.hardware.gpus_per_node": 1, "dpo
 DPO_1x2 = {**DPO, "dpo.hardware.nodes": 1, "dpo.hardware.gpus_per_node": 2, "dpo.hardware.launcher": "accelerate"}
 
 
-def fit_cpus(plan, cluster):
-    """The script asks for a fixed CPU count per task; the test nodes have this machine's cores."""
-    plan.slurm_script = re.sub(r"(?m)^#SBATCH --cpus-per-task=\d+$", f"#SBATCH --cpus-per-task={cluster.cpus_per_node}",
-                               plan.slurm_script)
-    return plan
-
-
 @pytest.fixture
 def tmp_root(tmp_path, monkeypatch, real_slurm):
     real_slurm.use(monkeypatch, poll_seconds=1)
+    real_slurm.fit_scripts(monkeypatch)
     return fakeslurm.use_tmp_root(tmp_path, monkeypatch)
 
 
@@ -59,7 +52,7 @@ def test_two_node_sft_via_sbatch_equals_one_node_two_processes(real_slurm, tmp_r
     ref = f"{name}-ref"
     shutil.copytree(run_dir("tiny", name), run_dir("tiny", ref))
 
-    plan = fit_cpus(sft_plan(load_params("tiny", SFT_2x1), name, SFT_2x1), real_slurm)
+    plan = sft_plan(load_params("tiny", SFT_2x1), name, SFT_2x1)
     assert plan.commands[-1] == f"sbatch {plan.slurm_path}"
     job = execute(plan)
     out = capsys.readouterr().out
