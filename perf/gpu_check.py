@@ -35,7 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PERF = ROOT / "perf"
 WHEELS = ROOT / ".gpu_wheels"
-BUDGET_S = 420
+BUDGET_S = 420      # the issue's 7 minutes; the whole GPU check measured about 9.5 minutes on a fresh H200
+CPU_BUDGET_S = 1200  # --cpu: a shared 2-core box; the steps are checked, not timed
 MIN_STEP_S = 15  # a step is not started with less than this left
 SFT_CONFIGS = ["wrapped + sdpa", "default"]
 DPO_CONFIGS = ["sdpa, live reference", "default"]
@@ -71,22 +72,27 @@ def plan(cpu: bool, work: Path, notebooks: list[str] | None) -> list[Step]:
     sft = [py, str(PERF / "bench_sft_throughput.py"), "--configs", *SFT_CONFIGS, "--json", str(work / "bench_sft.json")]
     dpo = [py, str(PERF / "bench_dpo_throughput.py"), "--configs", *DPO_CONFIGS, "--json", str(work / "bench_dpo.json")]
     if cpu:
-        sft += ["--cpu", "--layers", "1", "2", "--seq", "64", "--warmup", "1", "--steps", "2"]
-        dpo += ["--cpu", "--layers", "1", "2", "--seq", "64", "--warmup", "1", "--steps", "2"]
+        sft += ["--cpu", "--layers", "1", "2", "--seq", "32", "--warmup", "1", "--steps", "1"]
+        dpo += ["--cpu", "--layers", "1", "2", "--seq", "32", "--warmup", "1", "--steps", "1", "--micro-batch", "1"]
     else:
         sft += ["--warmup", "3", "--steps", "5"]
         dpo += ["--warmup", "3", "--steps", "5"]
     steps_py = str(PERF / "gpu_check_steps.py")
+    # timeout / reserve (seconds) on a GPU: from the first run on a fresh H200 (2026-11-30, docs/gpu-check.md), where
+    # the compile caches were cold: gpu_smoke 00-04 took 229 s and 05 did not finish by 270 s; bench_sft and
+    # bench_dpo did not finish in 70 / 60 s cold and took 40 / 53 s warm; equivalence 40 s warm; judge 19 s.
+    # On CPU (the tests) the timeouts are generous: the steps are checked for working, not timed, on a shared box.
+    g = not cpu
     return [
-        Step("setup", "install the carried wheels; versions and device", 90 if not cpu else 60, 30,
+        Step("setup", "install the carried wheels; versions and device", 90 if g else 120, 20,
              [py, steps_py, "env", *cpu_flag]),
         Step("gpu_smoke", f"(a) runner --size {size}" + (f" --only {' '.join(nbs)}" if nbs else " 00 -> 06"),
-             270 if not cpu else 120, 60, runner),
-        Step("bench_sft", "(b) SFT throughput: " + " vs ".join(SFT_CONFIGS), 120 if not cpu else 90, 60, sft),
-        Step("bench_dpo", "(b) DPO throughput: " + " vs ".join(DPO_CONFIGS), 120 if not cpu else 90, 60, dpo),
-        Step("equivalence", "(c) packed-vs-alone loss equivalence on the device", 60, 30,
+             400 if g else 240, 60, runner),
+        Step("bench_sft", "(b) SFT throughput: " + " vs ".join(SFT_CONFIGS), 150 if g else 300, 90 if g else 30, sft),
+        Step("bench_dpo", "(b) DPO throughput: " + " vs ".join(DPO_CONFIGS), 150 if g else 300, 80 if g else 30, dpo),
+        Step("equivalence", "(c) packed-vs-alone loss equivalence on the device", 90 if g else 180, 50 if g else 20,
              [py, steps_py, "equivalence", *cpu_flag]),
-        Step("judge", "(d) judge path, Mistral-format chat template, on the device", 60, 30,
+        Step("judge", "(d) judge path, Mistral-format chat template, on the device", 60 if g else 180, 30 if g else 20,
              [py, steps_py, "judge", *cpu_flag]),
     ]
 
@@ -205,13 +211,15 @@ def write_summary(out: Path, meta: dict, steps: list[Step], started: float, comp
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="folder for summary.json and the logs ($OUT on the device)")
-    ap.add_argument("--budget", type=float, default=BUDGET_S, help=f"seconds for the whole run (default {BUDGET_S})")
+    ap.add_argument("--budget", type=float, default=None,
+                    help=f"seconds for the whole run (default {BUDGET_S}; --cpu {CPU_BUDGET_S})")
     ap.add_argument("--cpu", action="store_true", help="the same steps at CPU sizes (the tests' mode)")
     ap.add_argument("--wheels", type=Path, default=WHEELS, help="the folder perf/gpu_kit filled")
     ap.add_argument("--only", nargs="+", default=None, help="step names to run (default all, in order)")
     ap.add_argument("--notebooks", nargs="*", default=None, help="notebooks for (a) (default: all on GPU, 00 on CPU)")
     a = ap.parse_args(argv)
     started = time.monotonic()
+    a.budget = a.budget if a.budget is not None else CPU_BUDGET_S if a.cpu else BUDGET_S
     a.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="gpu_check_"))
     steps = plan(a.cpu, work, a.notebooks)
@@ -219,7 +227,7 @@ def main(argv=None) -> int:
     if a.only and set(a.only) - set(names):
         raise SystemExit(f"unknown step(s) {sorted(set(a.only) - set(names))}; choose from {names}")
     meta = {"gpu_check": 1, "mode": "cpu" if a.cpu else "gpu", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "budget_s": a.budget, "commit": _commit()}
+            "budget_s": a.budget, "git_head": _commit()}
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "MED42_OUTPUTS": os.environ.get("MED42_OUTPUTS", str(work / "outputs"))}
     site = work / "site"
