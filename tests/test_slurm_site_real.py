@@ -79,13 +79,14 @@ def test_sbatchs_own_refusal_reaches_the_caller_with_the_key_to_change(cluster, 
     p, name = _ready_tiny_h100(tmp_path)
     plan = plan_launch(p, "sft", name, "med42_utils.sft.train", [])
     assert "#SBATCH --constraint=nosuchfeature" in plan.slurm_script
+    before = cluster.next_job_id()
     with pytest.raises(slurm.SlurmError) as e:
         execute(plan)
     msg = str(e.value)
     assert "sbatch: error:" in msg and "Invalid feature specification" in msg, msg
     assert "slurm.constraint" in msg and "MED42_SLURM='constraint=" in msg
-    # the controller spends a job id on a refused submission, but holds no job
-    assert cluster.run(["squeue", "-h", "-t", "all"]).stdout.strip() == ""
+    # the controller spends a job id on a refused submission, but holds no job under it
+    assert cluster.next_job_id() == before + 1 and cluster.job(before) == {}
     assert not plan.job_record.exists()
 
 
