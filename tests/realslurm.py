@@ -468,9 +468,15 @@ def session_cluster() -> RealSlurm:
         _FAILED = str(e)
         raise
     atexit.register(stop_session_cluster)   # also when the session ends without fixture teardown
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:   # `timeout`/kill: exit through the teardown
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:   # `timeout`/kill: stop the cluster, then die as asked
+        signal.signal(signal.SIGTERM, _stop_and_die)
     return _CLUSTER
+
+
+def _stop_and_die(signum, frame) -> None:
+    stop_session_cluster()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def stop_session_cluster() -> None:

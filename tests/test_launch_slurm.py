@@ -254,3 +254,20 @@ def test_progress_lines_show_step_loss_and_eta_of_the_latest_run(tmp_path):
     p = read_progress(f)
     assert p["loss"] is None and p["eta"] is None
     assert progress_line("job 7 PENDING", 5, None) == "[job 7 PENDING] elapsed 0:00:05"
+
+
+def test_pending_reasons_that_never_resolve_are_told_from_those_that_do():
+    """The reason table itself (the real cluster shows PartitionConfig, ReqNodeNotAvail and JobHeldUser)."""
+    from med42_utils.slurm import Status, attention, never_starts, reason_code
+
+    assert reason_code("ReqNodeNotAvail, UnavailableNodes:gpu[3-4]") == "ReqNodeNotAvail"
+    for reason in ("PartitionConfig", "BadConstraints", "PartitionTimeLimit", "InvalidAccount",
+                   "AssocMaxWallDurationPerJobLimit", "QOSMaxGRESPerJob", "AssocMaxNodesPerJobLimit"):
+        meaning, fix = never_starts(reason)
+        assert meaning and fix, reason
+    for reason in ("Resources", "Priority", "AssocGrpGRES", "QOSMaxJobsPerUserLimit", "BeginTime", "Dependency", ""):
+        assert never_starts(reason) is None, reason  # waiting resolves these
+    assert "scontrol release 7" in attention(Status("PENDING", "JobHeldUser"), "7")
+    assert "scontrol release 7" in attention(Status("REQUEUE_HOLD", "JobHoldMaxRequeue"), "7")
+    assert "CONT" in attention(Status("STOPPED"), "7") and "resume" in attention(Status("SUSPENDED"), "7")
+    assert attention(Status("PENDING", "Priority"), "7") is None
