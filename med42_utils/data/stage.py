@@ -58,6 +58,7 @@ def manifest_fields(result: CurationResult, path: Path, bench_source: str, bench
             "removed_per_source_and_benchmark": result.decontam,
         },
         "targets": result.targets,
+        "sources": result.sources,
         "achieved": result.achieved,
         "domain_share_percent": domain_shares(mix),
         "table5": table5_totals(),
