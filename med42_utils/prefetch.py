@@ -88,7 +88,7 @@ def _model(repo_id: str, role: str) -> Need:
 
 def needs(params: Params) -> list[Need]:
     """Everything params need from the Hub, deduplicated (one entry per repo/config/split, all its roles)."""
-    from .benchmarks.data import BENCHMARKS, raw_rows
+    from .benchmarks.data import BENCHMARKS, TASK_TO_KEY, raw_rows
     from .data.loading import load_source
     from .data.registry import REGISTRY
     from .dpo.preference_data import load_raw, parse_spec
@@ -118,8 +118,9 @@ def needs(params: Params) -> list[Need]:
             fetch = (lambda spec=spec: _parquet_export(spec)) if getattr(spec, "parquet_export", False) else \
                 (lambda spec=spec: load_source(spec, "hub"))
             out.append(Need("dataset", spec.hub_id, [f"SFT source {key}"], detail, fetch))
-    if params.eval.data_source == "hub":
-        for key, b in BENCHMARKS.items():
+    per = {TASK_TO_KEY.get(k, k): v for k, v in params.eval.sources.items()}
+    for key, b in BENCHMARKS.items():
+        if per.get(key, params.eval.data_source) == "hub":
             detail = ", ".join([*(str(c) for c in b.hub_configs if c), b.hub_split])
             out.append(Need("dataset", b.hub_id, [f"benchmark {b.task}"], detail, lambda key=key: raw_rows(key, "hub")))
     if params.dpo.data_source == "hub":
