@@ -672,3 +672,17 @@ def benchmark_sources(default: str, sources: dict[str, str] | None, data_dir, ke
             continue
         chosen[key] = src
     return chosen, skipped
+
+
+def notebook_overrides(limit=None, data_source=None, data_dir=None, tasks=None, sources=None) -> dict:
+    """05's parameters cell (plain scalars, as papermill -p gives them) -> params overrides. tasks: comma-separated
+    task names or benchmark keys ('medqa,pubmedqa'); sources: 'medqa=local,mmlu_medical=local'. None: params."""
+    out = {"eval.limit": limit, "eval.data_source": data_source, "eval.data_dir": data_dir}
+    if tasks is not None:
+        names = [t.strip() for t in str(tasks).split(",") if t.strip()]
+        if not names:
+            raise BenchmarkDataError(f"tasks={tasks!r} names no benchmark; known: {', '.join(BENCHMARKS)}")
+        out["eval.tasks"] = [benchmark(t).task for t in names]
+    if sources is not None:
+        out["eval.sources"] = parse_sources(sources)
+    return out
