@@ -97,13 +97,13 @@ def test_local_for_some_hub_for_others_and_missing_files_skipped(tmp_path, monke
 
 
 def test_notebook_knobs_become_params():
-    o = bd.notebook_overrides(20, "hub", "/data/bench", "medqa, med42_pubmedqa", "medqa=local,med42_mmlu_medical=local")
+    o = bd.notebook_overrides(20, "hub", "/data/bench", "medqa, med42_pubmedqa", "medqa:local,med42_mmlu_medical=local")
     assert o == {"eval.limit": 20, "eval.data_source": "hub", "eval.data_dir": "/data/bench",
                  "eval.tasks": ["med42_medqa_4options", "med42_pubmedqa"],
                  "eval.sources": {"medqa": "local", "mmlu_medical": "local"}}
     assert bd.notebook_overrides() == {"eval.limit": None, "eval.data_source": None, "eval.data_dir": None}
-    with pytest.raises(BenchmarkDataError, match=r"'medqa:local' is not <benchmark>=hub\|local\|bundled"):
-        bd.parse_sources("medqa:local")
+    with pytest.raises(BenchmarkDataError, match=r"'medqa-local' is not <benchmark>:hub\|local\|bundled"):
+        bd.parse_sources("medqa-local")
     with pytest.raises(KeyError, match="unknown benchmark 'medqa5'"):
         bd.notebook_overrides(tasks="medqa5")
 

@@ -637,15 +637,15 @@ def sample_note(key: str, scored: int, kept: int, seed: int) -> str:
 
 # ---------------------------------------------------------------- each benchmark from the Hub or a folder
 def parse_sources(text: str | None) -> dict[str, str]:
-    """'medqa=local, mmlu_medical=local' (notebook parameter) -> {benchmark key: source}; task names work too."""
+    """'medqa:local, mmlu_medical:local' (or with '=') -> {benchmark key: source}; task names work too."""
     out: dict[str, str] = {}
     for part in (text or "").split(","):
         if not part.strip():
             continue
-        name, sep, src = part.partition("=")
+        name, sep, src = part.replace("=", ":").partition(":")
         if not sep or src.strip() not in ("hub", "local", "bundled"):
-            raise BenchmarkDataError(f"sources: {part.strip()!r} is not <benchmark>=hub|local|bundled; e.g. "
-                                     f"'medqa=local,mmlu_medical=local' (benchmarks: {', '.join(BENCHMARKS)})")
+            raise BenchmarkDataError(f"sources: {part.strip()!r} is not <benchmark>:hub|local|bundled; e.g. "
+                                     f"'medqa:local,mmlu_medical:local' (benchmarks: {', '.join(BENCHMARKS)})")
         out[benchmark(name.strip()).key] = src.strip()
     return out
 
@@ -676,7 +676,7 @@ def benchmark_sources(default: str, sources: dict[str, str] | None, data_dir, ke
 
 def notebook_overrides(limit=None, data_source=None, data_dir=None, tasks=None, sources=None) -> dict:
     """05's parameters cell (plain scalars, as papermill -p gives them) -> params overrides. tasks: comma-separated
-    task names or benchmark keys ('medqa,pubmedqa'); sources: 'medqa=local,mmlu_medical=local'. None: params."""
+    task names or benchmark keys ('medqa,pubmedqa'); sources: 'medqa:local,mmlu_medical:local'. None: params."""
     out = {"eval.limit": limit, "eval.data_source": data_source, "eval.data_dir": data_dir}
     if tasks is not None:
         names = [t.strip() for t in str(tasks).split(",") if t.strip()]
