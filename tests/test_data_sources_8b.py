@@ -129,3 +129,47 @@ def test_a_failed_source_is_reported_and_the_rest_go_on_unless_required(tmp_path
     assert sorted(calls) == keep  # the others were still tried, so the table is complete
     with pytest.raises(ValueError, match="data.required names unknown source"):
         curate(load_params("8b", {"data.required": ["nope"]}).data, BENCH, sources=keep)
+
+
+def test_published_files_are_downloaded_once_into_the_cache(tmp_path, monkeypatch):
+    """prefetch's fetcher for ACI-Bench, against a loopback HTTP server standing in for raw.githubusercontent.com
+    (the real download code; the internet is not reachable here): files land in <HF_HOME>/med42_files/<key>/,
+    a second run downloads nothing, and 01 then reads them."""
+    import dataclasses
+    import functools
+    import http.server
+    import threading
+
+    from huggingface_hub import constants
+
+    from med42_utils import prefetch
+    from med42_utils.data import loading
+
+    served = tmp_path / "served"
+    aci = _sample("aci_bench")
+    spec = REGISTRY["aci_bench"]
+    write_csv(served / spec.published.files[0], aci[:-2])
+    write_csv(served / spec.published.files[1], aci[-2:])
+    hits = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a):
+            hits.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        pub = dataclasses.replace(spec.published, raw_base=f"http://127.0.0.1:{server.server_address[1]}/")
+        local = dataclasses.replace(spec, published=pub)
+        monkeypatch.setitem(REGISTRY, "aci_bench", local)
+        monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "hf"))
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        need = next(n for n in prefetch.needs(load_params("8b")) if n.kind == "files" and "SFT source aci_bench" in n.roles)
+        files = need.fetch()
+        assert [f.parent for f in files] == [tmp_path / "hf" / "med42_files" / "aci_bench"] * 2 and len(hits) == 2
+        need.fetch()
+        assert len(hits) == 2  # already there: nothing fetched again
+        got = loading.load_source_traced(local, "hub")
+        assert len(got.dataset) == len(aci) and "med42_files/aci_bench/train.csv" in got.origin
+    finally:
+        server.shutdown()
