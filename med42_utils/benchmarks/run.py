@@ -16,10 +16,10 @@ from ..hardware import require_cuda
 from ..params import Params
 from ..paths import resolve
 from . import taught
-from .data import BENCHMARKS, TASK_TO_KEY, load_benchmark
+from .data import BENCHMARKS, TASK_TO_KEY, benchmark, benchmark_sources, load_benchmark, sample_docs, sample_note
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
-# Course tasks beside Table 4's: scored whole (eval.limit caps the Table 4 tasks only).
+# Course tasks beside Table 4's: bundled, scored whole (eval.limit samples the Table 4 tasks only).
 COURSE_TASKS = (taught.TASK,)
 # The exam tasks that also run in the letter framing (tasks/med42_<x>_letters.yaml), as lm-eval's stock medqa_4options,
 # medmcqa and mmlu_* tasks and the Open Medical-LLM Leaderboard score them. PubMedQA and ToxiGen are left out: their
@@ -37,25 +37,46 @@ def check_tasks(tasks: list[str]) -> list[str]:
     return list(tasks)
 
 
-def task_docs(params: Params, task: str) -> list[dict]:
-    """The docs a task scores, before eval.limit: the Table 4 loaders, or the course task's bundled rows."""
-    if task in COURSE_TASKS:
-        return taught.taught_docs(params.eval.data_dir)
-    return load_benchmark(TASK_TO_KEY[task], params.eval.data_source, task_metadata(params)["med42_data_dir"]).docs
-
-
-def scored_docs(params: Params, task: str) -> list[dict]:
-    """The docs lm-eval scores: the first eval.limit of a Table 4 task, every row of a course task."""
-    docs = task_docs(params, task)
-    return docs if task in COURSE_TASKS or not params.eval.limit else docs[: params.eval.limit]
+def _sources(params: Params) -> tuple[dict[str, str], dict[str, str]]:
+    """({benchmark key: hub|local|bundled} to evaluate, {benchmark key: why skipped}) for params.eval.tasks."""
+    e = params.eval
+    per = {benchmark(k).key: v for k, v in e.sources.items()}
+    keys = [TASK_TO_KEY[t] for t in check_tasks(e.tasks) if t not in COURSE_TASKS]
+    return benchmark_sources(e.data_source, per, e.data_dir, keys)
 
 
 def task_metadata(params: Params) -> dict[str, Any]:
-    """What the tasks' custom_dataset hooks read: where the benchmark rows come from."""
-    ddir = params.eval.data_dir
-    if params.eval.data_source == "local" and not ddir:
-        raise ValueError("eval.data_source is 'local' but eval.data_dir is not set; point it at a folder holding <benchmark>.jsonl exports or <benchmark>/ folders of official files (README: Benchmarks from the official files)")
-    return {"med42_data_source": params.eval.data_source, "med42_data_dir": str(resolve(ddir)) if ddir else None}
+    """What the tasks' custom_dataset hooks read (lm-eval metadata, also the CLI's --metadata): where each
+    benchmark's rows come from, and the seeded, stratified row sample (med42_limit, med42_seed)."""
+    e, ddir = params.eval, params.eval.data_dir
+    if e.data_source == "local" and not ddir:
+        raise ValueError("eval.data_source is 'local' but eval.data_dir is not set; point it at a folder holding "
+                         "<benchmark>.jsonl exports or <benchmark>/ folders of official files (05: -p data_dir DIR; "
+                         "docs/benchmark-data.md)")
+    chosen, _ = _sources(params)
+    return {"med42_data_source": e.data_source, "med42_data_dir": str(resolve(ddir)) if ddir else None,
+            "med42_sources": chosen, "med42_limit": e.limit, "med42_seed": params.seed}
+
+
+def eval_tasks(params: Params) -> tuple[list[str], dict[str, str]]:
+    """(the tasks to run, {task: why skipped}): tasks whose files the data folder lacks are left out with a note."""
+    task_metadata(params)  # a 'local' default with no data_dir is an error of its own, said first
+    chosen, skipped = _sources(params)
+    tasks = [t for t in params.eval.tasks if t in COURSE_TASKS or TASK_TO_KEY[t] in chosen]
+    if not tasks:
+        raise ValueError("no benchmark left to evaluate: " + "; ".join(f"{benchmark(k).task}: {why}" for k, why in skipped.items()))
+    return tasks, {benchmark(k).task: why for k, why in skipped.items()}
+
+
+def scored_docs(params: Params, task: str):
+    """(LoadedBenchmark, the docs lm-eval scores): every kept row, or the seeded stratified sample of eval.limit;
+    for a course task (None, every row)."""
+    if task in COURSE_TASKS:
+        return None, taught.taught_docs(params.eval.data_dir)
+    md = task_metadata(params)
+    key = TASK_TO_KEY[task]
+    lb = load_benchmark(key, md["med42_sources"].get(key, md["med42_data_source"]), md["med42_data_dir"])
+    return lb, sample_docs(key, lb.docs, params.eval.limit, params.seed)
 
 
 def task_manager(params: Params):
@@ -69,7 +90,7 @@ def chance_levels(params: Params, tasks: list[str]) -> dict[str, float]:
     """Accuracy of uniform guessing per task, over the same rows lm-eval scores (limit included)."""
     out = {}
     for t in check_tasks(tasks):
-        docs = scored_docs(params, t)
+        docs = scored_docs(params, t)[1]
         out[t] = sum(1 / len(d["choices"]) for d in docs) / len(docs)
     return out
 
@@ -106,13 +127,13 @@ def make_lm(params: Params, name_or_path: str):
 
 
 def evaluate(params: Params, lm, tasks: list[str] | None = None, log_samples: bool = False,
-             framing: str = "full", limit: int | None | str = "params") -> dict:
+             framing: str = "full") -> dict:
     """simple_evaluate on our tasks, zero-shot.
 
     framing "full" (the paper's): each option's whole text is the continuation, through the chat template and
     system prompt as params say. framing "letters" (lm-eval's stock tasks, the Open Medical-LLM Leaderboard): the
-    tasks' _letters variants, a plain prompt ending "Answer:", one letter per option, no chat template and no
-    system prompt. limit: rows per task, "params" for eval.limit.
+    exam tasks' _letters variants over the same rows, a plain prompt ending "Answer:", one letter per option, no
+    chat template and no system prompt.
     log_samples=True keeps the scored requests (context, continuation) per doc under results["samples"].
     """
     import logging
@@ -122,7 +143,7 @@ def evaluate(params: Params, lm, tasks: list[str] | None = None, log_samples: bo
     # lm-eval warns once per custom_dataset task that kwargs come through --metadata: we know.
     logging.getLogger("lm_eval.api.task").setLevel(logging.ERROR)
     e = params.eval
-    tasks = check_tasks(tasks or e.tasks)
+    tasks = check_tasks(tasks or eval_tasks(params)[0])
     if framing == "letters":
         tasks = [LETTER_TASKS[t] for t in tasks if t in LETTER_TASKS]
     elif framing != "full":
@@ -132,7 +153,7 @@ def evaluate(params: Params, lm, tasks: list[str] | None = None, log_samples: bo
         model=lm,
         tasks=tasks,
         num_fewshot=0,
-        limit=e.limit if limit == "params" else limit,
+        limit=None,  # eval.limit is a seeded stratified sample drawn by the tasks' loader (med42_limit), not the first rows
         apply_chat_template=chat,
         system_instruction=SYSTEM_PROMPT if chat and e.system_prompt else None,
         task_manager=task_manager(params),
@@ -144,18 +165,12 @@ def evaluate(params: Params, lm, tasks: list[str] | None = None, log_samples: bo
     )
 
 
-def evaluate_all(params: Params, lm, letters: bool) -> dict:
-    """One model on every task: the Table 4 tasks (eval.limit rows), the course tasks (whole), and with `letters`
-    the exam tasks again in the letter framing; lm-eval's results merged into one dict, samples logged."""
-    table4 = [t for t in params.eval.tasks if t not in COURSE_TASKS]
-    course = [t for t in params.eval.tasks if t in COURSE_TASKS]
-    runs = []
-    if table4:
-        runs.append(evaluate(params, lm, table4, log_samples=True))
-    if course:
-        runs.append(evaluate(params, lm, course, log_samples=True, limit=None))
-    if letters and any(t in LETTER_TASKS for t in table4):
-        runs.append(evaluate(params, lm, table4, log_samples=True, framing="letters"))
+def evaluate_all(params: Params, lm, tasks: list[str], letters: bool) -> dict:
+    """One model on `tasks` in the full-answer framing and, with `letters`, on the exams again in the letter
+    framing; lm-eval's two results merged into one dict, samples logged."""
+    runs = [evaluate(params, lm, tasks, log_samples=True)]
+    if letters and any(t in LETTER_TASKS for t in tasks):
+        runs.append(evaluate(params, lm, tasks, log_samples=True, framing="letters"))
     merged = dict(runs[0])
     for key in ("results", "n-samples", "samples", "configs", "versions"):
         merged[key] = {k: v for r in runs for k, v in (r.get(key) or {}).items()}
@@ -223,8 +238,9 @@ def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] |
     from ..models import resolve_model
 
     stages = models or params.eval.models
-    check_tasks(params.eval.tasks)
-    task_metadata(params)
+    tasks, skipped = eval_tasks(params)
+    for t, why in skipped.items():
+        print(f"skipping {t}: {why}")
     require_cuda(params, "05_benchmarks")
     paths = {s: resolve_model(params, run_name, s) for s in stages}  # fail before any run if one is missing
     letter_models = stages if params.eval.letter_models is None else params.eval.letter_models
@@ -235,9 +251,9 @@ def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] |
     out = {}
     for stage, path in paths.items():
         letters = stage in letter_models
-        print(f"[{stage}] evaluating {path} on {len(params.eval.tasks)} tasks" + (" (+ letter framing)" if letters else ""))
+        print(f"[{stage}] evaluating {path} on {len(tasks)} tasks" + (" (+ letter framing)" if letters else ""))
         lm = make_lm(params, path)
-        results = evaluate_all(params, lm, letters)
+        results = evaluate_all(params, lm, tasks, letters)
         raw = save_raw(results, Path(out_dir) / "raw" / f"{stage}.json")
         choices = save_choices(results, Path(out_dir) / "raw" / f"{stage}.choices.json")
         questions = save_questions(results, Path(out_dir) / "raw" / f"{stage}.questions.json", token_counter(lm))
@@ -249,30 +265,31 @@ def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] |
 
 def dropped_rows(params: Params) -> dict[str, dict[str, int]]:
     """Rows left out per benchmark and reason (e.g. USMLE image questions), for the manifest."""
-    md = task_metadata(params)
-    return {k: load_benchmark(k, md["med42_data_source"], md["med42_data_dir"]).dropped
-            for k in (TASK_TO_KEY[t] for t in params.eval.tasks if t in TASK_TO_KEY) if k in BENCHMARKS}
+    return {TASK_TO_KEY[t]: scored_docs(params, t)[0].dropped for t in eval_tasks(params)[0] if t not in COURSE_TASKS}
 
 
 def benchmark_overview(params: Params) -> list[dict]:
-    """Per task: source and its layout, rows read, kept, scored, image questions dropped, every drop
-    with its reason, chance accuracy."""
-    from .data import benchmark
-
-    md = task_metadata(params)
+    """Per task: source and its layout, rows read, kept, scored (and how the sample was drawn), image questions
+    dropped, every drop with its reason, chance accuracy; a skipped task (no files for it) with the reason."""
+    tasks, skipped = eval_tasks(params)
     out = []
     for t in check_tasks(params.eval.tasks):
         if t in COURSE_TASKS:
-            docs = task_docs(params, t)
+            docs = scored_docs(params, t)[1]
             out.append({"task": t, "source": "bundled", "layout": taught.FILE_NAME, "note": "course task: facts the SFT samples teach",
-                        "rows": len(docs), "kept": len(docs), "scored": len(docs), "image questions": 0, "dropped": "-",
-                        "chance %": round(100 * sum(1 / len(d["choices"]) for d in docs) / len(docs), 1)})
+                        "rows": len(docs), "kept": len(docs), "scored": len(docs), "sample": "every row", "image questions": 0,
+                        "dropped": "-", "chance %": round(100 * sum(1 / len(d["choices"]) for d in docs) / len(docs), 1)})
             continue
-        lb = load_benchmark(TASK_TO_KEY[t], md["med42_data_source"], md["med42_data_dir"])
-        scored = lb.docs[: params.eval.limit] if params.eval.limit else lb.docs
+        key = TASK_TO_KEY[t]
+        if t in skipped:
+            out.append({"task": t, "source": "skipped", "layout": "-", "note": skipped[t], "rows": 0, "kept": 0,
+                        "scored": 0, "sample": "-", "image questions": 0, "dropped": "-", "chance %": float("nan")})
+            continue
+        lb, scored = scored_docs(params, t)
         out.append({
             "task": t, "source": lb.origin, "layout": lb.layout, "note": benchmark(t).note, "rows": lb.rows_read,
-            "kept": len(lb.docs), "scored": len(scored), "image questions": lb.image_questions,
+            "kept": len(lb.docs), "scored": len(scored), "sample": sample_note(key, len(scored), len(lb.docs), params.seed),
+            "image questions": lb.image_questions,
             "dropped": "; ".join(f"{n} {why}" for why, n in lb.dropped.items()) or "-",
             "chance %": round(100 * sum(1 / len(d["choices"]) for d in scored) / len(scored), 1),
         })
