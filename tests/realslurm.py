@@ -402,6 +402,27 @@ class RealSlurm:
         time.sleep(1)
 
 
+SLURM_CLIENTS = {"sbatch", "squeue", "srun", "salloc", "scontrol", "sinfo", "scancel", "sacct", "sacctmgr", "sattach",
+                 "sbcast", "scrontab", "sdiag", "sprio", "sreport", "sshare", "sstat", "strigger", "sview"}
+
+
+def path_without_slurm(folder: Path) -> str:
+    """A PATH with every program of this one except SLURM's clients (links in `folder`): for tests of a machine
+    without SLURM on one where the packages are installed (/bin is /usr/bin on Debian, so no PATH entry can
+    simply be dropped)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for d in os.environ.get("PATH", "").split(os.pathsep):
+        if not d or not os.path.isdir(d):
+            continue
+        for name in os.listdir(d):
+            target, link = os.path.join(d, name), folder / name
+            if name in SLURM_CLIENTS or link.exists() or link.is_symlink() or not os.access(target, os.X_OK):
+                continue
+            link.symlink_to(target)
+    return str(folder)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
