@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 COMMON = r'''
-import json, os, subprocess, sys, time
+import json, os, shlex, subprocess, sys, time
 from pathlib import Path
 STATE = Path(os.environ["FAKE_SLURM_DIR"])
 def record(tool, argv):
@@ -61,7 +61,7 @@ for line in Path(script).read_text().splitlines():
     if line.startswith("#SBATCH --job-name="):
         name = line.split("=", 1)[1].strip()
     if line.startswith("#SBATCH --output="):
-        output = line.split("=", 1)[1].strip()
+        output = shlex.split(line.split("=", 1)[1])[0]  # quoted as sbatch reads it
 log = output.replace("%x", name).replace("%j", job_id)
 state_file(job_id).write_text("PENDING")
 subprocess.Popen([sys.executable, __file__, "--run-job", job_id, script, log], start_new_session=True,

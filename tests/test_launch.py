@@ -166,7 +166,7 @@ def test_jobs_run_in_the_notebooks_python_environment_without_an_activated_env()
     assert python_bin() == str(Path(sys.executable).parent)
     plan = plan_launch(load_params("8b"), "sft", "pytest-env", "med42_utils.sft.train")
     lines = plan.slurm_script.splitlines()
-    export = f"export PATH={shlex.quote(python_bin())}:$PATH"
+    export = f'export PATH={shlex.quote(python_bin())}:"$PATH"'
     assert any(line.startswith(export) for line in lines)
     # set before the srun line that calls `accelerate`
     assert min(i for i, line in enumerate(lines) if line.startswith(export)) < \

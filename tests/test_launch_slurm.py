@@ -68,7 +68,12 @@ def gpu_sized_tiny(tmp_path):
 
 
 def _plan_8b(name="pytest-slurm-plan", **ov):
-    return plan_launch(load_params("8b", ov or None), "sft", name, "med42_utils.sft.train", [])
+    """An 8b SFT plan for tests of placing, submitting and waiting. This run has no packed data and no cached
+    8b model, so the check before submitting would refuse it: that check is switched off here (needs=None)
+    and tested on its own in test_preflight.py."""
+    plan = plan_launch(load_params("8b", ov or None), "sft", name, "med42_utils.sft.train", [])
+    plan.needs = None
+    return plan
 
 
 # ---------------------------------------------------------------- placement
