@@ -18,7 +18,6 @@ Interface (session fixture `real_slurm`, registered in tests/conftest.py, return
 
     def test_x(real_slurm, monkeypatch):
         real_slurm.use(monkeypatch)        # SLURM_CONF, PATH (this Python first), MED42_POLL_SECONDS, no SLURM_JOB_*
-        real_slurm.fit_scripts(monkeypatch)   # the launcher's scripts ask for the CPUs a test node has
         real_slurm.nodes                   # ["med42a1", "med42a2"]  (node names; real_slurm.partition == "med42")
         real_slurm.cpus_per_node           # CPUs each node offers (this machine's cores)
         real_slurm.env                     # the variables to point sbatch/squeue/srun/scontrol at it
@@ -335,20 +334,6 @@ class RealSlurm:
         monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
         monkeypatch.setenv("MED42_POLL_SECONDS", str(poll_seconds))
         return self
-
-    def fit_scripts(self, monkeypatch) -> None:
-        """Make the launcher's SLURM scripts ask for the CPUs a test node has (they hard-code a GPU node's count,
-        which real SLURM leaves PENDING with PartitionConfig here). Drop this once the CPU count per task is a
-        params setting."""
-        from med42_utils import launch
-
-        render = launch.render_slurm
-
-        def fitted(*a, **kw):
-            return re.sub(r"(?m)^#SBATCH --cpus-per-task=\d+$", f"#SBATCH --cpus-per-task={self.cpus_per_node}",
-                          render(*a, **kw))
-
-        monkeypatch.setattr(launch, "render_slurm", fitted)
 
     def next_job_id(self) -> int:
         r = self.run(["scontrol", "show", "config"])
