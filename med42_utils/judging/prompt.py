@@ -10,6 +10,10 @@ from __future__ import annotations
 from .prometheus import REL_SYSTEM_PROMPT, RELATIVE_PROMPT, RELATIVE_PROMPT_WO_REF
 
 PROMPT_STYLES = ("prometheus2", "course")
+STYLE_NAMES = {
+    "prometheus2": "Prometheus 2's own relative-grading template and system prompt (prometheus-eval), the card's judge",
+    "course": "the course's own wording in Prometheus' layout, for the tiny stand-in judges",
+}
 
 # Verbatim from the model card ("Below is the scoring rubric we used to prompt Prometheus"),
 # ../shared/seeds/med42-v2-model-card.md. Do not edit: tests compare it with the seed.
