@@ -155,9 +155,10 @@ def test_05_lm_eval_keeps_the_system_prompt_on_a_template_without_system_turn(ba
     from med42_utils.benchmarks.run import fit_lm_roles
 
     history = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": QUESTION}]
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
     for name in TEMPLATES:
         tok = with_template(base_tokenizer, name)
-        lm = HFLM(pretrained=AutoModelForCausalLM.from_pretrained(tiny_model_path), tokenizer=tok, batch_size=1)
+        lm = HFLM(pretrained=model, tokenizer=tok, batch_size=1)
         plain = lm.apply_chat_template(list(history))
         fitted = fit_lm_roles(lm).apply_chat_template(list(history))
         assert fit_lm_roles(lm) is lm  # wrapping twice changes nothing
