@@ -57,6 +57,6 @@ def side_by_side(*tables, gap_em: int = 3, precision: int = 1) -> SideBySide:
     for caption, table in tables:
         style = table if isinstance(table, Styler) else table.style.format(precision=precision, na_rep="")
         parts.append(f'<div style="margin-right:{gap_em}em">{style.set_caption(caption).to_html()}</div>')
-        texts.append(f"{caption}\n{style.data.to_string()}")
+        texts.append(f"{caption}\n{style.data.round(precision).to_string()}")
     return SideBySide('<div style="display:flex;align-items:flex-start;flex-wrap:wrap">' + "".join(parts) + "</div>",
                       "\n\n".join(texts))

@@ -32,7 +32,7 @@ def test_side_by_side_keeps_each_table_whole_and_apart():
     from med42_utils.tables import side_by_side
 
     card = card_table().set_index("model (model card)")
-    ours = pd.DataFrame({"elo": [1316.7, 900.0]}, index=pd.Index(["base", "dpo_round3"], name="model (this run)"))
+    ours = pd.DataFrame({"elo": [1316.681146, 900.0]}, index=pd.Index(["base", "dpo_round3"], name="model (this run)"))
     out = side_by_side(("the card", card), ("this run", ours))
     html = out._repr_html_()
     assert html.count("<table") == 2 and html.index("the card") < html.index("this run")
@@ -40,6 +40,7 @@ def test_side_by_side_keeps_each_table_whole_and_apart():
     text = repr(out)  # a plain-text frontend: two tables one after the other, no row shared
     first, second = text.split("\n\nthis run\n")
     assert "Med42-v2-70B" in first and "base" not in first and "Med42" not in second and "base" in second
+    assert "1316.7" in second and "1316.68" not in second  # numbers at the table's precision in text too
 
 
 def test_interval_contrast_reads_both_intervals():
