@@ -32,7 +32,6 @@ def wrapped(df: pd.DataFrame, columns: list | None = None, width_em: int = 32, p
     return style
 
 
-
 class SideBySide:
     """Tables next to each other: HTML in a notebook, each table's text under its caption elsewhere."""
 
@@ -60,3 +59,13 @@ def side_by_side(*tables, gap_em: int = 3, precision: int = 1) -> SideBySide:
         texts.append(f"{caption}\n{style.data.round(precision).to_string()}")
     return SideBySide('<div style="display:flex;align-items:flex-start;flex-wrap:wrap">' + "".join(parts) + "</div>",
                       "\n\n".join(texts))
+
+
+def human_count(n: float) -> str:
+    """A parameter or token count as people write it: 231,360 -> '231k', 8.03e9 -> '8.03B'."""
+    n = float(n)
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            v = n / scale
+            return f"{v:.3g}{unit}" if v < 100 else f"{v:.0f}{unit}"
+    return f"{n:.0f}"
