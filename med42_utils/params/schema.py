@@ -1,12 +1,13 @@
 """The root of the params schema: one section per stage, plus cross-section checks."""
 from __future__ import annotations
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from .base import ModelParams, StrictModel
 from .data import DataParams
 from .dpo import DpoParams
 from .evaluation import EvalParams, JudgeParams
+from .logs import TrainingLogsParams
 from .sft import PackingParams, SftParams
 
 
@@ -22,6 +23,7 @@ class Params(StrictModel):
     dpo: DpoParams
     eval: EvalParams
     judge: JudgeParams
+    training_logs: TrainingLogsParams = Field(default_factory=TrainingLogsParams)
 
     # ---- derived values (never stated in the parameters cell) ----
     @property
