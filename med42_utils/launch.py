@@ -32,6 +32,7 @@ from .params import Params
 from .params.base import Hardware
 from .paths import repo_root, resolve, run_dir
 from .progress import PROGRESS
+from .tables import human_count
 
 MAIN_PORT = 29500
 _STAGE_DIR = {"sft": "sft", "dpo": "dpo"}
@@ -200,9 +201,10 @@ def plan_launch(
         mem, hours = estimates.dpo_estimate(params, num_pairs, mfu)
     shape = estimates.model_shape(params)
     notes = [
-        f"model shape {shape.name}: {shape.parameters / 1e9:.2f}B parameters, hidden {shape.hidden}, "
+        f"model shape {shape.name}: {human_count(shape.parameters)} parameters, hidden {shape.hidden}, "
         f"{shape.layers} layers, MLP {shape.intermediate}, vocab {shape.vocab}",
-        f"memory: FSDP full shard over {hw.world_size} process(es); see med42_utils/estimates.py for the assumptions",
+        (f"memory: FSDP full shard over {hw.world_size} process(es)" if hw.launcher != "inprocess" else
+         "memory: one process, no FSDP (in-process at this size)") + "; see med42_utils/estimates.py for the assumptions",
         *cfg_notes,
     ]
     if hours is not None:
@@ -288,8 +290,11 @@ def render_plan(plan: LaunchPlan) -> str:
     if plan.slurm_script:
         out += ["", f"SLURM script (`{plan.slurm_path}`):", "```bash", plan.slurm_script.rstrip(), "```"]
     if plan.memory_gib:
-        out += ["", "| per GPU | GiB |", "|---|---|"]
-        out += [f"| {k} | {v:,.2f} |" for k, v in plan.memory_gib.items()]
+        small = plan.memory_gib.get("total", 0) < 1  # tiny: MiB, so the table is not all zeros
+        unit, scale, fmt = ("MiB", 1024, "{:,.1f}") if small else ("GiB", 1, "{:,.2f}")
+        per = "process" if hw.accelerator == "cpu" else "GPU"
+        out += ["", f"| per {per} | {unit} |", "|---|---|"]
+        out += [f"| {k} | {fmt.format(v * scale)} |" for k, v in plan.memory_gib.items()]
     hours = f"{plan.est_hours:,.1f} h" if plan.est_hours is not None else "n/a"
     out += ["", f"- estimated wall time: {hours}", *(f"- {n}" for n in plan.notes)]
     return "\n".join(out)

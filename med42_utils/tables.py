@@ -30,3 +30,13 @@ def wrapped(df: pd.DataFrame, columns: list | None = None, width_em: int = 32, p
             "max-width": f"{width_em}em", "word-break": "break-word",
         })
     return style
+
+
+def human_count(n: float) -> str:
+    """A parameter or token count as people write it: 231,360 -> '231k', 8.03e9 -> '8.03B'."""
+    n = float(n)
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            v = n / scale
+            return f"{v:.3g}{unit}" if v < 100 else f"{v:.0f}{unit}"
+    return f"{n:.0f}"

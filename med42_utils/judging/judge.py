@@ -162,7 +162,7 @@ class LogprobJudge(Judge):
         for s in range(0, len(texts), self.batch_size):
             chunk = texts[s : s + self.batch_size]
             enc = self.tok(chunk, return_tensors="pt", padding=True, truncation=True,
-                           max_length=self.max_length, add_special_tokens=False)
+                           max_length=self.max_length, add_special_tokens=False).to(self.lm.device)
             if enc["input_ids"].shape[1] and pad is not None:
                 enc["input_ids"][enc["attention_mask"] == 0] = pad
             with torch.no_grad():
@@ -194,7 +194,8 @@ class TransformersJudge(GenerativeJudge):
         self.tok.padding_side = "left"
         out = []
         for s in range(0, len(texts), self.batch_size):
-            enc = self.tok(texts[s : s + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = self.tok(texts[s : s + self.batch_size], return_tensors="pt", padding=True,
+                           add_special_tokens=False).to(self.lm.device)  # a GPU judge gets GPU inputs
             with torch.no_grad():
                 gen = self.lm.generate(**enc, **_hf_sampling(self.sampling), eos_token_id=_eos_ids(self.tok),
                                        pad_token_id=self.tok.pad_token_id)
