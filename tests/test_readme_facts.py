@@ -83,6 +83,7 @@ def test_workshop_row_and_budget():
     assert float(m[1]) == round(budget.total_minutes(p), 1)
     assert float(m[2]) == round(stages["03_sft"].minutes, 1)
     assert _int(m[3]) == budget.sft_rate(p)[0]
+    assert int(_find(r"a seeded, stratified sample of (\d+) rows per task").group(1)) == p.eval.limit
 
 
 def test_plan_estimates_in_docs():

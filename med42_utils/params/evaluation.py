@@ -15,9 +15,15 @@ class EvalParams(StrictModel):
     batch_size: int = Field(ge=1)
     apply_chat_template: bool
     system_prompt: bool = Field(description="prepend the model card's system prompt")
-    limit: int | None = Field(default=None, ge=1, description="rows per task; null = all")
-    data_source: Literal["hub", "local", "bundled"]
-    data_dir: str | None = None
+    limit: int | None = Field(default=None, ge=1, description="rows per task, a seeded sample (params seed) "
+                              "stratified per MMLU subject and per PubMedQA/ToxiGen label; null = all")
+    data_source: Literal["hub", "local", "bundled"] = Field(description="where every benchmark's rows come from, "
+                                                            "unless `sources` names another for it")
+    data_dir: str | None = Field(default=None, description="folder of benchmark files: <benchmark>.jsonl or "
+                                 "<benchmark>/ with the official files (docs/benchmark-data.md)")
+    sources: dict[str, Literal["hub", "local", "bundled"]] = Field(
+        default_factory=dict, description="per benchmark (key or task name), e.g. {medqa: local}: overrides "
+        "data_source; a benchmark meant to come from files that data_dir lacks is skipped with a note")
 
 
 class SamplingParams(StrictModel):

@@ -9,6 +9,7 @@ from .dpo import DpoParams
 from .evaluation import EvalParams, JudgeParams
 from .logs import TrainingLogsParams
 from .sft import PackingParams, SftParams
+from .slurm import SlurmParams
 
 
 class Params(StrictModel):
@@ -24,6 +25,8 @@ class Params(StrictModel):
     eval: EvalParams
     judge: JudgeParams
     training_logs: TrainingLogsParams = Field(default_factory=TrainingLogsParams)
+    slurm: SlurmParams = Field(default_factory=SlurmParams,
+                               description="site options of sbatch jobs (partition, account, time, ...); see docs/cluster-options.md")
 
     # ---- derived values (never stated in the parameters cell) ----
     @property
