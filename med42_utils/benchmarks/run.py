@@ -114,6 +114,28 @@ def make_lm(params: Params, name_or_path: str):
                     trust_remote_code=params.model.trust_remote_code)
 
 
+def fit_lm_roles(lm):
+    """Make lm-eval's chat rendering keep the system prompt on templates without a system turn.
+
+    lm-eval (HFLM.apply_chat_template) answers a template that raises on a system turn by dropping the system
+    message; here the system text goes into the first user turn instead (chat.fit_roles, found by rendering).
+    Templates that take a system turn (Llama 3) render exactly as before. Returns lm.
+    """
+    from ..chat import fit_roles
+
+    original = getattr(lm, "apply_chat_template", None)
+    tok = getattr(lm, "tokenizer", None)
+    if original is None or tok is None or getattr(original, "_med42_fit_roles", False):
+        return lm
+
+    def apply_chat_template(chat_history, *args, **kwargs):
+        return original(fit_roles(tok, list(chat_history)), *args, **kwargs)
+
+    apply_chat_template._med42_fit_roles = True
+    lm.apply_chat_template = apply_chat_template
+    return lm
+
+
 def evaluate(params: Params, lm, tasks: list[str] | None = None, log_samples: bool = False) -> dict:
     """simple_evaluate on our tasks, zero-shot, chat template and system prompt as params say.
 
@@ -126,6 +148,8 @@ def evaluate(params: Params, lm, tasks: list[str] | None = None, log_samples: bo
     # lm-eval warns once per custom_dataset task that kwargs come through --metadata: we know.
     logging.getLogger("lm_eval.api.task").setLevel(logging.ERROR)
     e = params.eval
+    if e.apply_chat_template and e.system_prompt:
+        fit_lm_roles(lm)
     return simple_evaluate(
         model=lm,
         tasks=check_tasks(tasks or eval_tasks(params)[0]),

@@ -31,6 +31,7 @@ class SamplingParams(StrictModel):
     top_k: int = Field(ge=0)
     top_p: float = Field(gt=0, le=1)
     max_new_tokens: int = Field(ge=1)
+    repetition_penalty: float = Field(default=1.0, gt=0, description="1.0 = off; Prometheus 2's official 1.03")
 
 
 class EloParams(StrictModel):
@@ -48,6 +49,9 @@ class JudgeParams(StrictModel):
         description="reference: the tiny stand-in judge (closer to the reference answer wins); logprob: "
                     "P('A') vs P('B') of a local model; transformers/vllm/openai: a generative judge")
     model: str = Field(description="judge model: Hub id, 'tiny', or the endpoint's model name")
+    prompt: Literal["prometheus2", "course"] = Field(
+        default="course", description="prometheus2: Prometheus 2's own relative-grading template and system prompt "
+                                      "(the card's judge); course: our wording for the tiny stand-in judges")
     allow_ties: bool = Field(default=False, description="the judge may answer Tie (half a win each); false = "
                              "the card's Prometheus setup, the prompt asks for A or B only")
     tie_margin: float = Field(default=0.02, ge=0, le=1, description="reference judge: scores this close are a tie")
