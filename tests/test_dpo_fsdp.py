@@ -48,5 +48,15 @@ def test_round1_trains_under_fsdp_on_two_cpu_processes(tiny_model_path):
         max_step = max((new[k] - old[k]).abs().max().item() for k in old)
         assert all(torch.isfinite(new[k]).all() for k in new)
         assert max_step <= 10 * params.dpo.learning_rate * m["global_steps"] * 1.001
+        # the launched job wrote its curves (rank 0 only) where the notebook reads them
+        import json
+
+        from med42_utils.training_logs import log_dir, read_scalars
+
+        assert len(list(log_dir(out.parent).glob("events.out.tfevents.*"))) == 1
+        hist = [h for h in json.loads((out.parent / "log_history.json").read_text()) if "loss" in h]
+        curves = read_scalars(out.parent)
+        assert curves["loss"].tolist() == pytest.approx([h["loss"] for h in hist], rel=1e-5)
+        assert m["lengths"]["pairs"] == m["train_pairs"]
     finally:
         shutil.rmtree(run_dir("tiny", run), ignore_errors=True)

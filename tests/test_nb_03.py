@@ -65,3 +65,22 @@ def test_8b_dry_run_renders_plan_and_real_run_fails_fast_without_cuda(tmp_path):
     assert r.returncode != 0
     out = (tmp_path / "real.ipynb").read_text()
     assert "HardwareError" in out and "no CUDA" in out
+
+
+def _stream_text(nb_path) -> str:
+    import nbformat
+
+    return "".join(o.get("text", "") for c in nbformat.read(nb_path, as_version=4).cells if c.cell_type == "code"
+                   for o in c.get("outputs", []) if o.output_type == "stream")
+
+
+def test_sft_output_is_compact_and_curves_come_from_tensorboard(notebook_run):
+    from med42_utils.training_logs import read_scalars
+
+    _, run = notebook_run
+    text = _stream_text(run / "03_sft.ipynb")
+    assert "{'loss'" not in text and '{"method"' not in text and "'train_runtime'" not in text, text[:2000]
+    assert text.count("[sft] step") == 4 and "TensorBoard event files in" in text
+    m = json.loads((run / "sft" / "manifest.json").read_text())
+    curves = read_scalars(run / "sft")
+    assert curves["loss"].tolist() == pytest.approx([e["loss"] for e in m["log_history"]], rel=1e-5)

@@ -32,3 +32,31 @@ def test_nb_04_trained_three_chained_rounds(notebook_run):
     # a sample answer from SFT and from every round, for the same question
     assert [a["model"] for a in m["sample_answers"]] == ["sft", "dpo_round1", "dpo_round2", "dpo_round3"]
     assert m["onpolicy_demo_pairs"] >= 1
+
+
+@pytest.mark.slow
+def test_nb_04_compact_output_curves_round_means_and_lengths(notebook_run):
+    import nbformat
+
+    from med42_utils.training_logs import read_scalars
+
+    _, run_dir = notebook_run
+    nb = nbformat.read(run_dir / "04_dpo.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                   if o.output_type == "stream")
+    assert "{'loss'" not in text and "'rewards/margins'" not in text, text[:2000]
+    assert all(text.count(f"[dpo {n}] step") == 4 for n in ("round1", "round2", "round3"))
+    m = read_manifest(run_dir / "dpo")
+    for name, r in m["rounds"].items():
+        logs = [h for h in json.loads((run_dir / "dpo" / name / "log_history.json").read_text()) if "loss" in h]
+        assert read_scalars(run_dir / "dpo" / name)["loss"].tolist() == pytest.approx([h["loss"] for h in logs], rel=1e-5)
+        L = read_manifest(run_dir / "dpo" / name)["lengths"]
+        assert L["pairs"] == r["train_pairs"] and L["chosen_longer"] + L["same_length"] + L["rejected_longer"] == L["pairs"]
+        # the bundled pairs: the chosen answer is the longer one in every pair a round trains on
+        assert L["chosen_longer"] == L["pairs"] and L["chosen_tokens_mean"] > 2 * L["rejected_tokens_mean"]
+    cells = {c.get("id"): c for c in nb.cells}
+    table = cells["cell-13"].outputs[0]["data"]["text/html"]
+    assert "loss (round mean)" in table and "margin (last-epoch mean)" in table
+    assert "chosen longer" in cells["pair-lengths"].outputs[0]["data"]["text/plain"]
+    answers = cells["cell-15"].outputs[0]["data"]["text/html"]
+    assert "tokens" in answers and "hit the cap" in answers

@@ -190,3 +190,25 @@ def test_block_mask_shape_and_blocks():
     allowed = m[0, 0] == 0
     assert allowed[1, 0] and not allowed[0, 1]  # causal
     assert not allowed[2, 1] and allowed[4, 2]  # blocked across samples, open within
+
+
+def test_plot_chunk_draws_samples_mask_and_per_token_change():
+    from med42_utils.packing import IGNORE
+    from med42_utils.packing.stage import equivalence_table, plot_chunk
+
+    lens = [5, 4]
+    eq = {"seq_lengths": lens, "train_steps": 3,
+          "chunk": {"input_ids": list(range(9)), "labels": [IGNORE] * 3 + [1, 2] + [IGNORE] * 2 + [3, 4]},
+          "trained": {"diff_concatenated": [0.0] * 5 + [0.0, 1.5, -0.5, 0.2],
+                      "samples": [{"sample": 1, "tokens": 5, "alone": 2.0, "boundary_aware": 2.0, "concatenated": 2.0},
+                                  {"sample": 2, "tokens": 4, "alone": 3.0, "boundary_aware": 3.0, "concatenated": 2.6}]},
+          "untrained": {"samples": [{"sample": 1, "tokens": 5, "alone": 6.9, "boundary_aware": 6.9, "concatenated": 6.9},
+                                    {"sample": 2, "tokens": 4, "alone": 6.9, "boundary_aware": 6.9, "concatenated": 6.9}]}}
+    fig = plot_chunk(eq)
+    seg_ax, mask_ax, diff_ax = fig.axes
+    assert seg_ax.images[0].get_array().tolist() == [[0] * 5 + [1] * 4]
+    assert mask_ax.images[0].get_array().tolist() == [[0, 0, 0, 1, 1, 0, 0, 1, 1]]
+    assert [b.get_height() for b in diff_ax.patches] == pytest.approx([0, 0, 0, 0, 0, 0, 1.5, 0.5, 0.2])
+    assert all(ax.lines[0].get_xdata()[0] == 4.5 for ax in fig.axes)  # the boundary between the samples
+    table = equivalence_table(eq)
+    assert table.loc[("trained 3 steps", 2), "concatenated - alone"] == pytest.approx(-0.4)

@@ -78,12 +78,19 @@ def test_gpu_size_fails_fast_without_cuda_unless_dry_run(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_tiny_sft_loss_falls_and_model_is_saved(packed_run):
+def test_tiny_sft_loss_falls_and_model_is_saved(packed_run, capsys):
     name = packed_run()
     p = load_params("tiny", {"sft.max_steps": 12, "sft.logging_steps": 2, "sft.save_steps": 100})
     fields = train_sft(p, name)
     losses = [e["loss"] for e in fields["log_history"]]
     assert len(losses) == 6
+    # compact progress lines, no raw log dicts; the curves in sft/tensorboard/ are the logged ones
+    printed = capsys.readouterr().out
+    assert printed.count("[sft] step") == 4 and "{'loss'" not in printed and "'grad_norm'" not in printed
+    from med42_utils.training_logs import read_scalars
+
+    curves = read_scalars(run_dir("tiny", name) / "sft")
+    assert curves["loss"].tolist() == pytest.approx(losses, rel=1e-5) and list(curves.index) == [2, 4, 6, 8, 10, 12]
     assert max(losses[-2:]) < min(losses[:2]) - 0.3, losses
     out = run_dir("tiny", name) / "sft"
     manifest = json.loads((out / "manifest.json").read_text())

@@ -133,17 +133,55 @@ def load_logs(params: Params, run_name: str):
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def round_curves(params: Params, run_name: str) -> tuple[dict, str]:
+    """Each finished round's curves by step (its TensorBoard event files, or its log history without them)
+    -> ({round: DataFrame}, where they came from)."""
+    from ..training_logs import curves
+
+    out, sources = {}, set()
+    for n in round_names(params):
+        d = round_dir(params, run_name, n)
+        f = d / LOG_HISTORY
+        if not f.is_file():
+            continue
+        out[n], src = curves(d, json.loads(f.read_text()))
+        sources.add("TensorBoard event files in dpo/<round>/tensorboard/" if src.startswith("TensorBoard") else src)
+    return out, "; ".join(sorted(sources))
+
+
 def compare_rounds(params: Params, run_name: str):
-    """A table with one row per finished round: pairs, steps, loss and final reward metrics."""
+    """One row per finished round: pairs, steps, and the round's metrics as MEANS over its steps (a single
+    2-pair step says little); the margin and accuracy also over the last epoch, where the round ends up."""
     import pandas as pd
+
+    from ..training_logs import spikes
 
     rows = []
     for n in round_names(params):
         if not round_done(params, run_name, n):
             continue
-        m = read_manifest(round_dir(params, run_name, n))
+        d = round_dir(params, run_name, n)
+        m = read_manifest(d)
+        logs = pd.DataFrame([h for h in json.loads((d / LOG_HISTORY).read_text()) if "loss" in h]).set_index("step")
+        last = logs[logs["epoch"] > logs["epoch"].max() - 1]  # the final epoch's steps
         dropped = sum(sum(c.values()) for c in m["rows"]["dropped"].values())
-        rows.append({"round": n, "starts from": m["init_stage"], "datasets": ", ".join(m["datasets"]),
-                     "pairs": m["train_pairs"], "rows dropped": dropped, "steps": m["global_steps"],
-                     "train loss": m["train_loss"], **{k: v for k, v in m["final"].items() if k != "loss"}})
+        sp = spikes(logs)
+        rows.append({"round": n, "starts from": m["init_stage"], "pairs": m["train_pairs"], "rows dropped": dropped,
+                     "steps": m["global_steps"], "loss (round mean)": logs["loss"].mean(),
+                     "margin (round mean)": logs["rewards/margins"].mean(),
+                     "margin (last-epoch mean)": last["rewards/margins"].mean(),
+                     "accuracy (last-epoch mean)": last["rewards/accuracies"].mean(),
+                     "spikes (grad norm > 10x round median)": _spike_note(sp)})
     return pd.DataFrame(rows).set_index("round") if rows else pd.DataFrame()
+
+
+def _spike_note(sp) -> str:
+    if sp.empty:
+        return "none"
+    step, r = max(sp.iterrows(), key=lambda t: t[1]["grad_norm"])
+    return f"{len(sp)}; largest at step {step}: loss {r['loss']:.2f}, grad norm {r['grad_norm']:.0f}"
+
+
+def round_manifests(params: Params, run_name: str) -> dict[str, dict]:
+    """The manifests of the finished rounds, by round name."""
+    return {n: read_manifest(round_dir(params, run_name, n)) for n in round_names(params) if round_done(params, run_name, n)}

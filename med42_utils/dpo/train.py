@@ -26,6 +26,8 @@ from ..models import load_model, load_tokenizer, resolve_model, stage_model_dir
 from ..params import Params, load_params
 from ..progress import PROGRESS, progress_callback
 from ..speed import require_packages, stage_speed
+from ..training_logs import quiet_trainer, trainer_kwargs
+from .lengths import pair_lengths
 from .preference_data import drop_long_prompts, load_preferences
 
 LOG_HISTORY = "log_history.json"
@@ -178,7 +180,9 @@ def train_round(params: Params, run_name: str, name: str) -> dict[str, Any]:
     out = round_dir(params, run_name, name)
     tokenizer = load_tokenizer(params, init_path)
     ds, report = prepare_round_data(params, run_name, name, init_path, tokenizer)
-    trainer = build_trainer(params, init_path, ds, out / "trainer", tokenizer=tokenizer)
+    trainer = build_trainer(params, init_path, ds, out / "trainer", tokenizer=tokenizer,
+                            **trainer_kwargs(params, run_name, f"dpo_{name}"))
+    quiet_trainer(trainer, params, out, f"dpo {name}")  # progress lines; curves in dpo/<round>/tensorboard/
     trainer.add_callback(progress_callback(out / PROGRESS))
     result = trainer.train()
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
@@ -203,6 +207,7 @@ def train_round(params: Params, run_name: str, name: str) -> dict[str, Any]:
             trainable_parameters=trainable,
             model_dir=str(model_dir),
             train_pairs=len(ds),
+            lengths=pair_lengths(ds, tokenizer),
             rows=report.as_dict(),
             world_size=trainer.accelerator.num_processes,
             distributed_type=str(trainer.accelerator.distributed_type.value),

@@ -98,3 +98,46 @@ def loss_equivalence(model, input_ids: list[int], seq_lengths: list[int], mode: 
         mean_loss_boundary_aware=float(packed.mean()),
         mean_loss_concatenated=float(concat.mean()),
     )
+
+
+def per_sample_losses(model, input_ids: list[int], seq_lengths: list[int]) -> dict:
+    """Mean next-token loss of each sample in a chunk, three ways (alone, boundary-aware, concatenated), and the
+    per-token difference concatenated - alone along the chunk (0 at each sample's first token: nothing predicts it)."""
+    was_training = model.training
+    model.eval()
+    try:
+        alone, start = [], 0
+        for n in seq_lengths:
+            seg = input_ids[start:start + n]
+            alone.append(per_token_nll(chunk_logits(model, seg, None), seg, [n]))
+            start += n
+        packed = per_token_nll(chunk_logits(model, input_ids, seq_lengths), input_ids, seq_lengths)
+        concat = per_token_nll(chunk_logits(model, input_ids, None), input_ids, seq_lengths)
+    finally:
+        model.train(was_training)
+    rows, diff, i = [], [], 0
+    for k, a in enumerate(alone):
+        n = a.numel()
+        rows.append({"sample": k + 1, "tokens": n + 1, "alone": float(a.mean()),
+                     "boundary_aware": float(packed[i:i + n].mean()), "concatenated": float(concat[i:i + n].mean())})
+        diff += [0.0] + (concat[i:i + n] - a).tolist()
+        i += n
+    return {"samples": rows, "diff_concatenated": diff}
+
+
+def briefly_train(model, chunks: list[list[int]], steps: int, lr: float = 1e-2, batch: int = 4, seed: int = 0):
+    """A few AdamW steps of next-token prediction on every token of full chunks, so that the model starts using
+    its context (an untrained model predicts every token alike, whatever precedes it). In place; returns model."""
+    if not chunks:
+        raise ValueError("briefly_train needs at least one full chunk")
+    g = torch.Generator().manual_seed(seed)
+    x = torch.tensor(chunks)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        b = x[torch.randint(len(x), (batch,), generator=g)]
+        model(input_ids=b, labels=b, use_cache=False).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    return model

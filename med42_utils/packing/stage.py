@@ -35,8 +35,12 @@ def load_tokenizer(params):
     return models.load_tokenizer(params, resolve_base_model(params))
 
 
-def equivalence_demo(params, curated, tokenized, max_samples: int = 4) -> dict:
-    """Packed-vs-alone losses on one bfd chunk of several samples, both masking routes.
+TRAIN_STEPS, TRAIN_LENGTH = 30, 128  # brief training on 128-token chunks: the tiny model starts using its context
+
+
+def equivalence_demo(params, curated, tokenized, max_samples: int = 4, train_steps: int = TRAIN_STEPS) -> dict:
+    """Packed-vs-alone losses on one bfd chunk of several samples, on an untrained model and on the same model
+    after `train_steps` of brief training on full 128-token `wrapped` chunks (where context matters), both masking routes.
 
     size tiny: the run's own base model and tokenized data. 8b/70b: the same mechanism on the tiny
     model (re-tokenizing the first conversations with its tokenizer), since a float32 8B/70B
@@ -46,23 +50,32 @@ def equivalence_demo(params, curated, tokenized, max_samples: int = 4) -> dict:
     from transformers import AutoModelForCausalLM
 
     from ..params import load_params
+    from .equivalence import briefly_train, per_sample_losses
 
     if params.model.base == "tiny":
         demo_params, ds = params, tokenized
     else:
         demo_params = load_params("tiny")
-        ds, _ = tokenize_dataset(curated.select(range(min(len(curated), 32))), load_tokenizer(demo_params))
+        ds, _ = tokenize_dataset(curated.select(range(min(len(curated), 64))), load_tokenizer(demo_params))
     path = resolve_base_model(demo_params)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
-    packed = pack(ds, demo_params.packing.max_length, "bfd")
+    L = demo_params.packing.max_length
+    packed = pack(ds, L, "bfd")
     chunk = max(packed, key=lambda c: len(c["seq_lengths"]))
     lens = list(chunk["seq_lengths"])[:max_samples]
-    ids = list(chunk["input_ids"])[: sum(lens)]
+    ids, labels = list(chunk["input_ids"])[: sum(lens)], list(chunk["labels"])[: sum(lens)]
     if len(lens) < 2:
         raise ValueError("no bfd chunk holds two samples; lower max_samples or add data")
-    out = {"model": path if params.model.base == "tiny" else "tiny (demonstration)", "seq_lengths": lens}
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
+    out = {"model": path if params.model.base == "tiny" else "tiny (demonstration)", "seq_lengths": lens,
+           "train_steps": train_steps, "chunk": {"input_ids": ids, "labels": labels},
+           "untrained": {**loss_equivalence(model, ids, lens).__dict__, **per_sample_losses(model, ids, lens)}}
+    n = min(L, TRAIN_LENGTH)  # (8 CPU-seconds here; 256-token chunks cost 3.5x as much for the same lesson)
+    full = [c["input_ids"] for c in pack(ds, n, "wrapped") if len(c["input_ids"]) == n]
+    torch.manual_seed(demo_params.seed)
+    briefly_train(model, full, train_steps, seed=demo_params.seed)
     for mode in ("position_ids", "block_mask"):
         out[mode] = loss_equivalence(model, ids, lens, mode=mode).__dict__
+    out["trained"] = per_sample_losses(model, ids, lens)
     return out
 
 
@@ -130,3 +143,63 @@ def plot_packing(stats: dict, tokenized):
     ax.margins(y=0.01)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return fig
+
+
+def plot_chunk(eq: dict, tokenizer=None):
+    """A picture of the demonstration's packed chunk: which sample each token belongs to (boundaries dashed), which
+    tokens carry loss (assistant tokens), and how much concatenation changes each token's loss on the briefly
+    trained model (|concatenated - alone|, in nats; 0 throughout the first sample, which has nothing before it)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from . import IGNORE
+
+    lens, ch = eq["seq_lengths"], eq["chunk"]
+    n = sum(lens)
+    seg = np.repeat(np.arange(len(lens)), lens)
+    mask = np.array([lab != IGNORE for lab in ch["labels"]], dtype=float)
+    diff = np.abs(np.array(eq["trained"]["diff_concatenated"]))
+    fig, (a, b, c) = plt.subplots(3, 1, figsize=(12, 4.6), sharex=True, height_ratios=[1, 1, 2.2])
+    a.imshow(seg[None, :], aspect="auto", cmap="tab10", vmin=0, vmax=9, interpolation="nearest",
+             extent=(-0.5, n - 0.5, 0, 1))
+    for k, (s0, L) in enumerate(zip(np.cumsum([0] + lens[:-1]), lens)):
+        a.text(s0 + L / 2, 0.5, f"sample {k + 1}: {L} tokens", ha="center", va="center", fontsize=9, color="white")
+    b.imshow(mask[None, :], aspect="auto", cmap="Greys", vmin=0, vmax=1.6, interpolation="nearest",
+             extent=(-0.5, n - 0.5, 0, 1))
+    c.bar(np.arange(n), diff, width=1.0, color="tab:red")
+    for ax in (a, b, c):
+        for x in np.cumsum(lens)[:-1]:
+            ax.axvline(x - 0.5, color="black", ls="--", lw=1)
+    a.set_yticks([]); a.set_ylabel("sample", rotation=0, ha="right", va="center")
+    b.set_yticks([]); b.set_ylabel("loss mask\n(dark: trained on)", rotation=0, ha="right", va="center")
+    c.set_ylabel("|concatenated - alone|\n(nats, trained model)", rotation=0, ha="right", va="center")
+    c.set_xlabel("token position in the packed chunk (dashed: sample boundaries)")
+    a.set_title(f"one packed chunk: {len(lens)} samples, {n} tokens")
+    fig.tight_layout()
+    return fig
+
+
+def equivalence_table(eq: dict):
+    """Per-sample mean loss, alone / boundary-aware / concatenated, on the untrained and the briefly trained model."""
+    import pandas as pd
+
+    rows = []
+    for which, label in (("untrained", "untrained"), ("trained", f"trained {eq['train_steps']} steps")):
+        for r in eq[which]["samples"]:
+            rows.append({"model": label, "sample": r["sample"], "tokens": r["tokens"], "alone": r["alone"],
+                         "boundary-aware": r["boundary_aware"], "concatenated": r["concatenated"],
+                         "concatenated - alone": r["concatenated"] - r["alone"]})
+    return pd.DataFrame(rows).set_index(["model", "sample"]).round(4)
+
+
+def strategies_table(stats: dict):
+    """The two strategies side by side, counts as integers and efficiency as a percentage."""
+    import pandas as pd
+
+    rows = {}
+    for s, v in stats["strategies"].items():
+        rows[s] = {"chunks": int(v["chunks"]), "tokens kept": int(v["tokens_kept"]),
+                   "efficiency (filled share)": f"{v['efficiency']:.1%}", "truncated samples": int(v["truncated_samples"]),
+                   "tokens lost to truncation": int(v["tokens_lost_to_truncation"]),
+                   "split samples": int(v["split_samples"])}
+    return pd.DataFrame(rows).astype(object)

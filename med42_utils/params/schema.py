@@ -7,6 +7,7 @@ from .base import ModelParams, StrictModel
 from .data import DataParams
 from .dpo import DpoParams
 from .evaluation import EvalParams, JudgeParams
+from .logs import TrainingLogsParams
 from .sft import PackingParams, SftParams
 from .slurm import SlurmParams
 
@@ -23,6 +24,7 @@ class Params(StrictModel):
     dpo: DpoParams
     eval: EvalParams
     judge: JudgeParams
+    training_logs: TrainingLogsParams = Field(default_factory=TrainingLogsParams)
     slurm: SlurmParams = Field(default_factory=SlurmParams,
                                description="site options of sbatch jobs (partition, account, time, ...); see docs/cluster-options.md")
 

@@ -40,16 +40,27 @@ def run_sft(plan: LaunchPlan, params: Params | None = None, run_name: str | None
         raise JobPending(job)
 
 
-def plot_training(log_history: list[dict]):
-    """Loss and learning rate against step, from the trainer's logs."""
+def plot_training(curves, source: str = ""):
+    """Loss, learning rate and gradient norm against step (a DataFrame by step: training_logs.curves)."""
     import matplotlib.pyplot as plt
 
-    steps = [e["step"] for e in log_history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
-    a.plot(steps, [e["loss"] for e in log_history], marker="o")
+    from ..training_logs import spikes
+
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(13, 3.6))
+    steps = curves.index
+    a.plot(steps, curves["loss"], marker="o", ms=3)
     a.set(xlabel="step", ylabel="training loss (assistant tokens)", title="SFT loss")
-    b.plot(steps, [e["learning_rate"] for e in log_history], marker=".", color="tab:orange")
+    b.plot(steps, curves["learning_rate"], marker=".", color="tab:orange")
     b.set(xlabel="step", ylabel="learning rate", title="linear warmup, cosine decay")
+    if "grad_norm" in curves:
+        c.plot(steps, curves["grad_norm"], marker=".", color="tab:green")
+        sp = spikes(curves)
+        a.scatter(sp.index, sp["loss"], s=80, facecolors="none", edgecolors="red", label="gradient-norm spike")
+        c.set(xlabel="step", ylabel="gradient norm (before clipping)", title="gradient norm")
+        if len(sp):
+            a.legend(fontsize=8)
+    if source:
+        fig.suptitle(f"from {source}", fontsize=8, color="grey")
     fig.tight_layout()
     return fig
 

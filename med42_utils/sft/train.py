@@ -28,6 +28,7 @@ from ..paths import run_dir
 from ..progress import PROGRESS, progress_callback
 from ..speed import require_packages, stage_speed
 from ..tiny_model import resolve_base_model
+from ..training_logs import quiet_trainer, trainer_kwargs
 
 CHECKPOINTS = "checkpoints"
 MODEL = "model"
@@ -149,13 +150,14 @@ def train_sft(params: Params, run_name: str, resume: bool = False, stop_after_st
     extra = {}
     if params.sft.hardware.accelerator == "cpu" and enable_cpu_fsdp():
         extra["accelerator_config"] = {"use_configured_state": True}
-    args = build_sft_config(params, ckpt_dir, **extra)
+    args = build_sft_config(params, ckpt_dir, **extra, **trainer_kwargs(params, run_name, "sft"))
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=train, processing_class=tok,
         peft_config=lora_config(params) if params.sft.method == "lora" else None,
         callbacks=[progress_callback(out / PROGRESS)] + ([_StopAfter(stop_after_step)] if stop_after_step else []),
     )
     without_model_card(trainer)  # no TRL draft README.md linking to "[None]" beside the checkpoints
+    quiet_trainer(trainer, params, out, "sft", fresh=not resume)  # progress lines; curves in sft/tensorboard/
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
     resume_from = last_checkpoint(ckpt_dir) if resume else None
@@ -231,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(a.size, parse_override_args(a.set))
     fields = train_sft(params, a.run_name, resume=a.resume, stop_after_step=a.stop_after_step, force=a.force)
     if _is_main():
-        print(json.dumps({k: v for k, v in fields.items() if k != "log_history"}, default=str))
+        f = fields
+        loss = f"loss {f['first_loss']:.3f} -> {f['last_loss']:.3f}, " if f.get("last_loss") is not None else ""
+        print(f"sft: step {f['global_step']}/{f['max_steps']}, {loss}{f['wall_seconds']:.0f} s; in {sft_dir(params, a.run_name)}")
     return 0
 
 
