@@ -1,12 +1,12 @@
 """The tiny course judge: a reference-guided stand-in for Prometheus, with real signal and no model.
 
-At size tiny the answering models have ~0.2M parameters and no language model can judge them. So the
+At size tiny the answering models have a few hundred thousand parameters and no language model can judge them. So the
 tiny judge does what a reference-guided grader does, with a stated, checkable measure:
 
 * score each response by its overlap with the question's reference answer, by one of two stated measures:
   `token_f1` (SQuAD-style: lower-cased words, punctuation and English articles removed, F1 of the shared
   word multiset) or `char3_f1` (the same normalisation, then F1 of shared character 3-grams, i.e. chrF with
-  n = 3 and beta = 1). Size tiny uses char3_f1: a 0.2M-parameter model's 32 tokens rarely contain a whole
+  n = 3 and beta = 1). Size tiny uses char3_f1: a tiny model's 32 tokens rarely contain a whole
   word of the reference, so token F1 is almost always 0 for every model and every verdict would be a tie;
 * the higher score wins; scores within `margin` of each other are a **tie** (when ties are allowed).
 
