@@ -123,8 +123,13 @@ def python_bin() -> str:
     return str(Path(sys.executable).parent)
 
 
-def render_slurm(stage: str, hw: Hardware, accelerate_line: str, job_name: str, log_dir: Path) -> str:
-    """An sbatch script: one task per node, each running one `accelerate launch` through srun."""
+def render_slurm(stage: str, hw: Hardware, accelerate_line: str, job_name: str, log_dir: Path,
+                 signal_seconds: int | None = None) -> str:
+    """An sbatch script: one task per node, each running one `accelerate launch` through srun.
+
+    The job is requeueable (a preempted job goes back to the queue). With `signal_seconds` (training stages), SLURM
+    sends SIGUSR1 that long before the time limit: the trainer saves a checkpoint and stops, leaving
+    $MED42_REQUEUE_FILE, and the script requeues the job, which resumes from that checkpoint (docs/resume.md)."""
     return f"""#!/bin/bash
 #SBATCH --job-name={job_name}
 #SBATCH --nodes={hw.nodes}
@@ -133,7 +138,8 @@ def render_slurm(stage: str, hw: Hardware, accelerate_line: str, job_name: str, 
 #SBATCH --cpus-per-task=96
 #SBATCH --exclusive
 #SBATCH --output={log_dir}/%x-%j.out
-# Med42-v2 {stage}: {hw.nodes} nodes x {hw.gpus_per_node} GPUs, FSDP through accelerate.
+#SBATCH --requeue
+{_signal_lines(signal_seconds)}# Med42-v2 {stage}: {hw.nodes} nodes x {hw.gpus_per_node} GPUs, FSDP through accelerate.
 # Secrets (HF_TOKEN) come from the environment of the submitting shell, never from this file.
 set -euo pipefail
 cd {repo_root()}
@@ -143,7 +149,29 @@ export MASTER_PORT={MAIN_PORT}
 export NCCL_ASYNC_ERROR_HANDLING=1
 # newer SLURM: srun no longer inherits --cpus-per-task from sbatch
 if [ -n "${{SLURM_CPUS_PER_TASK:-}}" ]; then export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK; fi
-srun --kill-on-bad-exit=1 bash -c {shlex.quote(accelerate_line)}
+{_srun_lines(accelerate_line, log_dir, job_name, signal_seconds)}"""
+
+
+def _signal_lines(signal_seconds: int | None) -> str:
+    if not signal_seconds:
+        return ""
+    return (f"#SBATCH --signal=USR1@{signal_seconds}\n"
+            f"# SIGUSR1 {signal_seconds} s before the time limit: save a checkpoint, stop, requeue (docs/resume.md)\n")
+
+
+def _srun_lines(line: str, log_dir: Path, job_name: str, signal_seconds: int | None) -> str:
+    """srun of the node command; with a time-limit signal, the launcher ignores SIGUSR1 (only the trainer acts on
+    it) and a trainer that stopped at a checkpoint has the job requeued."""
+    if not signal_seconds:
+        return f"srun --kill-on-bad-exit=1 bash -c {shlex.quote(line)}\n"
+    marker = shlex.quote(str(log_dir)) + f"/{job_name}-$SLURM_JOB_ID.requeue"
+    return f"""export MED42_REQUEUE_FILE={marker}
+rm -f "$MED42_REQUEUE_FILE"
+srun --kill-on-bad-exit=1 bash -c {shlex.quote('trap "" USR1; exec ' + line)}
+if [ -f "$MED42_REQUEUE_FILE" ]; then
+  echo "stopped at a checkpoint before the time limit: requeueing job $SLURM_JOB_ID (restarts so far: ${{SLURM_RESTART_COUNT:-0}})"
+  scontrol requeue "$SLURM_JOB_ID" || {{ echo "scontrol requeue refused: submit the job again to continue from the checkpoint" >&2; exit 1; }}
+fi
 """
 
 
@@ -210,11 +238,18 @@ def plan_launch(
     elif stage == "dpo":
         notes.append("time: pass num_pairs to estimate DPO wall time")
     from .budget import plan_notes
+    from .checkpoints import plan_note
 
     notes += plan_notes(params, stage)
     if hw.accelerator == "cpu":
         notes.append("CPU run: the time estimate assumes H100s and does not apply")
         hours = None
+    if stage == "sft":
+        notes.append(plan_note(params, stage, hours, params.sft.max_steps))
+    else:
+        d = params.dpo
+        steps = -(-num_pairs * d.num_train_epochs // d.batch_size) * len(d.rounds) if num_pairs else None
+        notes.append(plan_note(params, stage, hours, steps))
     if stage == "dpo" and params.dpo.method == "lora":
         notes.append("reference model: the policy with its LoRA adapters switched off (no second model in memory)")
     elif stage == "dpo" and not params.dpo.precompute_ref_log_probs:
@@ -233,7 +268,8 @@ def plan_launch(
         job = job or stage
         slurm_path = sdir / f"launch_{job}.slurm"
         job_name = f"med42-{job}-{params.size}"
-        slurm_text = render_slurm(stage, hw, line, job_name, sdir / "logs")
+        slurm_text = render_slurm(stage, hw, line, job_name, sdir / "logs",
+                                  signal_seconds=getattr(params, stage).stop_signal_seconds)
         if multinode:
             commands = [f"mkdir -p {sdir / 'logs'}", f"sbatch {slurm_path}"]
         else:
