@@ -98,3 +98,21 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if not os.environ.get("MED42_KEEP_TEST_OUTPUTS"):
         shutil.rmtree(TEST_OUTPUTS, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def real_slurm():
+    """A real SLURM cluster (slurmctld + two slurmd, accounting off) for tests marked `slurm`; see tests/realslurm.py.
+    Skips where the packages are missing; fails instead under MED42_REQUIRE_SLURM=1."""
+    import realslurm
+
+    cluster = realslurm.session_cluster()
+    yield cluster
+    realslurm.stop_session_cluster()
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test marked `slurm` runs against the real cluster: it must use the real_slurm fixture."""
+    for item in items:
+        if item.get_closest_marker("slurm") and "real_slurm" not in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(f"{item.nodeid} is marked slurm but does not use the real_slurm fixture")
