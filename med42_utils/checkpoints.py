@@ -30,6 +30,7 @@ from .params import Params, load_params
 RESUME_KEY = "resume_key.json"
 STATE = "trainer_state.json"  # transformers writes it last: a checkpoint without it is incomplete
 REQUEUE_FILE_ENV = "MED42_REQUEUE_FILE"
+STOP_FILE_ENV = "MED42_STOP_FILE"
 SLOW_STEP_ENV = "MED42_TEST_SLOW_STEP_SECONDS"
 # fields that change how often checkpoints are written or logs are kept, not what training computes
 _NOT_IN_KEY = {"save_steps", "save_total_limit", "stop_signal_seconds", "logging_steps", "speed"}
@@ -123,14 +124,17 @@ def disk_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
-def stop_on_signal_callback(signum: int = signal.SIGUSR1, requeue_file: str | None = None):
-    """A TrainerCallback: on `signum` (SLURM's warning before the time limit), save a checkpoint at the end of the
+def stop_on_signal_callback(signum: int = signal.SIGUSR1, requeue_file: str | None = None,
+                            stop_file: str | None = None):
+    """A TrainerCallback: when `stop_file` (default: $MED42_STOP_FILE, which the SLURM script creates on SLURM's
+    warning before the time limit) exists, or this process gets `signum`, save a checkpoint at the end of the
     current step and stop training; every rank stops at the same step (the flag is all-reduced). When training
     has advanced past where it started, it writes `requeue_file` (default: $MED42_REQUEUE_FILE) so the SLURM
-    script requeues the job. The previous handler is restored when training ends."""
+    script requeues the job. The previous signal handler is restored when training ends."""
     from transformers import TrainerCallback
 
     requeue_file = requeue_file or os.environ.get(REQUEUE_FILE_ENV)
+    stop_file = stop_file or os.environ.get(STOP_FILE_ENV)
 
     class StopOnSignal(TrainerCallback):
         def __init__(self):
@@ -153,9 +157,10 @@ def stop_on_signal_callback(signum: int = signal.SIGUSR1, requeue_file: str | No
             import torch
             import torch.distributed as dist
 
+            requested = self.requested or bool(stop_file and os.path.exists(stop_file))
             if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-                return self.requested
-            flag = torch.tensor([1.0 if self.requested else 0.0], device=args.device)
+                return requested
+            flag = torch.tensor([1.0 if requested else 0.0], device=args.device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             return bool(flag.item())
 
@@ -165,8 +170,8 @@ def stop_on_signal_callback(signum: int = signal.SIGUSR1, requeue_file: str | No
                 control.should_training_stop = True
                 self.stopped_at = state.global_step
                 if state.is_world_process_zero:
-                    print(f"signal {signal.Signals(signum).name} at step {state.global_step}: saving a checkpoint "
-                          f"and stopping; the next start resumes from it", flush=True)
+                    print(f"asked to stop ({signal.Signals(signum).name} or {stop_file}) at step {state.global_step}: "
+                          "saving a checkpoint and stopping; the next start resumes from it", flush=True)
             return control
 
         def on_train_end(self, args, state, control, **kw):

@@ -139,6 +139,7 @@ def render_slurm(stage: str, hw: Hardware, accelerate_line: str, job_name: str, 
 #SBATCH --exclusive
 #SBATCH --output={log_dir}/%x-%j.out
 #SBATCH --requeue
+#SBATCH --open-mode=append
 {_signal_lines(signal_seconds)}# Med42-v2 {stage}: {hw.nodes} nodes x {hw.gpus_per_node} GPUs, FSDP through accelerate.
 # Secrets (HF_TOKEN) come from the environment of the submitting shell, never from this file.
 set -euo pipefail
@@ -155,19 +156,30 @@ if [ -n "${{SLURM_CPUS_PER_TASK:-}}" ]; then export SRUN_CPUS_PER_TASK=$SLURM_CP
 def _signal_lines(signal_seconds: int | None) -> str:
     if not signal_seconds:
         return ""
-    return (f"#SBATCH --signal=USR1@{signal_seconds}\n"
-            f"# SIGUSR1 {signal_seconds} s before the time limit: save a checkpoint, stop, requeue (docs/resume.md)\n")
+    return (f"#SBATCH --signal=B:USR1@{signal_seconds}\n"
+            f"# SIGUSR1 to this script {signal_seconds} s before the time limit: training saves a checkpoint, "
+            "stops, and the job requeues itself (docs/resume.md)\n")
 
 
 def _srun_lines(line: str, log_dir: Path, job_name: str, signal_seconds: int | None) -> str:
-    """srun of the node command; with a time-limit signal, the launcher ignores SIGUSR1 (only the trainer acts on
-    it) and a trainer that stopped at a checkpoint has the job requeued."""
+    """srun of the node command. With a time-limit signal, this script (not the step) gets SIGUSR1 and leaves
+    $MED42_STOP_FILE, which the trainer checks after every step (a signal that comes while the step is still
+    starting is not lost); a trainer that stopped at a checkpoint leaves $MED42_REQUEUE_FILE, and the job is
+    requeued."""
     if not signal_seconds:
         return f"srun --kill-on-bad-exit=1 bash -c {shlex.quote(line)}\n"
-    marker = shlex.quote(str(log_dir)) + f"/{job_name}-$SLURM_JOB_ID.requeue"
-    return f"""export MED42_REQUEUE_FILE={marker}
-rm -f "$MED42_REQUEUE_FILE"
-srun --kill-on-bad-exit=1 bash -c {shlex.quote('trap "" USR1; exec ' + line)}
+    logs = shlex.quote(str(log_dir))
+    return f"""export MED42_STOP_FILE={logs}/{job_name}-$SLURM_JOB_ID.stop
+export MED42_REQUEUE_FILE={logs}/{job_name}-$SLURM_JOB_ID.requeue
+rm -f "$MED42_STOP_FILE" "$MED42_REQUEUE_FILE"
+trap 'echo "SIGUSR1: the time limit is near; asking training to save a checkpoint and stop"; touch "$MED42_STOP_FILE"' USR1
+srun --kill-on-bad-exit=1 bash -c {shlex.quote(line)} &
+step=$!
+while :; do  # a trapped signal ends `wait` early: wait again until srun itself has ended
+  rc=0; wait "$step" || rc=$?
+  kill -0 "$step" 2>/dev/null || break
+done
+[ "$rc" -eq 0 ] || exit "$rc"
 if [ -f "$MED42_REQUEUE_FILE" ]; then
   echo "stopped at a checkpoint before the time limit: requeueing job $SLURM_JOB_ID (restarts so far: ${{SLURM_RESTART_COUNT:-0}})"
   scontrol requeue "$SLURM_JOB_ID" || {{ echo "scontrol requeue refused: submit the job again to continue from the checkpoint" >&2; exit 1; }}

@@ -189,10 +189,10 @@ def test_training_scripts_are_requeueable_and_signalled_before_the_time_limit():
     dpo = launch_plan(p, "plan-only", "round2").slurm_script
     job = plan_job(p, "eval", "plan-only", run_dir("70b", "plan-only") / "eval", "med42_utils.benchmarks.job").slurm_script
     for text, seconds in ((sft, p.sft.stop_signal_seconds), (dpo, p.dpo.stop_signal_seconds)):
-        assert "#SBATCH --requeue\n" in text and f"#SBATCH --signal=USR1@{seconds}\n" in text
-        assert 'scontrol requeue "$SLURM_JOB_ID"' in text and "trap \"\" USR1; exec accelerate launch" in text
+        assert "#SBATCH --requeue\n" in text and f"#SBATCH --signal=B:USR1@{seconds}\n" in text
+        assert 'scontrol requeue "$SLURM_JOB_ID"' in text and 'touch "$MED42_STOP_FILE"\' USR1' in text
         subprocess.run(["bash", "-n"], input=text, text=True, check=True)  # the script parses
-    assert "#SBATCH --requeue\n" in job and "--signal" not in job and "MED42_REQUEUE_FILE" not in job
+    assert "#SBATCH --requeue\n" in job and "--signal" not in job and "MED42_STOP_FILE" not in job
 
 
 def test_dry_run_plan_shows_the_checkpoint_interval_and_disk():
