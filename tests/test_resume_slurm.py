@@ -70,7 +70,7 @@ def test_a_job_past_its_time_limit_is_requeued_and_finishes_like_an_uninterrupte
     monkeypatch.setenv(SLOW_STEP_ENV, str(SLOW_STEP_SECONDS))  # reaches the job through sbatch's environment
     t0 = time.time()
     job = execute(plan, wait=False)
-    seen, state, info = [], "", {}
+    seen, state, info, extended = [], "", {}, False
     while time.time() - t0 < 600:  # a bound for a stuck cluster; on an idle 2-core box it takes about 2 min
         info = real_slurm.job(job.job_id)
         state = info.get("JobState", "")
@@ -79,12 +79,18 @@ def test_a_job_past_its_time_limit_is_requeued_and_finishes_like_an_uninterrupte
             print(f"{time.time() - t0:5.1f} s: {state}", flush=True)
         if state in FINAL:
             break
+        if not extended and int(info.get("Restarts", 0)) >= 1:
+            # requeued: give the next run time to finish, as a longer limit would. SLURM may send the warning up to
+            # a minute early, so a second one-minute run would be warned again soon after it starts and go round
+            # once more (each run gains steps; it only makes the test longer)
+            r = real_slurm.run(["scontrol", "update", f"JobId={job.job_id}", "TimeLimit=5"])
+            assert r.returncode == 0, r.stderr
+            extended = True
         time.sleep(0.5)
     wall = time.time() - t0
     log = Path(job.log).read_text() if Path(job.log).is_file() else f"(no log at {job.log})"
     assert state == "COMPLETED", f"job {job.job_id} states {seen}; log tail:\n{log[-3000:]}"
-    # each run that reaches the time limit requeues itself (on a busy machine the second run may also need to)
-    assert int(info.get("Restarts", 0)) >= 1, f"the job should have requeued itself: {info}; states {seen}"
+    assert info.get("Restarts") == "1", f"the job should have requeued itself once: {info}; states {seen}"
     assert "requeueing job" in log, "the first run's lines stay in the log (--open-mode=append)"
 
     sft = run_dir("tiny", job_run) / "sft"
