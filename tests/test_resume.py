@@ -28,11 +28,15 @@ def _losses(history):
     return [e["loss"] for e in history if "loss" in e]
 
 
-def _assert_same_weights(dir_a, dir_b):
+def _assert_same_weights(dir_a, dir_b, la, lb, what):
+    """Same weights (1e-6) and losses (LOSS_TOL); prints the largest differences measured (pytest -s shows them)."""
     wa, wb = load_file(str(dir_a / "model.safetensors")), load_file(str(dir_b / "model.safetensors"))
     assert wa.keys() == wb.keys()
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=1e-5)
+    dw = max((wa[k] - wb[k]).abs().max().item() for k in wa)
+    dl = max(abs(x - y) for x, y in zip(la, lb))
+    print(f"{what}: resumed vs uninterrupted, largest difference: loss {dl:.2e}, weight {dw:.2e}")
 
 
 # --- which checkpoint a start continues from -------------------------------------------------------------
@@ -133,7 +137,8 @@ def test_sft_saves_and_stops_on_sigusr1_then_a_rerun_finishes_like_an_uninterrup
     assert mb["resumed_from"].endswith("checkpoint-4") and mb["global_step"] == ma["global_step"] == 6
     assert _losses(mb["log_history"]) == pytest.approx(_losses(ma["log_history"]), abs=LOSS_TOL)
     assert mb["last_loss"] == pytest.approx(ma["last_loss"], abs=LOSS_TOL)
-    _assert_same_weights(run_dir("tiny", a) / "sft" / "model", bdir / "model")
+    _assert_same_weights(run_dir("tiny", a) / "sft" / "model", bdir / "model", _losses(ma["log_history"]),
+                         _losses(mb["log_history"]), "SFT")
     assert not requeue.exists(), "a run that finishes asks for no requeue"
 
 
@@ -171,7 +176,8 @@ def test_dpo_round_interrupted_then_rerun_ends_like_an_uninterrupted_round(two_d
     la = _losses(json.loads((round_dir(params, a, "round1") / "log_history.json").read_text()))
     lb = _losses(json.loads((round_dir(params, b, "round1") / "log_history.json").read_text()))
     assert lb == pytest.approx(la, abs=LOSS_TOL) and len(la) == 12
-    _assert_same_weights(stage_model_dir(params, a, "dpo_round1"), stage_model_dir(params, b, "dpo_round1"))
+    _assert_same_weights(stage_model_dir(params, a, "dpo_round1"), stage_model_dir(params, b, "dpo_round1"), la, lb,
+                         "DPO round1")
     assert not (round_dir(params, b, "round1") / CHECKPOINTS).exists(), "a finished round deletes its checkpoints"
     run_rounds(params, b, round="round1")  # finished: skipped, not trained again
     assert read_manifest(round_dir(params, b, "round1"))["run_id"] == mb["run_id"]
