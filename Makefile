@@ -26,11 +26,21 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# prometheus-eval's own prompt texts, to compare with the ones 06 carries (tests/test_judging_prometheus.py);
+# reference material only, never imported (the package needs litellm and vllm). Offline: those tests skip.
+PROMETHEUS_EVAL := prometheus-eval==0.1.20
+REFDIR := $(VENV)/reference
+$(REFDIR)/.unpacked: | $(STAMP)
+	@mkdir -p $(REFDIR)
+	@if $(PY) -m pip download -q --no-deps -d $(REFDIR) $(PROMETHEUS_EVAL) 2>/dev/null; then \
+	  $(PY) -m zipfile -e $(REFDIR)/prometheus_eval-*.whl $(REFDIR) && touch $@; \
+	else echo "note: $(PROMETHEUS_EVAL) could not be downloaded; the prompt comparison tests will skip"; fi
+
 demo: setup  ## build the tiny model and run every notebook at size=tiny into outputs/tiny/$(RUN)/
 	$(PY) -m med42_utils.runner --size tiny --run-name $(RUN)
 
-test: setup  ## the whole pytest suite (offline)
-	$(PY) -m pytest
+test: setup $(REFDIR)/.unpacked  ## the whole pytest suite (offline)
+	PROMETHEUS_EVAL_SRC=$(REFDIR) $(PY) -m pytest
 
 lab: setup
 	$(PY) -m pip install -q -e ".[lab]"

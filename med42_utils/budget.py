@@ -134,13 +134,31 @@ def dpo_pairs(params: Params) -> list[int]:
     return [cap * len(r.datasets) for r in params.dpo.rounds]
 
 
+def _sources_text(params: Params, rows: int) -> str:
+    """'17,772 rows from 20 of the 22 Table 5 sources (not: aci_bench, mts_dialog)'."""
+    from .data.registry import REGISTRY
+
+    used = [k for k, v in params.data.targets.items() if v]
+    left = [k for k in REGISTRY if k not in used]
+    return f"{rows:,} rows from {len(used)} of the {len(REGISTRY)} Table 5 sources" + (
+        f" (not: {', '.join(left)})" if left else "")
+
+
+def human_rate(rate: str) -> str:
+    """A budget's rate with every calibration name replaced by its figure: '6,600 tokens/s (measured)'."""
+    for key in sorted(CALIBRATION, key=len, reverse=True):
+        f = CALIBRATION[key]
+        rate = rate.replace(key, f"{f.value:,g} {f.unit} ({f.kind})")
+    return rate
+
+
 def stage_budgets(params: Params) -> list[StageBudget]:
     """Each stage's budget (work and unit), the rate used and its projected minutes on one H100."""
     check_applies(params)
     load = _fig("model_load_s")
     rows = sum(params.data.targets.values())
     out = [
-        StageBudget("01_data_curation", f"{rows:,} rows from {sum(1 for v in params.data.targets.values() if v)} sources",
+        StageBudget("01_data_curation", _sources_text(params, rows),
                     rows, "rows", "curation_rows_per_s", rows / _fig("curation_rows_per_s") / 60),
         StageBudget("02_packing", f"{rows:,} rows tokenised into {params.packing.max_length}-token chunks",
                     rows, "rows", "packing_rows_per_s", rows / _fig("packing_rows_per_s") / 60),
@@ -231,6 +249,7 @@ def budget_frame(params: Params):
     rows = [asdict(b) for b in stage_budgets(params)]
     df = pd.DataFrame(rows).set_index("stage")
     df["work"] = df["work"].map(lambda w: f"{w:,.0f}")
+    df["rate"] = df["rate"].map(human_rate)
     df.loc["total"] = ["01 -> 06 on one H100", "", "", "", df["minutes"].sum()]
     df["minutes"] = df["minutes"].astype(float).round(1)
     return df

@@ -1,4 +1,11 @@
-"""The Llama 3 Instruct chat template (reused from TRL) and the model card's system prompt."""
+"""The Llama 3 Instruct chat template (reused from TRL), the model card's system prompt, and roles that fit
+each model's own template.
+
+Whether a template takes a system turn is found by rendering it, never assumed: Mistral-7B-Instruct-v0.2's and
+Mixtral-8x7B-Instruct-v0.1's published templates raise on a system turn ("Conversation roles must alternate
+user/assistant/..."), Llama 3's keep it. Where a template raises, or renders without the system text, the system
+text goes into the first user turn, separated by a newline as prometheus-eval's own Mistral prompt places it.
+"""
 from __future__ import annotations
 
 from trl.chat_template_utils import llama3_chat_template, llama3_training_chat_template
@@ -41,6 +48,58 @@ def with_system_prompt(messages: list[dict], system_prompt: str = SYSTEM_PROMPT)
     return [{"role": "system", "content": system_prompt}, *messages]
 
 
-def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
-    """The exact text the model sees for a conversation."""
+SYSTEM_JOIN = "\n"  # system text + this + first user text, where a template takes no system turn
+_PROBE = "system-probe-7f3a"
+
+
+def _render_raw(tokenizer, messages: list[dict], add_generation_prompt: bool) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def takes_system_turn(tokenizer) -> bool:
+    """True when the tokenizer's chat template renders a system turn and keeps its text (found by rendering).
+
+    A template that raises (jinja's raise_exception) or silently drops the system text answers False.
+    Remembered per template text on the tokenizer.
+    """
+    template = getattr(tokenizer, "chat_template", None)
+    cache = getattr(tokenizer, "_med42_takes_system", None)
+    if cache is not None and cache[0] == template:
+        return cache[1]
+    probe = [{"role": "system", "content": _PROBE}, {"role": "user", "content": "hello"}]
+    try:
+        ok = _PROBE in _render_raw(tokenizer, probe, True)
+    except Exception:  # jinja2 TemplateError from raise_exception, or any template failure on a system turn
+        ok = False
+    try:
+        tokenizer._med42_takes_system = (template, ok)
+    except AttributeError:  # pragma: no cover - a tokenizer that refuses attributes: probe again next time
+        pass
+    return ok
+
+
+def merge_system(messages: list[dict]) -> list[dict]:
+    """The conversation without system turns: their text goes before the first user turn's (SYSTEM_JOIN)."""
+    system = [m["content"] for m in messages if m.get("role") == "system"]
+    rest = [dict(m) for m in messages if m.get("role") != "system"]
+    if not system:
+        return rest
+    text = SYSTEM_JOIN.join(system)
+    for m in rest:
+        if m.get("role") == "user":
+            m["content"] = text + SYSTEM_JOIN + m["content"]
+            return rest
+    return [{"role": "user", "content": text}, *rest]
+
+
+def fit_roles(tokenizer, messages: list[dict]) -> list[dict]:
+    """The conversation in roles the tokenizer's template takes: unchanged where it takes a system turn,
+    else with the system text in the first user turn."""
+    if not any(m.get("role") == "system" for m in messages) or takes_system_turn(tokenizer):
+        return list(messages)
+    return merge_system(messages)
+
+
+def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
+    """The exact text the model sees for a conversation, in roles its template takes (fit_roles)."""
+    return _render_raw(tokenizer, fit_roles(tokenizer, messages), add_generation_prompt)

@@ -68,10 +68,12 @@ LLAMA3_70B = ModelShape("Llama-3-70B", 8192, 80, 64, 8, 28672, 128256)
 def model_shape(params: Params) -> ModelShape:
     """The shape of the params' base model: tiny from params, 8B/70B from the Llama 3 configs."""
     if params.model.tiny is not None:
+        from .tiny_model import tiny_model_info
+
         t = params.model.tiny
-        return ModelShape(
+        return ModelShape(  # the vocabulary the tokenizer learned, not the params' cap
             "tiny", t.hidden_size, t.num_hidden_layers, t.num_attention_heads, t.num_key_value_heads,
-            t.intermediate_size, t.vocab_size,
+            t.intermediate_size, tiny_model_info(t)["vocab"],
         )
     base = params.model.base.lower()
     if "70b" in base:
@@ -98,8 +100,8 @@ class MemoryEstimate:
         return self.weights + self.gradients + self.optimizer + self.activations + self.reference + self.dpo_extra
 
     def as_gib(self) -> dict[str, float]:
-        d = {k: round(v / GIB, 2) for k, v in asdict(self).items()}
-        d["total"] = round(self.total / GIB, 2)
+        d = {k: round(v / GIB, 6) for k, v in asdict(self).items()}  # tiny's figures are MiB, not 0.00 GiB
+        d["total"] = round(self.total / GIB, 6)
         return d
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import subprocess
 from dataclasses import dataclass
 
 from .manifest import library_versions
@@ -43,10 +44,29 @@ _GPU_WORDS = {"h100": "H100 GPUs", "cuda": "CUDA GPU(s) of any kind"}
 
 
 def slurm_report() -> dict:
-    """Whether this process runs inside a SLURM allocation (its node count) and whether sbatch is on PATH."""
+    """Whether this process runs inside a SLURM allocation (its node count) and whether sbatch can submit from
+    here (on PATH, and a controller answers); `slurm_note` says why an installed sbatch cannot."""
     from .slurm import allocation_nodes
 
-    return {"slurm_nodes": allocation_nodes(), "sbatch": shutil.which("sbatch") is not None}
+    usable, note = sbatch_usable()
+    return {"slurm_nodes": allocation_nodes(), "sbatch": usable, **({"slurm_note": note} if note else {})}
+
+
+def sbatch_usable() -> tuple[bool, str]:
+    """sbatch on PATH and `scontrol ping` answering: SLURM's client tools installed without a reachable cluster
+    (a laptop, a CI box) do not make a login node, and a job submitted there could never run."""
+    if shutil.which("sbatch") is None:
+        return False, ""
+    if shutil.which("scontrol") is None:
+        return True, ""  # cannot ask; sbatch itself will say
+    try:
+        r = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return False, "sbatch is installed but `scontrol ping` did not answer within 60 s"
+    if r.returncode != 0:
+        last = (r.stderr.strip() or r.stdout.strip()).splitlines()[-1:] or ["no answer"]
+        return False, f"sbatch is installed but no SLURM controller answers (`scontrol ping`: {last[0]})"
+    return True, ""
 
 
 def placement(hardware: Hardware, report: dict | None = None) -> tuple[str, str]:
@@ -74,7 +94,8 @@ def placement(hardware: Hardware, report: dict | None = None) -> tuple[str, str]
         return "refuse", (f"needs {need} and this SLURM allocation has {alloc} node(s); "
                           f"allocate with salloc --nodes={hardware.nodes}, or run the notebook on a login node")
     if not report.get("cuda"):
-        return "refuse", (f"needs {need} and this machine has no CUDA device and no SLURM (sbatch); "
+        note = f" ({report['slurm_note']})" if report.get("slurm_note") else ""
+        return "refuse", (f"needs {need} and this machine has no CUDA device and no SLURM (sbatch){note}; "
                           "use size=tiny here, or run on a GPU cluster (dry_run=True renders the plan)")
     if hardware.nodes == 1:
         return "refuse", f"needs {hardware.gpus_per_node} GPUs on this node and finds {n}"

@@ -8,6 +8,8 @@ Placement (med42_utils.hardware.placement): tiny in-process; inside a SLURM allo
 `srun` one launch per node; a node with the GPUs, `accelerate launch` directly; a login node (sbatch on
 PATH), submit the script and poll the job (execute(plan, wait=False) returns after submitting; a re-run
 waits for the recorded job instead of submitting it again); otherwise a HardwareError with the fix.
+Before anything starts, a job whose inputs, cached models or partition fit are missing is refused (NotReady,
+saying what to run first); the SLURM options come from params' slurm section (docs/cluster-options.md).
 
 `module` must be runnable as `python -m <module> --size S --run-name R [extra args]` and, for the
 in-process launcher, expose `main(argv: list[str]) -> int`.
@@ -26,14 +28,19 @@ from typing import Literal
 
 import yaml
 
-from . import estimates, slurm
+from . import estimates, preflight, slurm, slurm_site
 from .hardware import HardwareError, job_hardware, placement
 from .params import Params
 from .params.base import Hardware
+from .params.slurm import SlurmOptions
 from .paths import repo_root, resolve, run_dir
 from .progress import PROGRESS
+from .tables import human_count
 
 MAIN_PORT = 29500
+# Set on every node of a multi-node step: rank 0 is the first node of the step itself (not of the allocation,
+# which may be larger), so every task agrees on the c10d rendezvous host.
+STEP_MASTER = 'export MASTER_ADDR=$(scontrol show hostnames "$SLURM_STEP_NODELIST" | head -n 1); '
 _STAGE_DIR = {"sft": "sft", "dpo": "dpo"}
 
 
@@ -68,11 +75,19 @@ class LaunchPlan:
     node_command: str = ""               # what srun runs on each node (the SLURM script's line)
     job_name: str = ""                   # the SLURM job name, med42-<job>-<size>
     progress_file: Path | None = None    # progress.jsonl the job's trainer writes
+    site: "slurm_site.SiteRequest | None" = None  # partition, account, time, ... (params' slurm section)
+    site_stage: str = ""                 # which slurm.<stage> options apply: sft, dpo, eval, judge, samples
+    needs: "preflight.Needs | None" = None  # what the job reads: checked before anything is submitted
 
     @property
     def job_record(self) -> Path | None:
         """<script>.job.json: the submitted job, so a re-run waits for it instead of submitting again."""
         return self.slurm_path.with_suffix(".job.json") if self.slurm_path else None
+
+    @property
+    def request_record(self) -> Path | None:
+        """<script>.request.json: what the last job was asked to do (see job_done)."""
+        return self.slurm_path.with_suffix(".request.json") if self.slurm_path else None
 
     @property
     def log_dir(self) -> Path | None:
@@ -124,32 +139,40 @@ def python_bin() -> str:
 
 
 def render_slurm(stage: str, hw: Hardware, accelerate_line: str, job_name: str, log_dir: Path,
-                 signal_seconds: int | None = None) -> str:
+                 site: "slurm_site.SiteRequest | None" = None, signal_seconds: int | None = None) -> str:
     """An sbatch script: one task per node, each running one `accelerate launch` through srun.
 
+    `site`: the options of params' slurm section (partition, account, time, cpus per task, exclusive, extra);
+    None renders the site defaults. Every path is quoted; the job's non-secret settings (HF_HOME,
+    HF_HUB_OFFLINE, MED42_OUTPUTS, ...) are exported in the script, so SBATCH_EXPORT=NONE cannot drop them.
     The job is requeueable (a preempted job goes back to the queue). With `signal_seconds` (training stages), SLURM
-    sends SIGUSR1 that long before the time limit: the trainer saves a checkpoint and stops, leaving
-    $MED42_REQUEUE_FILE, and the script requeues the job, which resumes from that checkpoint (docs/resume.md)."""
+    sends SIGUSR1 that long before the time limit: the trainer saves a checkpoint and stops, and the script requeues
+    the job, which resumes from that checkpoint (docs/resume.md)."""
+    site = site or slurm_site.site_request(SlurmOptions(), hw, None)
+    sbatch = "".join(f"#SBATCH {line}\n" for line in site.lines)
+    env = "\n".join(slurm_site.environment_lines())
+    q = shlex.quote
     return f"""#!/bin/bash
 #SBATCH --job-name={job_name}
 #SBATCH --nodes={hw.nodes}
 #SBATCH --ntasks-per-node=1
 #SBATCH --gres=gpu:{hw.gpus_per_node}
-#SBATCH --cpus-per-task=96
-#SBATCH --exclusive
-#SBATCH --output={log_dir}/%x-%j.out
+{sbatch}#SBATCH --output={q(f"{log_dir}/%x-%j.out")}
 #SBATCH --requeue
 #SBATCH --open-mode=append
 {_signal_lines(signal_seconds)}# Med42-v2 {stage}: {hw.nodes} nodes x {hw.gpus_per_node} GPUs, FSDP through accelerate.
 # Secrets (HF_TOKEN) come from the environment of the submitting shell, never from this file.
 set -euo pipefail
-cd {repo_root()}
-export PATH={shlex.quote(python_bin())}:$PATH   # the notebook's Python environment
-export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-export MASTER_PORT={MAIN_PORT}
-export NCCL_ASYNC_ERROR_HANDLING=1
+# This job's settings, written here so that a site's SBATCH_EXPORT=NONE cannot drop them (no secrets):
+{env}
+cd {q(str(repo_root()))}
+export PATH={q(python_bin())}:"$PATH"   # the notebook's Python environment
+export MASTER_PORT={MAIN_PORT}   # MASTER_ADDR: each step's first node, set inside the step
+export TORCH_NCCL_ASYNC_ERROR_HANDLING=1
 # newer SLURM: srun no longer inherits --cpus-per-task from sbatch
-if [ -n "${{SLURM_CPUS_PER_TASK:-}}" ]; then export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK; fi
+# (without --cpus-per-task, e.g. --exclusive where sinfo could not say: every CPU the job has on the node)
+if [ -n "${{SLURM_CPUS_PER_TASK:-}}" ]; then export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK;
+else export SRUN_CPUS_PER_TASK=${{SLURM_CPUS_ON_NODE:-1}}; fi
 {_srun_lines(accelerate_line, log_dir, job_name, signal_seconds)}"""
 
 
@@ -162,18 +185,20 @@ def _signal_lines(signal_seconds: int | None) -> str:
 
 
 def _srun_lines(line: str, log_dir: Path, job_name: str, signal_seconds: int | None) -> str:
-    """srun of the node command. With a time-limit signal, this script (not the step) gets SIGUSR1 and leaves
+    """srun of the node command (--export=ALL: under SBATCH_EXPORT=NONE srun would start the step with an empty
+    environment, not even PATH). With a time-limit signal, this script (not the step) gets SIGUSR1 and leaves
     $MED42_STOP_FILE, which the trainer checks after every step (a signal that comes while the step is still
     starting is not lost); a trainer that stopped at a checkpoint leaves $MED42_REQUEUE_FILE, and the job is
     requeued."""
+    srun = f"srun --export=ALL --kill-on-bad-exit=1 bash -c {shlex.quote(line)}"
     if not signal_seconds:
-        return f"srun --kill-on-bad-exit=1 bash -c {shlex.quote(line)}\n"
+        return srun + "\n"
     logs = shlex.quote(str(log_dir))
     return f"""export MED42_STOP_FILE={logs}/{job_name}-$SLURM_JOB_ID.stop
 export MED42_REQUEUE_FILE={logs}/{job_name}-$SLURM_JOB_ID.requeue
 rm -f "$MED42_STOP_FILE" "$MED42_REQUEUE_FILE"
 trap 'echo "SIGUSR1: the time limit is near; asking training to save a checkpoint and stop"; touch "$MED42_STOP_FILE"' USR1
-srun --kill-on-bad-exit=1 bash -c {shlex.quote(line)} &
+{srun} &
 step=$!
 while :; do  # a trapped signal ends `wait` early: wait again until srun itself has ended
   rc=0; wait "$step" || rc=$?
@@ -240,9 +265,10 @@ def plan_launch(
         mem, hours = estimates.dpo_estimate(params, num_pairs, mfu)
     shape = estimates.model_shape(params)
     notes = [
-        f"model shape {shape.name}: {shape.parameters / 1e9:.2f}B parameters, hidden {shape.hidden}, "
+        f"model shape {shape.name}: {human_count(shape.parameters)} parameters, hidden {shape.hidden}, "
         f"{shape.layers} layers, MLP {shape.intermediate}, vocab {shape.vocab}",
-        f"memory: FSDP full shard over {hw.world_size} process(es); see med42_utils/estimates.py for the assumptions",
+        (f"memory: FSDP full shard over {hw.world_size} process(es)" if hw.launcher != "inprocess" else
+         "memory: one process, no FSDP (in-process at this size)") + "; see med42_utils/estimates.py for the assumptions",
         *cfg_notes,
     ]
     if hours is not None:
@@ -268,7 +294,7 @@ def plan_launch(
         notes.append("reference model: frozen bf16 weights, sharded like the policy (no grads, no optimizer)")
 
     python = "python"
-    slurm_text = slurm_path = line = None
+    slurm_text = slurm_path = line = site = None
     if hw.launcher == "inprocess":
         commands = [shlex.join([python, "-m", module, *args])]
         notes.append("in-process: execute() calls the module's main() in this Python process")
@@ -276,14 +302,27 @@ def plan_launch(
         multinode = hw.nodes > 1
         line = " ".join(a if a.startswith("$") else shlex.quote(a)
                         for a in _accelerate_cmd(cfg_path, hw, module, args, multinode))
+        if multinode:
+            line = STEP_MASTER + line
         sdir = run_dir(params.size, run_name) / _STAGE_DIR[stage]
         job = job or stage
         slurm_path = sdir / f"launch_{job}.slurm"
         job_name = f"med42-{job}-{params.size}"
-        slurm_text = render_slurm(stage, hw, line, job_name, sdir / "logs",
+        site = slurm_site.site_request(params.slurm.for_stage(stage), hw, slurm_site.read_sinfo())
+        slurm_text = render_slurm(stage, hw, line, job_name, sdir / "logs", site,
                                   signal_seconds=getattr(params, stage).stop_signal_seconds)
+        notes += site.notes
+        limit = slurm_site.time_hours(site.options.time) if site.options.time else None
+        if site.options.time is None and hours is not None:
+            notes.append(f"the plan estimates {hours:,.1f} h: set slurm.{stage}.time above that (e.g. "
+                         f"MED42_SLURM='{stage}.time={int(hours * 1.3) + 1}:00:00') so the partition's default limit "
+                         f"does not end it part way")
+        if limit is not None and hours is not None and hours > limit:
+            notes.append(f"slurm time {site.options.time} is shorter than the estimated {hours:,.1f} h: the job will "
+                         f"reach its time limit part way, save a checkpoint and requeue itself (docs/resume.md); "
+                         f"raise slurm.{stage}.time to run it in one go")
         if multinode:
-            commands = [f"mkdir -p {sdir / 'logs'}", f"sbatch {slurm_path}"]
+            commands = [f"mkdir -p {shlex.quote(str(sdir / 'logs'))}", f"sbatch {shlex.quote(str(slurm_path))}"]
         else:
             commands = [shlex.join(_accelerate_cmd(cfg_path, hw, module, args, multinode=False))]
             notes.append(f"one node: this command on a node with the GPUs; from a login node, sbatch {slurm_path.name}")
@@ -291,26 +330,32 @@ def plan_launch(
         stage=stage, hardware=hw, accelerate_config=cfg_path, commands=commands, slurm_script=slurm_text,
         memory_gib=mem.as_gib(), est_hours=hours, notes=notes, module=module, args=args, slurm_path=slurm_path,
         node_command=line or "", progress_file=progress_file or (slurm_path.parent / PROGRESS if slurm_path else None),
-        job_name=job_name if slurm_path else "",
+        job_name=job_name if slurm_path else "", site=site, site_stage=stage,
+        needs=preflight.stage_needs(params, run_name, job or stage),
     )
 
 
 def plan_job(params: Params, job: str, run_name: str, stage_dir: Path, module: str,
-             extra_args: list[str] | None = None) -> LaunchPlan:
+             extra_args: list[str] | None = None, models: list[str] | None = None) -> LaunchPlan:
     """A one-process GPU job (05's lm-eval, 06's answers and judging, 04's sample answers):
-    `python -m module --size S --run-name R ...` on one node with hardware.job_hardware(params)."""
+    `python -m module --size S --run-name R ...` on one node with hardware.job_hardware(params).
+    `models`: the model stages it reads (default: eval.models for 'eval', judge.models for 'judge')."""
     hw = job_hardware(params)
     args = ["--size", params.size, "--run-name", run_name, *(extra_args or [])]
     command = shlex.join(["python", "-m", module, *args])
-    slurm_path = slurm_text = None
+    slurm_path = slurm_text = site = None
     job_name = f"med42-{job}-{params.size}"
+    site_stage = "samples" if job.endswith("_samples") else job
+    notes = [f"one process on 1 node x {hw.gpus_per_node} {hw.accelerator}"]
     if hw.launcher != "inprocess":
         slurm_path = Path(stage_dir) / f"launch_{job}.slurm"
-        slurm_text = render_slurm(job, hw, command, job_name, slurm_path.parent / "logs")
+        site = slurm_site.site_request(params.slurm.for_stage(site_stage), hw, slurm_site.read_sinfo())
+        slurm_text = render_slurm(job, hw, command, job_name, slurm_path.parent / "logs", site)
+        notes += site.notes
     return LaunchPlan(stage=job, hardware=hw, accelerate_config=None, commands=[command], slurm_script=slurm_text,
                       memory_gib={}, est_hours=None, module=module, args=args, slurm_path=slurm_path,
-                      node_command=command, job_name=job_name,
-                      notes=[f"one process on 1 node x {hw.gpus_per_node} {hw.accelerator}"])
+                      node_command=command, job_name=job_name, notes=notes, site=site, site_stage=site_stage,
+                      needs=preflight.stage_needs(params, run_name, job, models))
 
 
 def write_script(plan: LaunchPlan) -> Path | None:
@@ -331,13 +376,18 @@ def render_plan(plan: LaunchPlan) -> str:
         f"- hardware: {hw.nodes} node(s) x {hw.gpus_per_node} {hw.accelerator.upper()} "
         f"(world size {hw.world_size}), launcher `{hw.launcher}`",
         f"- accelerate config: `{_rel(plan.accelerate_config)}`",
+        *([f"- SLURM site options (slurm.{plan.site_stage} in params, MED42_SLURM for one run): "
+           + (" ".join(f"`{x}`" for x in plan.site.lines) or "none (the cluster's defaults)")] if plan.site else []),
         "", "Commands:", "```bash", *plan.commands, "```",
     ]
     if plan.slurm_script:
         out += ["", f"SLURM script (`{plan.slurm_path}`):", "```bash", plan.slurm_script.rstrip(), "```"]
     if plan.memory_gib:
-        out += ["", "| per GPU | GiB |", "|---|---|"]
-        out += [f"| {k} | {v:,.2f} |" for k, v in plan.memory_gib.items()]
+        small = plan.memory_gib.get("total", 0) < 1  # tiny: MiB, so the table is not all zeros
+        unit, scale, fmt = ("MiB", 1024, "{:,.1f}") if small else ("GiB", 1, "{:,.2f}")
+        per = "process" if hw.accelerator == "cpu" else "GPU"
+        out += ["", f"| per {per} | {unit} |", "|---|---|"]
+        out += [f"| {k} | {fmt.format(v * scale)} |" for k, v in plan.memory_gib.items()]
     hours = f"{plan.est_hours:,.1f} h" if plan.est_hours is not None else "n/a"
     out += ["", f"- estimated wall time: {hours}", *(f"- {n}" for n in plan.notes)]
     return "\n".join(out)
@@ -350,6 +400,33 @@ def _rel(path: Path | None) -> str | None:
         return str(path.relative_to(repo_root()))
     except ValueError:
         return str(path)
+
+
+class NotReady(LaunchError):
+    """The job cannot succeed yet (inputs missing, model not cached, request fits no partition): nothing was
+    submitted; the message says what to run or change first."""
+
+
+def readiness_problems(plan: LaunchPlan, where: str) -> list[str]:
+    """What keeps the plan's job from succeeding, checked before it starts: its inputs at this size, the
+    models an offline job reads (HF_HUB_OFFLINE), and, for sbatch, whether the request fits a partition."""
+    from huggingface_hub import constants
+
+    # a submitted script runs offline unless this shell says HF_HUB_OFFLINE=0; srun and local launches inherit
+    # this process's environment as it is
+    offline = slurm_site.job_offline() if where == "sbatch" else bool(constants.HF_HUB_OFFLINE)
+    out = preflight.problems(plan.needs, offline) if plan.needs is not None else []
+    if where == "sbatch" and plan.site is not None:
+        out += slurm_site.fit_problems(plan.site, plan.hardware, slurm_site.read_sinfo(), plan.site_stage)
+    return out
+
+
+def refuse_unless_ready(plan: LaunchPlan, where: str) -> None:
+    problems = readiness_problems(plan, where)
+    if problems:
+        verb = "submitted" if where == "sbatch" else "started"
+        raise NotReady(f"{plan.stage} was not {verb}: it cannot succeed yet.\n"
+                       + "\n".join(f"  - {p}" for p in problems))
 
 
 def execute(plan: LaunchPlan, wait: bool = True, interval: float | None = None) -> slurm.Job | None:
@@ -373,6 +450,7 @@ def execute(plan: LaunchPlan, wait: bool = True, interval: float | None = None) 
         if rc:
             raise LaunchError(f"{plan.commands[0]} returned {rc}")
         return None
+    refuse_unless_ready(plan, where)
     write_script(plan)
     print(f"{plan.stage}: {why}", flush=True)
     if where == "local":
@@ -385,12 +463,10 @@ def execute(plan: LaunchPlan, wait: bool = True, interval: float | None = None) 
         return None
     if where == "srun":
         env = dict(os.environ, MASTER_PORT=str(MAIN_PORT), PATH=os.pathsep.join([python_bin(), os.environ.get("PATH", "")]))
-        if hw.nodes > 1:
-            env["MASTER_ADDR"] = slurm.master_addr()
         log = plan.log_dir / f"srun-{plan.job_name}-{os.environ.get('SLURM_JOB_ID', 'local')}.out"
         slurm.srun(["bash", "-c", f"cd {shlex.quote(str(repo_root()))} && {plan.node_command}"], hw.nodes, log,
                    plan.progress_file, env=env, interval=interval,
-                   gpus_per_node=hw.gpus_per_node if hw.accelerator != "cpu" else 0)
+                   gpus_per_node=hw.gpus_per_node if hw.accelerator != "cpu" else 0, step_name=plan.job_name)
         return None
     # sbatch from a login node
     name = plan.job_name
@@ -399,7 +475,14 @@ def execute(plan: LaunchPlan, wait: bool = True, interval: float | None = None) 
         print(f"SLURM job {job.job_id} of this stage is still queued or running: waiting for it "
               f"(not submitting another); log {job.log}", flush=True)
     else:
-        job = slurm.submit(plan.slurm_path, name, plan.job_record)
+        if plan.site is not None:
+            print(f"SLURM options (slurm.{plan.site_stage} in params, MED42_SLURM for one run): "
+                  f"{' '.join(plan.site.lines) or 'none (the cluster defaults)'}", flush=True)
+        try:
+            job = slurm.submit(plan.slurm_path, name, plan.job_record)
+        except slurm.SlurmError as e:  # sbatch's own message, plus where to change what it refused
+            hint = slurm_site.sbatch_hint(str(e), plan.site_stage)
+            raise slurm.SlurmError(f"{e}\n{hint}" if hint else str(e)) from None
         print(f"submitted SLURM job {job.job_id} ({name}); log {job.log}", flush=True)
     if not wait:
         print(f"not waiting (wait=False). Follow it with `squeue -j {job.job_id}` and `tail -f {job.log}`; "
@@ -425,11 +508,64 @@ def params_overrides(params: Params) -> dict:
     return {k: v for k, v in now.items() if base.get(k, object()) != v}
 
 
+def job_request(plan: LaunchPlan, inputs: list[Path]) -> dict:
+    """What a job is asked to do: its command (module, arguments, params overrides) and the manifests of the
+    stages it reads. Equal requests with outputs written after the request mean the work is done."""
+    from .manifest import StageMissingError, fingerprint
+
+    def fp(d: Path) -> str | None:
+        try:
+            return fingerprint(d)
+        except StageMissingError:
+            return None
+
+    return {"command": plan.commands[0], "inputs": {str(d): fp(Path(d)) for d in inputs}}
+
+
+def job_done(plan: LaunchPlan, outputs: list[Path], inputs: list[Path]) -> str | None:
+    """Why the job's work is already there (None when it must run): the recorded request equals this one and
+    every output was written after it (by the job it describes)."""
+    record = plan.request_record
+    if record is None or not record.is_file() or not outputs:
+        return None
+    try:
+        if json.loads(record.read_text()) != job_request(plan, inputs):
+            return None
+    except json.JSONDecodeError:
+        return None
+    asked = record.stat().st_mtime_ns
+    if all(Path(o).is_file() and Path(o).stat().st_mtime_ns >= asked for o in outputs):
+        return f"{', '.join(Path(o).name for o in outputs)} written by the job for this same request"
+    return None
+
+
 def run_job(params: Params, job: str, run_name: str, stage_dir: Path, module: str,
-            extra_args: list[str] | None = None, wait: bool = True) -> None:
+            extra_args: list[str] | None = None, wait: bool = True, outputs: list[Path] | None = None,
+            inputs: list[Path] | None = None, models: list[str] | None = None) -> None:
     """Run `python -m module` where the GPUs are (a node with them, srun in an allocation, or sbatch and
-    wait), passing the params overrides on; wait=False raises JobPending after submitting."""
+    wait), passing the params overrides on; wait=False raises JobPending after submitting.
+
+    `outputs`: the files the job writes last; `inputs`: the stage folders it reads. When an earlier job with the
+    same command and inputs wrote every output, nothing runs again (a re-run after wait=False submits nothing).
+    `models`: the model stages it reads, checked before submitting (see plan_job).
+    """
     args = [*override_args(params_overrides(params)), *(extra_args or [])]
-    submitted = execute(plan_job(params, job, run_name, stage_dir, module, args), wait=wait)
+    plan = plan_job(params, job, run_name, stage_dir, module, args, models)
+    done = job_done(plan, outputs or [], inputs or [])
+    if done:
+        print(f"{job}: already done ({done}); nothing submitted", flush=True)
+        return
+    record = plan.request_record
+    if record is not None:
+        request = job_request(plan, inputs or [])
+        try:
+            same = record.is_file() and json.loads(record.read_text()) == request
+        except json.JSONDecodeError:
+            same = False
+        if not same:   # a job recorded for another request (say, another question) is not waited for
+            plan.job_record.unlink(missing_ok=True)
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps(request, indent=1))
+    submitted = execute(plan, wait=wait)
     if submitted is not None and not wait:
         raise JobPending(submitted)

@@ -4,7 +4,9 @@
 
 Compute nodes without internet then run from that cache (export HF_HOME=DIR if you gave --dest, and
 HF_HUB_OFFLINE=1). What a size needs, from its params and the project's registries:
-  - the SFT sources with a target above 0 (med42_utils/data/registry.py), when data.source is hub;
+  - the SFT sources with a target above 0 (med42_utils/data/registry.py), when data.source is hub, including the
+    authors' own files of the sources with no Hub copy (ACI-Bench, MTS-Dialog: GitHub, pinned commit), kept in
+    <HF_HOME>/med42_files;
   - the benchmarks (med42_utils/benchmarks/data.py): 01 decontaminates against all of them, 05 scores them;
   - the preference sets of every DPO round (med42_utils/dpo/preference_data.py), when dpo.data_source is hub;
   - the judge's questions, when judge.questions_source is hub;
@@ -38,7 +40,7 @@ MODEL_SKIP = ["original/*", "*.pth", "*.bin", "*.pt", "*.gguf", "*.h5", "*.msgpa
 class Need:
     """One thing a size needs from the Hub."""
 
-    kind: str                      # dataset | model
+    kind: str                      # dataset | model | files (a source's published files, not on the Hub)
     repo_id: str
     roles: list[str]               # what it is for, e.g. "SFT source medmcqa", "base model"
     detail: str = ""               # config / split / files
@@ -72,8 +74,11 @@ def _parquet_export(spec):
     from .data.loading import load_source
     from .hub import PARQUET_EXPORT, parquet_export_pattern
 
-    snapshot_download(spec.hub_id, repo_type="dataset", revision=PARQUET_EXPORT,
-                      allow_patterns=[parquet_export_pattern(spec.config, spec.split)])
+    try:
+        snapshot_download(spec.hub_id, repo_type="dataset", revision=PARQUET_EXPORT,
+                          allow_patterns=[parquet_export_pattern(spec.config, spec.split)])
+    except Exception as e:  # the export branch may be gone: the loader then fetches a published fallback
+        print(f"    parquet export of {spec.hub_id} not fetched ({type(e).__name__}); trying its fallbacks")
     return load_source(spec, "hub")
 
 
@@ -83,7 +88,7 @@ def _model(repo_id: str, role: str) -> Need:
 
 def needs(params: Params) -> list[Need]:
     """Everything params need from the Hub, deduplicated (one entry per repo/config/split, all its roles)."""
-    from .benchmarks.data import BENCHMARKS, raw_rows
+    from .benchmarks.data import BENCHMARKS, TASK_TO_KEY, raw_rows
     from .data.loading import load_source
     from .data.registry import REGISTRY
     from .dpo.preference_data import load_raw, parse_spec
@@ -96,6 +101,13 @@ def needs(params: Params) -> list[Need]:
             if not n:
                 continue
             spec = REGISTRY[key]
+            if spec.hub_id is None and spec.published is not None:
+                from .data.loading import download_published
+
+                pub = spec.published
+                out.append(Need("files", pub.repo_url, [f"SFT source {key}"],
+                                f"{pub.commit[:7]}: {', '.join(pub.files)}", lambda spec=spec: download_published(spec)))
+                continue
             if spec.hub_id is None:
                 out.append(Need("dataset", spec.name, [f"SFT source {key}"], unavailable=(
                     f"no Hub copy: put its files under data.local_dir and use data.source local, or set "
@@ -106,8 +118,9 @@ def needs(params: Params) -> list[Need]:
             fetch = (lambda spec=spec: _parquet_export(spec)) if getattr(spec, "parquet_export", False) else \
                 (lambda spec=spec: load_source(spec, "hub"))
             out.append(Need("dataset", spec.hub_id, [f"SFT source {key}"], detail, fetch))
-    if params.eval.data_source == "hub":
-        for key, b in BENCHMARKS.items():
+    per = {TASK_TO_KEY.get(k, k): v for k, v in params.eval.sources.items()}
+    for key, b in BENCHMARKS.items():
+        if per.get(key, params.eval.data_source) == "hub":
             detail = ", ".join([*(str(c) for c in b.hub_configs if c), b.hub_split])
             out.append(Need("dataset", b.hub_id, [f"benchmark {b.task}"], detail, lambda key=key: raw_rows(key, "hub")))
     if params.dpo.data_source == "hub":
@@ -140,7 +153,9 @@ def cache_dirs() -> list[Path]:
     from datasets import config as dconfig
     from huggingface_hub import constants
 
-    return [Path(constants.HF_HUB_CACHE), Path(dconfig.HF_DATASETS_CACHE)]
+    from .data.loading import files_cache_dir
+
+    return [Path(constants.HF_HUB_CACHE), Path(dconfig.HF_DATASETS_CACHE), files_cache_dir()]
 
 
 def folder_bytes(dirs: list[Path]) -> int:
@@ -240,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     params = load_params(a.size)
     items = needs(params)  # imports neither datasets nor huggingface_hub: --dest can still move their caches
-    print(f"size {a.size} needs {len(items)} item(s) from the Hugging Face Hub:")
+    print(f"size {a.size} needs {len(items)} item(s) from the Hugging Face Hub (and its sources' own published files):")
     print(render_needs(items) if items else "  nothing: this size runs from local and bundled files")
     if a.list or not items:
         return 0

@@ -30,3 +30,42 @@ def wrapped(df: pd.DataFrame, columns: list | None = None, width_em: int = 32, p
             "max-width": f"{width_em}em", "word-break": "break-word",
         })
     return style
+
+
+class SideBySide:
+    """Tables next to each other: HTML in a notebook, each table's text under its caption elsewhere."""
+
+    def __init__(self, html: str, text: str):
+        self.html, self.text = html, text
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def side_by_side(*tables, gap_em: int = 3, precision: int = 1) -> SideBySide:
+    """Tables shown next to each other, each under its own caption, never joined row by row.
+
+    `tables` are (caption, DataFrame or Styler) pairs. Display the result as the last expression of a cell.
+    """
+    from pandas.io.formats.style import Styler
+
+    parts, texts = [], []
+    for caption, table in tables:
+        style = table if isinstance(table, Styler) else table.style.format(precision=precision, na_rep="")
+        parts.append(f'<div style="margin-right:{gap_em}em">{style.set_caption(caption).to_html()}</div>')
+        texts.append(f"{caption}\n{style.data.round(precision).to_string()}")
+    return SideBySide('<div style="display:flex;align-items:flex-start;flex-wrap:wrap">' + "".join(parts) + "</div>",
+                      "\n\n".join(texts))
+
+
+def human_count(n: float) -> str:
+    """A parameter or token count as people write it: 231,360 -> '231k', 8.03e9 -> '8.03B'."""
+    n = float(n)
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            v = n / scale
+            return f"{v:.3g}{unit}" if v < 100 else f"{v:.0f}{unit}"
+    return f"{n:.0f}"

@@ -131,6 +131,16 @@ def ensure_tiny_model(cfg: TinyModelConfig, directory: Path | None = None, rebui
     return directory
 
 
+def tiny_model_info(cfg: TinyModelConfig) -> dict:
+    """What the built tiny model is (built if needed): {"parameters": counted, "vocab": the tokenizer's size}.
+
+    The tokenizer's vocabulary is what the BPE trainer learned from the bundled corpus, at most
+    `cfg.vocab_size`: every notebook and plan states this figure, never the params' cap.
+    """
+    info = json.loads((ensure_tiny_model(cfg) / BUILD_INFO).read_text())
+    return {"parameters": int(info["parameters"]), "vocab": int(info["vocab"])}
+
+
 def resolve_base_model(params: Params) -> str:
     """What from_pretrained should load: the tiny model's folder (built if needed) or the Hub id."""
     if params.model.base == "tiny":

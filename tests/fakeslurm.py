@@ -1,4 +1,7 @@
-"""Fake sbatch, squeue, sacct, srun and scontrol for the launch tests.
+"""Fake sbatch, squeue, sacct, srun and scontrol, only for what the real test cluster (tests/realslurm.py) on one
+host cannot show: sacct on a cluster with accounting (the test cluster has none, like many small clusters),
+end states one host cannot produce (OUT_OF_MEMORY, NODE_FAIL), and the srun line of an 8-GPU node.
+Everything else runs against the real SLURM (tests marked slurm).
 
 install(bin_dir, state_dir) writes them as executables; put bin_dir first on PATH. Each call appends
 {"tool", "argv"} to state_dir/calls.jsonl. sbatch really runs the submitted script in the background
@@ -16,7 +19,7 @@ import sys
 from pathlib import Path
 
 COMMON = r'''
-import json, os, subprocess, sys, time
+import json, os, shlex, subprocess, sys, time
 from pathlib import Path
 STATE = Path(os.environ["FAKE_SLURM_DIR"])
 def record(tool, argv):
@@ -58,7 +61,7 @@ for line in Path(script).read_text().splitlines():
     if line.startswith("#SBATCH --job-name="):
         name = line.split("=", 1)[1].strip()
     if line.startswith("#SBATCH --output="):
-        output = line.split("=", 1)[1].strip()
+        output = shlex.split(line.split("=", 1)[1])[0]  # quoted as sbatch reads it
 log = output.replace("%x", name).replace("%j", job_id)
 state_file(job_id).write_text("PENDING")
 subprocess.Popen([sys.executable, __file__, "--run-job", job_id, script, log], start_new_session=True,

@@ -18,6 +18,7 @@ Interface (session fixture `real_slurm`, registered in tests/conftest.py, return
 
     def test_x(real_slurm, monkeypatch):
         real_slurm.use(monkeypatch)        # SLURM_CONF, PATH (this Python first), MED42_POLL_SECONDS, no SLURM_JOB_*
+        real_slurm.fit_scripts(monkeypatch)   # the launcher's scripts ask for the CPUs a test node has
         real_slurm.nodes                   # ["med42a1", "med42a2"]  (node names; real_slurm.partition == "med42")
         real_slurm.cpus_per_node           # CPUs each node offers (this machine's cores)
         real_slurm.env                     # the variables to point sbatch/squeue/srun/scontrol at it
@@ -35,8 +36,10 @@ slurmctld checks time limits about every 30 s (OverTimeLimit=0, KillWait=2).
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -55,6 +58,7 @@ MIN_JOB_AGE = 30
 GPUS_PER_NODE = 8
 PARTITION = "med42"
 LOCK = Path(tempfile.gettempdir()) / "med42-realslurm.lock"
+REGISTRY = Path(tempfile.gettempdir()) / "med42-realslurm-clusters"   # one JSON per running cluster (for reaping)
 
 
 class SlurmUnavailable(RuntimeError):
@@ -119,21 +123,30 @@ class RealSlurm:
     # ------------------------------------------------------------ start / stop
 
     def start(self) -> "RealSlurm":
+        reap_stale()
         with open(LOCK, "w") as lock:       # two sessions on one host must not pick the same subnet
             fcntl.flock(lock, fcntl.LOCK_EX)
             self.subnet = _free_subnet()
             self.ctl_addr = f"10.242.{self.subnet}.1"
             self.addrs = {n: f"10.242.{self.subnet}.{10 + i}" for i, n in enumerate(self.nodes, 1)}
+            self._register()
             self._network()
         try:
             self._munge()
             self._write_config()
             self._daemons()
+            self._register([self.munged_pid, *(p.pid for p in self.procs.values())])
             self._wait_idle()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _register(self, pids: list[int] = ()) -> None:
+        REGISTRY.mkdir(exist_ok=True)
+        (REGISTRY / f"{self.tag}.json").write_text(json.dumps({
+            "owner": os.getpid(), "root": str(self.root), "bridge": self.bridge, "netns": list(self.netns.values()),
+            "pids": list(pids)}))
 
     def _network(self) -> None:
         _sh(["ip", "link", "add", self.bridge, "type", "bridge"])
@@ -304,6 +317,7 @@ class RealSlurm:
         if getattr(self, "munged_pid", None):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.munged_pid, signal.SIGTERM)
+        (REGISTRY / f"{self.tag}.json").unlink(missing_ok=True)
         if not os.environ.get("MED42_KEEP_SLURM"):
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -324,6 +338,20 @@ class RealSlurm:
         monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
         monkeypatch.setenv("MED42_POLL_SECONDS", str(poll_seconds))
         return self
+
+    def fit_scripts(self, monkeypatch) -> None:
+        """Make the launcher's SLURM scripts ask for the CPUs a test node has (they hard-code a GPU node's count,
+        which real SLURM leaves PENDING with PartitionConfig here). Drop this once the CPU count per task is a
+        params setting."""
+        from med42_utils import launch
+
+        render = launch.render_slurm
+
+        def fitted(*a, **kw):
+            return re.sub(r"(?m)^#SBATCH --cpus-per-task=\d+$", f"#SBATCH --cpus-per-task={self.cpus_per_node}",
+                          render(*a, **kw))
+
+        monkeypatch.setattr(launch, "render_slurm", fitted)
 
     def next_job_id(self) -> int:
         r = self.run(["scontrol", "show", "config"])
@@ -377,6 +405,44 @@ class RealSlurm:
         time.sleep(1)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def reap_stale() -> None:
+    """Remove clusters whose pytest process died without stopping them (killed, or interrupted twice)."""
+    if not REGISTRY.is_dir():
+        return
+    for rec_path in REGISTRY.glob("*.json"):
+        try:
+            rec = json.loads(rec_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if _alive(int(rec.get("owner", 0))):
+            continue
+        for pid in rec.get("pids", []):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        for ns in rec.get("netns", []):
+            for pid in _sh(["ip", "netns", "pids", ns], check=False).stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            _sh(["ip", "netns", "del", ns], check=False)
+            shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
+        _sh(["ip", "link", "del", rec.get("bridge", "")], check=False)
+        if rec.get("root", "").startswith(tempfile.gettempdir()):
+            shutil.rmtree(rec["root"], ignore_errors=True)
+        rec_path.unlink(missing_ok=True)
+
+
 def require() -> bool:
     return os.environ.get("MED42_REQUIRE_SLURM", "") not in ("", "0")
 
@@ -404,7 +470,16 @@ def session_cluster() -> RealSlurm:
     except SlurmUnavailable as e:
         _FAILED = str(e)
         raise
+    atexit.register(stop_session_cluster)   # also when the session ends without fixture teardown
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:   # `timeout`/kill: stop the cluster, then die as asked
+        signal.signal(signal.SIGTERM, _stop_and_die)
     return _CLUSTER
+
+
+def _stop_and_die(signum, frame) -> None:
+    stop_session_cluster()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def stop_session_cluster() -> None:

@@ -53,7 +53,9 @@ def test_chat_template_wraps_question_and_continuation_is_full_answer(chat_sampl
 def test_plain_prompt_without_chat_template(tiny_lm):
     p = load_params("tiny", {"eval.limit": 1, "eval.apply_chat_template": False, "eval.system_prompt": False})
     s = evaluate(p, tiny_lm, ["med42_medqa_4options"], log_samples=True)["samples"]["med42_medqa_4options"][0]
-    doc = load_benchmark("medqa", "bundled").docs[0]
+    from med42_utils.benchmarks.data import sample_docs
+
+    doc = sample_docs("medqa", load_benchmark("medqa", "bundled").docs, 1, p.seed)[0]  # the seeded sample of 1
     assert [a[0] for a in s["arguments"]] == [doc["query"]] * 4
     assert [a[1] for a in s["arguments"]] == [" " + c for c in doc["choices"]]
 

@@ -74,8 +74,15 @@ def test_local_source_missing_file_names_the_file(tmp_path):
         load_source(get_source("sciq"), "local", None)
 
 
-def test_hub_mode_for_a_source_without_hub_copy_says_what_to_do():
-    with pytest.raises(SourceLoadError, match=r"'aci_bench'.*no Hugging Face Hub copy.*data.targets.aci_bench: 0"):
+def test_hub_mode_for_a_source_without_hub_copy_says_what_to_do(tmp_path, monkeypatch):
+    """ACI-Bench is published as CSVs on GitHub: offline and not downloaded, the error names the files, their
+    pinned URLs, the prefetch command and the local folder that works instead."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HOME", str(tmp_path))  # an empty download cache
+    with pytest.raises(SourceLoadError, match=r"'aci_bench'.*offline.*prefetch.*train\.csv, valid\.csv.*"
+                       r"raw\.githubusercontent\.com/wyim/aci-bench/b909b2b.*<data\.local_dir>/aci_bench/.*"
+                       r"data\.targets\.aci_bench: 0"):
         load_source(get_source("aci_bench"), "hub")
 
 

@@ -72,8 +72,27 @@ def test_every_source_documents_hub_copy_and_licence():
 
 
 def test_every_hub_source_records_its_evidence():
-    """Each Hub id says where it was checked (a huggingface.co card/listing) and whether that verified it."""
+    """Each Hub id says where it was checked (a huggingface.co card/listing) and whether that verified it; a mapping
+    that no published source supports says so (unresolved), and its note flags it for 01's table."""
     for s in REGISTRY.values():
+        assert s.evidence.startswith(("verified:", "partly verified:", "unverified:", "unresolved.")), s.key
         if s.hub_id:
-            assert s.evidence.startswith(("verified:", "partly verified:", "unverified:")), s.key
             assert f"huggingface.co/datasets/{s.hub_id}" in s.evidence or s.evidence.startswith("unverified:"), s.key
+        assert (s.status == "unresolved") == s.evidence.startswith("unresolved."), s.key
+        if s.status == "unresolved":
+            assert s.note.startswith("UNRESOLVED"), s.key
+    assert [k for k, s in REGISTRY.items() if s.status == "unresolved"] == ["opengpt"]
+
+
+def test_sources_off_the_hub_are_pinned_published_files_with_evidence():
+    """ACI-Bench and MTS-Dialog come from their authors' repositories, pinned to a commit; fallbacks say where."""
+    off_hub = {k: s for k, s in REGISTRY.items() if s.hub_id is None}
+    assert set(off_hub) == {"aci_bench", "mts_dialog"}
+    for k, s in off_hub.items():
+        pub = s.published
+        assert re.fullmatch(r"[0-9a-f]{40}", pub.commit) and pub.files, k
+        assert pub.repo_url.removeprefix("https://") in s.evidence and pub.commit[:7] in s.evidence, k
+        assert pub.url(pub.files[0]).startswith(f"https://raw.githubusercontent.com/{pub.repo_url[19:]}/{pub.commit}/"), k
+    for k, s in REGISTRY.items():
+        for fb in s.fallbacks:
+            assert s.parquet_export and fb.evidence.startswith(("verified:", "partly verified:")) and fb.where, k

@@ -153,6 +153,25 @@ def test_openai_backend_against_local_stub(stub_server, monkeypatch):
     assert "sk-secret" not in repr(j) and "sk-secret" not in json.dumps(v1.__dict__, default=str)
 
 
+def test_openai_endpoint_refusing_a_system_turn_gets_it_in_the_user_turn(stub_server):
+    """A server rendering Mixtral's template answers a system turn with HTTP 400; the judge asks again with the
+    system text first in the user turn, and keeps doing so. Prometheus' sampling goes in the body."""
+    from med42_utils.judging.prometheus import OFFICIAL_SAMPLING, REL_SYSTEM_PROMPT
+
+    base, stub = stub_server
+    stub.replies = [(400, ""), (200, "Feedback. [RESULT: B]"), (200, "[RESULT] A")]
+    sampling = {**OFFICIAL_SAMPLING, "top_k": 0}
+    j = OpenAIJudge("prometheus", base, None, sampling, max_retries=0, backoff=0.0, style="prometheus2")
+    assert j.compare("Q?", "a", "b").winner == "B" and j.compare("Q?", "a", "b").winner == "A"
+    first, merged, later = (body for _, _, body in stub.seen)
+    assert [m["role"] for m in first["messages"]] == ["system", "user"]
+    for body in (merged, later):
+        assert [m["role"] for m in body["messages"]] == ["user"]
+        assert body["messages"][0]["content"].startswith(REL_SYSTEM_PROMPT + "\n###Task Description:")
+        assert body["repetition_penalty"] == 1.03 and body["top_p"] == 0.9 and body["max_tokens"] == 1024
+    assert first["repetition_penalty"] == 1.03
+
+
 def test_openai_backend_missing_key_names_the_variable(monkeypatch):
     monkeypatch.delenv("MED42_NOPE_KEY", raising=False)
     with pytest.raises(ValueError, match="MED42_NOPE_KEY"):

@@ -57,3 +57,43 @@ def test_position_bias_cancels_only_when_both_orders_are_judged():
     assert both_err < 40  # the bonus cancels
     assert one["m1"] > 60 and one["m3"] < -60  # always-first model inflated, always-second deflated
     assert s["battles"] == 400 * 6
+
+
+def test_a_question_effect_splits_the_two_bootstraps():
+    """Correlated battles within a question: the battle bootstrap is too narrow and under-covers; the question
+    bootstrap stays near nominal. The truth is what BT converges to (pulled together by the question effect)."""
+    from med42_utils.judging.simulate import coverage_table, population_ratings
+
+    true = {"m1": 1100.0, "m2": 1000.0, "m3": 900.0}
+    pop = population_ratings(true, question_sd=300.0, seed=1000)
+    assert pop["m1"] - pop["m3"] < 200 - 40 and pop.mean() == pytest.approx(1000.0)  # attenuated, centred
+    assert population_ratings(true, 0.0).to_dict() == pytest.approx(true)
+    flat = recovery_study(true, n_questions=100, reps=40, rounds=150, seed=1000)
+    s = recovery_study(true, n_questions=100, reps=40, rounds=150, seed=1000, question_sd=300.0)
+    assert s["example"]["true"].to_dict() == pytest.approx(pop.to_dict())
+    t = coverage_table(flat, s)
+    assert list(t.index) == [0.0, 300.0]
+    cov, width = t["coverage"], t["mean width"]
+    assert cov.loc[300.0, "by battle"] < cov.loc[300.0, "by question"] - 0.04
+    assert cov.loc[300.0, "by question"] >= 0.88 and cov.loc[0.0].min() >= 0.85  # 120 intervals per cell
+    assert width.loc[300.0, "by question"] > 1.2 * width.loc[300.0, "by battle"]
+    assert abs(width.loc[0.0, "by question"] / width.loc[0.0, "by battle"] - 1) < 0.15
+
+
+def test_example_misses_and_rank_inversions_are_named():
+    import pandas as pd
+
+    from med42_utils.judging.simulate import example_misses, rank_inversions
+
+    ex = pd.DataFrame({"true": [1100.0, 1000.0, 900.0], "elo": [1017.4, 1069.6, 913.0],
+                       "lower_battle": [953.6, 1007.7, 850.0], "upper_battle": [1095.4, 1133.0, 980.0],
+                       "lower_question": [972.2, 1016.8, 836.2], "upper_question": [1061.9, 1139.7, 966.9]},
+                      index=["model 1", "model 2", "model 3"])
+    misses = example_misses({"example": ex})
+    assert [(r.model, r.kind) for r in misses.itertuples()] == [("model 1", "battle"), ("model 2", "battle"),
+                                                               ("model 1", "question"), ("model 2", "question")]
+    assert rank_inversions({"example": ex}) == [("model 1", "model 2")]
+    ex["elo"] = ex["true"]
+    ex[["lower_battle", "lower_question"]] = 0.0
+    ex[["upper_battle", "upper_question"]] = 2000.0
+    assert example_misses({"example": ex}).empty and rank_inversions({"example": ex}) == []

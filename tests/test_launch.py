@@ -93,10 +93,10 @@ def test_single_node_plan_is_one_accelerate_command():
     assert any("num_machines" in n for n in plan.notes), "config/params mismatch must be noted"
 
 
-def test_execute_without_gpu_or_slurm_refuses_with_the_fix(monkeypatch):
+def test_execute_without_gpu_or_slurm_refuses_with_the_fix(monkeypatch, tmp_path):
     from med42_utils.hardware import HardwareError
 
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no sbatch
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch (Debian's slurm-client puts one in /usr/bin)
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     plan = plan_launch(load_params("8b"), "sft", "plan-test", "med42_utils.sft.train", [])
     with pytest.raises(HardwareError, match=r"no CUDA device and no SLURM.*dry_run=True"):
@@ -166,7 +166,7 @@ def test_jobs_run_in_the_notebooks_python_environment_without_an_activated_env()
     assert python_bin() == str(Path(sys.executable).parent)
     plan = plan_launch(load_params("8b"), "sft", "pytest-env", "med42_utils.sft.train")
     lines = plan.slurm_script.splitlines()
-    export = f"export PATH={shlex.quote(python_bin())}:$PATH"
+    export = f'export PATH={shlex.quote(python_bin())}:"$PATH"'
     assert any(line.startswith(export) for line in lines)
     # set before the srun line that calls `accelerate`
     assert min(i for i, line in enumerate(lines) if line.startswith(export)) < \

@@ -40,15 +40,21 @@ def test_check_hardware_refuses_gpu_sizes_on_a_cpu_box(nb, monkeypatch):
 
 
 def test_environment_report_says_whether_slurm_is_here(monkeypatch, tmp_path):
-    sbatch = tmp_path / "sbatch"
-    sbatch.write_text("#!/bin/sh\n")
-    sbatch.chmod(0o755)
+    for tool, body in (("sbatch", ""), ("scontrol", "echo 'Slurmctld(primary) at ctl is UP'")):
+        (tmp_path / tool).write_text(f"#!/bin/sh\n{body}\n")
+        (tmp_path / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     monkeypatch.setenv("SLURM_JOB_ID", "5")
     monkeypatch.setenv("SLURM_JOB_NUM_NODES", "3")
     assert hardware.slurm_report() == {"sbatch": True, "slurm_nodes": 3}
     monkeypatch.delenv("SLURM_JOB_ID")
     assert hardware.slurm_report()["slurm_nodes"] is None
+    # SLURM's client tools without a controller that answers (a laptop, a CI box): not a login node
+    (tmp_path / "scontrol").write_text("#!/bin/sh\necho 'scontrol: fatal: Could not establish a configuration "
+                                       "source' >&2\nexit 1\n")
+    report = hardware.slurm_report()
+    assert report["sbatch"] is False and "no SLURM controller answers" in report["slurm_note"]
+    assert "Could not establish a configuration source" in report["slurm_note"]
 
 
 def test_eval_and_judge_jobs_take_one_node_of_the_sft_gpus():

@@ -57,10 +57,13 @@ def test_06_manifest(notebook_run, tiny_params):
     best = max(m["elo"], key=lambda k: m["elo"][k]["elo"])
     assert wr[best]["win_rate"] == max(r["win_rate"] for r in wr.values())  # ratings agree with win rates
 
-    # the simulation panel: intervals hold known ratings about as often as they claim
+    # the simulation panel: without a question effect both intervals hold known ratings about as often as they
+    # claim; with one, the battle bootstrap's are narrower than the question bootstrap's and miss more often
     sim = m["simulation"]
-    assert sim["n_questions"] == m["questions"] and sim["reps"] >= 50
+    assert sim["n_questions"] == 100 and sim["reps"] >= 50 and sim["question_sd"] > 0
     assert all(0.8 <= c <= 1.0 for c in sim["coverage"].values()) and set(sim["coverage"]) == {"battle", "question"}
+    eff, width = sim["coverage_with_question_effect"], sim["width_with_question_effect"]
+    assert eff["battle"] < eff["question"] and eff["battle"] < 0.92 and width["battle"] < width["question"]
 
     assert all(a["generated"] + a["cached"] == m["questions"] for a in m["answers"].values())
     assert (run_dir / "judge" / "judgments.jsonl").read_text().count("\n") == m["judgments"]

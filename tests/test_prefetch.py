@@ -33,8 +33,10 @@ def test_8b_needs_every_registry_source_benchmark_preference_set_and_model():
     assert len(p.data.targets) == 22 and len(hub_sources) >= 15
     assert {n.repo_id for n in items if n.kind == "dataset" and any(r.startswith("SFT source") for r in n.roles)
             and not n.unavailable} == hub_sources
-    unavailable = {r.removeprefix("SFT source ") for n in items if n.unavailable for r in n.roles}
-    assert unavailable == {k for k, s in REGISTRY.items() if s.hub_id is None} == {"aci_bench", "mts_dialog"}
+    assert not [n for n in items if n.unavailable]  # ACI-Bench and MTS-Dialog: their authors' files instead
+    files = {r.removeprefix("SFT source "): n for n in items if n.kind == "files" for r in n.roles}
+    assert set(files) == {k for k, s in REGISTRY.items() if s.hub_id is None} == {"aci_bench", "mts_dialog"}
+    assert files["aci_bench"].repo_id == "https://github.com/wyim/aci-bench" and "b909b2b" in files["aci_bench"].detail
     assert _ids(items, "dataset", "benchmark") == {b.hub_id for b in BENCHMARKS.values()}
     assert _ids(items, "dataset", "DPO") == {parse_spec(s)[0].hub_id for r in p.dpo.rounds for s in r.datasets}
     assert _ids(items, "model", "base model") == {"meta-llama/Meta-Llama-3-8B-Instruct"}
@@ -139,7 +141,8 @@ def test_a_cached_model_is_found_by_the_real_snapshot_download(tmp_path, monkeyp
 
 def test_cli_lists_offline_and_refuses_to_fetch_offline():
     r = subprocess.run([sys.executable, "-m", "med42_utils.prefetch", "--size", "8b", "--list"], capture_output=True, text=True)
-    assert r.returncode == 0 and "cais/mmlu" in r.stdout and "NOT ON THE HUB" in r.stdout
+    assert r.returncode == 0 and "cais/mmlu" in r.stdout and "files   https://github.com/wyim/aci-bench" in r.stdout
+    assert "NOT ON THE HUB" not in r.stdout  # every 8b source has a published copy to fetch
     r = subprocess.run([sys.executable, "-m", "med42_utils.prefetch", "--size", "8b"], capture_output=True, text=True)
     assert r.returncode == 2 and "HF_HUB_OFFLINE is set" in r.stderr
     r = subprocess.run([sys.executable, "-m", "med42_utils.prefetch", "--size", "tiny"], capture_output=True, text=True)

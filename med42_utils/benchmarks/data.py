@@ -63,6 +63,7 @@ class Benchmark:
     official: str = ""            # the official files to drop into <folder>/<key>/, and where they are published
     image_filter: bool = True     # drop questions that refer to an image (paper section 3)
     evidence: str = ""            # where the Hub id, config, split and fields were checked, and what it says
+    strata: str | None = None     # a row limit samples within these groups: 'subject' or 'label' (the gold answer)
 
     def local_file(self, directory: str | Path) -> Path:
         return Path(directory) / f"{self.key}.jsonl"
@@ -248,8 +249,12 @@ HUB_EVIDENCE: dict[str, str] = {
                "toxicity_ai, toxicity_human, predicted_author, actual_method.",
 }
 
+# A row limit (eval.limit) draws a seeded sample stratified by these, so 20 MMLU questions span the six subjects
+# and 20 PubMedQA questions keep the yes/no/maybe mix; the other benchmarks are sampled uniformly.
+STRATA = {"mmlu_medical": "subject", "pubmedqa": "label", "toxigen": "label"}
+
 BENCHMARKS: dict[str, Benchmark] = {
-    b.key: replace(b, evidence=HUB_EVIDENCE[b.key])
+    b.key: replace(b, evidence=HUB_EVIDENCE[b.key], strata=STRATA.get(b.key))
     for b in [
         Benchmark("mmlu_medical", "med42_mmlu_medical", "MMLU", "cais/mmlu", MMLU_MEDICAL_SUBJECTS, "test",
                   {"question": _S, "subject": _S, "choices": _L, "answer": (int, str)}, _mmlu,
@@ -410,6 +415,42 @@ def pubmedqa_test_split(path: str | Path | None = None) -> dict[str, str]:
     return {str(k): v for k, v in data.items()}
 
 
+# ---------------------------------------------------------------- MMLU-Pro copies with other field names
+# TIGER-Lab's published test split: question_id, question, options (list), answer (letter), answer_index, category.
+# Reformatted copies seen in use, mapped to it (the README lists them):
+MMLU_PRO_LAYOUTS = {
+    "TIGER-Lab": ("question_id", "question", "options", "answer", "answer_index", "category"),
+    # MedAgentsBench's data/mmlu-pro/*.jsonl (github.com/gersteinlab/medagents-benchmark): realidx, question,
+    # options {A: ..}, answer_idx (letter), answer (the option's text), category, src
+    "MedAgentsBench": ("realidx", "question", "options", "answer_idx", "category"),
+}
+
+
+def _mmlu_pro_layout(b: Benchmark, rows: list[dict], origin: str) -> tuple[list[dict], str]:
+    """Rows of any known MMLU-Pro layout -> TIGER-Lab's fields; which layout it was. Unknown: an error naming the
+    fields each layout needs and the fields found."""
+    first = rows[0] if rows and isinstance(rows[0], dict) else {}
+    for name, need in MMLU_PRO_LAYOUTS.items():
+        if all(f in first for f in need):
+            break
+    else:
+        expected = "; ".join(f"{n}: {', '.join(f)}" for n, f in MMLU_PRO_LAYOUTS.items())
+        raise BenchmarkDataError(f"{b.task}: {origin}: rows match no MMLU-Pro layout this loader knows. Expected "
+                                 f"fields ({expected}); found {', '.join(first) or 'no fields'}. Map the copy's "
+                                 f"fields to TIGER-Lab's, or use the official test parquet")
+    if name == "TIGER-Lab":
+        return rows, name
+    out = []
+    for i, r in enumerate(rows):
+        letter = r.get("answer_idx")
+        if not (isinstance(letter, str) and len(letter.strip()) == 1 and letter.strip().upper() in LETTERS):
+            raise _bad(b, f"{origin} row {i}", "answer_idx", f"is {letter!r}", "MedAgentsBench rows give the answer as a letter A-J")
+        letter = letter.strip().upper()
+        out.append({"question_id": r["realidx"], "question": r["question"], "options": r["options"], "answer": letter,
+                    "answer_index": LETTERS.index(letter), "category": r["category"], "src": r.get("src", "")})
+    return out, f"{name} (realidx -> question_id, answer_idx -> answer, answer_index)"
+
+
 def _official_rows(b: Benchmark, folder: Path) -> RawRows:
     """The benchmark's official distribution in <data_dir>/<key>/, told by the files present."""
     def first(*names: str) -> Path | None:
@@ -478,6 +519,10 @@ def raw_rows(key: str, source: str = "hub", data_dir: str | Path | None = None) 
             raw.declared["_test_split"] = pubmedqa_test_split(gt if gt.is_file() else None)
     else:
         raise BenchmarkDataError(f"{b.task}: unknown data_source {source!r}; use hub, local or bundled")
+    if b.key == "mmlu_pro_health" and raw.layout != "hub":
+        raw.rows, mapped = _mmlu_pro_layout(b, raw.rows, raw.origin)
+        if mapped != "TIGER-Lab":
+            raw.origin += f" [fields mapped from {mapped}]"
     if b.key == "pubmedqa" and raw.layout == "hub":
         raw.declared["_test_split"] = pubmedqa_test_split()
     if b.key == "medmcqa":
@@ -540,7 +585,104 @@ def benchmark_questions(params, keys: list[str] | None = None) -> dict[str, list
     8b/70b, 'bundled' at tiny, 'local' with params.eval.data_dir). `keys` picks benchmarks
     (default all seven: mmlu_medical, mmlu_pro_health, medmcqa, medqa, usmle, pubmedqa, toxigen;
     toxigen is gated on the Hub and needs HF_TOKEN). PubMedQA gives only its official 500-question test
-    split, so the SFT mix keeps the other labelled rows.
+    split, so the SFT mix keeps the other labelled rows. params.eval.sources picks the source per benchmark; a
+    benchmark meant to come from files that eval.data_dir lacks is left out here as it is in 05 (not evaluated).
     """
-    src, ddir = params.eval.data_source, params.eval.data_dir
-    return {k: [d["query"] for d in load_benchmark(k, src, ddir).docs] for k in (keys or list(BENCHMARKS))}
+    e = params.eval
+    per = {benchmark(k).key: v for k, v in (getattr(e, "sources", None) or {}).items()}
+    chosen, _ = benchmark_sources(e.data_source, per, e.data_dir, keys or list(BENCHMARKS))
+    return {k: [d["query"] for d in load_benchmark(k, src, e.data_dir).docs] for k, src in chosen.items()}
+
+
+# ---------------------------------------------------------------- row limits that sample
+def sample_docs(key: str, docs: list[dict], n: int | None, seed: int) -> list[dict]:
+    """A seeded sample of n docs, stratified by the benchmark's strata (MMLU: subject; PubMedQA, ToxiGen: the gold
+    label) with proportional quotas (largest remainder; every stratum gets one when n allows). The same key, n and
+    seed give the same docs, in their original order. n None or >= len(docs): all docs."""
+    import random
+
+    if not n or n >= len(docs):
+        return list(docs)
+    field = benchmark(key).strata
+    groups: dict[str, list[int]] = {}
+    for i, d in enumerate(docs):
+        g = d["subject"] if field == "subject" else d["choices"][d["answer"]] if field == "label" else ""
+        groups.setdefault(g, []).append(i)
+    names = sorted(groups)
+    exact = {g: n * len(groups[g]) / len(docs) for g in names}
+    quota = {g: int(exact[g]) for g in names}
+    if n >= len(names):
+        for g in names:
+            quota[g] = max(quota[g], 1)
+    while sum(quota.values()) > n:  # the minimum of one pushed past n: take back from the largest quotas
+        g = max(names, key=lambda g: (quota[g] - exact[g], quota[g]))
+        quota[g] -= 1
+    for g in sorted(names, key=lambda g: (-(exact[g] - quota[g]), g)):
+        if sum(quota.values()) >= n:
+            break
+        if quota[g] < len(groups[g]):
+            quota[g] += 1
+    rng = random.Random(f"{key}:{seed}")
+    picked = sorted(i for g in names for i in rng.sample(groups[g], min(quota[g], len(groups[g]))))
+    return [docs[i] for i in picked]
+
+
+def sample_note(key: str, scored: int, kept: int, seed: int) -> str:
+    """'all 1,089' or '20 of 1,089, seed 42, stratified by subject'."""
+    if scored >= kept:
+        return f"all {kept:,}"
+    field = benchmark(key).strata
+    return f"{scored:,} of {kept:,}, seed {seed}" + (f", stratified by {field}" if field else ", uniform")
+
+
+# ---------------------------------------------------------------- each benchmark from the Hub or a folder
+def parse_sources(text: str | None) -> dict[str, str]:
+    """'medqa:local, mmlu_medical:local' (or with '=') -> {benchmark key: source}; task names work too."""
+    out: dict[str, str] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        name, sep, src = part.replace("=", ":").partition(":")
+        if not sep or src.strip() not in ("hub", "local", "bundled"):
+            raise BenchmarkDataError(f"sources: {part.strip()!r} is not <benchmark>:hub|local|bundled; e.g. "
+                                     f"'medqa:local,mmlu_medical:local' (benchmarks: {', '.join(BENCHMARKS)})")
+        out[benchmark(name.strip()).key] = src.strip()
+    return out
+
+
+def has_local_data(key: str, data_dir: str | Path | None) -> bool:
+    """Whether data_dir holds <key>.jsonl or a <key>/ folder for this benchmark."""
+    if not data_dir:
+        return False
+    d = resolve(data_dir)
+    return benchmark(key).local_file(d).is_file() or (d / key).is_dir()
+
+
+def benchmark_sources(default: str, sources: dict[str, str] | None, data_dir, keys: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """({key: source} to evaluate, {key: why skipped}): each benchmark from `sources` or the default; a benchmark
+    meant to come from files that data_dir does not hold is skipped with the reason, not an error."""
+    chosen, skipped = {}, {}
+    for key in keys:
+        src = (sources or {}).get(key, default)
+        if src == "local" and not has_local_data(key, data_dir):
+            b = benchmark(key)
+            skipped[key] = (f"no files for it in {data_dir or '(data_dir not set)'}; expected "
+                            f"{b.layouts(data_dir or '<data_dir>')}" + ("" if b.official else
+                            f"; {b.title} has no official file distribution: take it from the Hub ({key}=hub)"))
+            continue
+        chosen[key] = src
+    return chosen, skipped
+
+
+def notebook_overrides(limit=None, data_source=None, data_dir=None, tasks=None, sources=None) -> dict:
+    """05's parameters cell (plain scalars, as papermill -p gives them) -> params overrides. tasks: comma-separated
+    task names or benchmark keys ('medqa,pubmedqa'); sources: 'medqa:local,mmlu_medical:local'. None: params."""
+    out = {"eval.limit": limit, "eval.data_source": data_source, "eval.data_dir": data_dir}
+    if tasks is not None:
+        names = [t.strip() for t in str(tasks).split(",") if t.strip()]
+        if not names:
+            raise BenchmarkDataError(f"tasks={tasks!r} names no benchmark; known: {', '.join(BENCHMARKS)}")
+        out["eval.tasks"] = [benchmark(t).task for t in names]
+    if sources is not None:
+        out["eval.sources"] = parse_sources(sources)
+    return out

@@ -15,7 +15,7 @@ from ..chat import SYSTEM_PROMPT
 from ..hardware import require_cuda
 from ..params import Params
 from ..paths import resolve
-from .data import BENCHMARKS, TASK_TO_KEY, load_benchmark
+from .data import BENCHMARKS, TASK_TO_KEY, benchmark, benchmark_sources, load_benchmark, sample_docs, sample_note
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 
@@ -28,12 +28,43 @@ def check_tasks(tasks: list[str]) -> list[str]:
     return list(tasks)
 
 
+def _sources(params: Params) -> tuple[dict[str, str], dict[str, str]]:
+    """({benchmark key: hub|local|bundled} to evaluate, {benchmark key: why skipped}) for params.eval.tasks."""
+    e = params.eval
+    per = {benchmark(k).key: v for k, v in e.sources.items()}
+    keys = [TASK_TO_KEY[t] for t in check_tasks(e.tasks)]
+    return benchmark_sources(e.data_source, per, e.data_dir, keys)
+
+
 def task_metadata(params: Params) -> dict[str, Any]:
-    """What the tasks' custom_dataset hooks read: where the benchmark rows come from."""
-    ddir = params.eval.data_dir
-    if params.eval.data_source == "local" and not ddir:
-        raise ValueError("eval.data_source is 'local' but eval.data_dir is not set; point it at a folder holding <benchmark>.jsonl exports or <benchmark>/ folders of official files (README: Benchmarks from the official files)")
-    return {"med42_data_source": params.eval.data_source, "med42_data_dir": str(resolve(ddir)) if ddir else None}
+    """What the tasks' custom_dataset hooks read (lm-eval metadata, also the CLI's --metadata): where each
+    benchmark's rows come from, and the seeded, stratified row sample (med42_limit, med42_seed)."""
+    e, ddir = params.eval, params.eval.data_dir
+    if e.data_source == "local" and not ddir:
+        raise ValueError("eval.data_source is 'local' but eval.data_dir is not set; point it at a folder holding "
+                         "<benchmark>.jsonl exports or <benchmark>/ folders of official files (05: -p data_dir DIR; "
+                         "docs/benchmark-data.md)")
+    chosen, _ = _sources(params)
+    return {"med42_data_source": e.data_source, "med42_data_dir": str(resolve(ddir)) if ddir else None,
+            "med42_sources": chosen, "med42_limit": e.limit, "med42_seed": params.seed}
+
+
+def eval_tasks(params: Params) -> tuple[list[str], dict[str, str]]:
+    """(the tasks to run, {task: why skipped}): tasks whose files the data folder lacks are left out with a note."""
+    task_metadata(params)  # a 'local' default with no data_dir is an error of its own, said first
+    chosen, skipped = _sources(params)
+    tasks = [t for t in params.eval.tasks if TASK_TO_KEY[t] in chosen]
+    if not tasks:
+        raise ValueError("no benchmark left to evaluate: " + "; ".join(f"{benchmark(k).task}: {why}" for k, why in skipped.items()))
+    return tasks, {benchmark(k).task: why for k, why in skipped.items()}
+
+
+def scored_docs(params: Params, task: str):
+    """(LoadedBenchmark, the docs lm-eval scores): every kept row, or the seeded stratified sample of eval.limit."""
+    md = task_metadata(params)
+    key = TASK_TO_KEY[task]
+    lb = load_benchmark(key, md["med42_sources"].get(key, md["med42_data_source"]), md["med42_data_dir"])
+    return lb, sample_docs(key, lb.docs, params.eval.limit, params.seed)
 
 
 def task_manager(params: Params):
@@ -47,8 +78,7 @@ def chance_levels(params: Params, tasks: list[str]) -> dict[str, float]:
     """Accuracy of uniform guessing per task, over the same rows lm-eval scores (limit included)."""
     out = {}
     for t in check_tasks(tasks):
-        docs = load_benchmark(TASK_TO_KEY[t], params.eval.data_source, task_metadata(params)["med42_data_dir"]).docs
-        docs = docs[: params.eval.limit] if params.eval.limit else docs
+        docs = scored_docs(params, t)[1]
         out[t] = sum(1 / len(d["choices"]) for d in docs) / len(docs)
     return out
 
@@ -84,6 +114,28 @@ def make_lm(params: Params, name_or_path: str):
                     trust_remote_code=params.model.trust_remote_code)
 
 
+def fit_lm_roles(lm):
+    """Make lm-eval's chat rendering keep the system prompt on templates without a system turn.
+
+    lm-eval (HFLM.apply_chat_template) answers a template that raises on a system turn by dropping the system
+    message; here the system text goes into the first user turn instead (chat.fit_roles, found by rendering).
+    Templates that take a system turn (Llama 3) render exactly as before. Returns lm.
+    """
+    from ..chat import fit_roles
+
+    original = getattr(lm, "apply_chat_template", None)
+    tok = getattr(lm, "tokenizer", None)
+    if original is None or tok is None or getattr(original, "_med42_fit_roles", False):
+        return lm
+
+    def apply_chat_template(chat_history, *args, **kwargs):
+        return original(fit_roles(tok, list(chat_history)), *args, **kwargs)
+
+    apply_chat_template._med42_fit_roles = True
+    lm.apply_chat_template = apply_chat_template
+    return lm
+
+
 def evaluate(params: Params, lm, tasks: list[str] | None = None, log_samples: bool = False) -> dict:
     """simple_evaluate on our tasks, zero-shot, chat template and system prompt as params say.
 
@@ -96,11 +148,13 @@ def evaluate(params: Params, lm, tasks: list[str] | None = None, log_samples: bo
     # lm-eval warns once per custom_dataset task that kwargs come through --metadata: we know.
     logging.getLogger("lm_eval.api.task").setLevel(logging.ERROR)
     e = params.eval
+    if e.apply_chat_template and e.system_prompt:
+        fit_lm_roles(lm)
     return simple_evaluate(
         model=lm,
-        tasks=check_tasks(tasks or e.tasks),
+        tasks=check_tasks(tasks or eval_tasks(params)[0]),
         num_fewshot=0,
-        limit=e.limit,
+        limit=None,  # eval.limit is a seeded stratified sample drawn by the tasks' loader (med42_limit), not the first rows
         apply_chat_template=e.apply_chat_template,
         system_instruction=SYSTEM_PROMPT if e.system_prompt else None,
         task_manager=task_manager(params),
@@ -156,13 +210,14 @@ def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] |
     from ..models import resolve_model
 
     stages = models or params.eval.models
-    check_tasks(params.eval.tasks)
-    task_metadata(params)
+    tasks, skipped = eval_tasks(params)
+    for t, why in skipped.items():
+        print(f"skipping {t}: {why}")
     require_cuda(params, "05_benchmarks")
     paths = {s: resolve_model(params, run_name, s) for s in stages}  # fail before any run if one is missing
     out = {}
     for stage, path in paths.items():
-        print(f"[{stage}] evaluating {path} on {len(params.eval.tasks)} tasks")
+        print(f"[{stage}] evaluating {path} on {len(tasks)} tasks")
         lm = make_lm(params, path)
         results = evaluate(params, lm, log_samples=True)
         raw = save_raw(results, Path(out_dir) / "raw" / f"{stage}.json")
@@ -174,24 +229,25 @@ def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] |
 
 def dropped_rows(params: Params) -> dict[str, dict[str, int]]:
     """Rows left out per benchmark and reason (e.g. USMLE image questions), for the manifest."""
-    md = task_metadata(params)
-    return {k: load_benchmark(k, md["med42_data_source"], md["med42_data_dir"]).dropped
-            for k in (TASK_TO_KEY[t] for t in params.eval.tasks) if k in BENCHMARKS}
+    return {TASK_TO_KEY[t]: scored_docs(params, t)[0].dropped for t in eval_tasks(params)[0]}
 
 
 def benchmark_overview(params: Params) -> list[dict]:
-    """Per task: source and its layout, rows read, kept, scored, image questions dropped, every drop
-    with its reason, chance accuracy."""
-    from .data import benchmark
-
-    md = task_metadata(params)
+    """Per task: source and its layout, rows read, kept, scored (and how the sample was drawn), image questions
+    dropped, every drop with its reason, chance accuracy; a skipped task (no files for it) with the reason."""
+    tasks, skipped = eval_tasks(params)
     out = []
     for t in check_tasks(params.eval.tasks):
-        lb = load_benchmark(TASK_TO_KEY[t], md["med42_data_source"], md["med42_data_dir"])
-        scored = lb.docs[: params.eval.limit] if params.eval.limit else lb.docs
+        key = TASK_TO_KEY[t]
+        if t in skipped:
+            out.append({"task": t, "source": "skipped", "layout": "-", "note": skipped[t], "rows": 0, "kept": 0,
+                        "scored": 0, "sample": "-", "image questions": 0, "dropped": "-", "chance %": float("nan")})
+            continue
+        lb, scored = scored_docs(params, t)
         out.append({
             "task": t, "source": lb.origin, "layout": lb.layout, "note": benchmark(t).note, "rows": lb.rows_read,
-            "kept": len(lb.docs), "scored": len(scored), "image questions": lb.image_questions,
+            "kept": len(lb.docs), "scored": len(scored), "sample": sample_note(key, len(scored), len(lb.docs), params.seed),
+            "image questions": lb.image_questions,
             "dropped": "; ".join(f"{n} {why}" for why, n in lb.dropped.items()) or "-",
             "chance %": round(100 * sum(1 / len(d["choices"]) for d in scored) / len(scored), 1),
         })

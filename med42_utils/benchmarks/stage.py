@@ -20,7 +20,8 @@ def run_stage(run, overview: pd.DataFrame, force: bool = False) -> bool:
         print(f"already evaluated with these params: reading {out_dir / 'manifest.json'} (force=True to redo)")
         return False
     evaluated = bench.run_models(params, run.run_name, out_dir)
-    chance = {t: r["chance %"] / 100 for t, r in overview.iterrows()}
+    scored = overview[overview["source"] != "skipped"]
+    chance = {t: r["chance %"] / 100 for t, r in scored.iterrows()}
     table = br.results_table({s: e["scores"] for s, e in evaluated.items()}, params.model.display_name, chance)
     table.to_csv(out_dir / "results.csv")
     paper = any(c.startswith("paper ") for c in table.columns)
@@ -29,12 +30,14 @@ def run_stage(run, overview: pd.DataFrame, force: bool = False) -> bool:
     shift = training_shift(evaluated)
     if shift is not None:
         shift.to_csv(out_dir / "shift.csv")
-    local = [resolve(params.eval.data_dir)] if params.eval.data_source == "local" and params.eval.data_dir else []
+    local = [resolve(params.eval.data_dir)] if params.eval.data_dir and "local" in bench.task_metadata(params)["med42_sources"].values() else []
     write_manifest(out_dir, "05_benchmarks", params, inputs=inputs, input_files=local,
                    shift=None if shift is None else shift.to_dict(orient="index"),
-                   tasks=params.eval.tasks, models=evaluated, chance=chance,
-                   data_source=params.eval.data_source, limit=params.eval.limit,
-                   rows=overview[["rows", "kept", "scored", "image questions", "dropped"]].to_dict(orient="index"),
+                   tasks=list(scored.index), models=evaluated, chance=chance,
+                   skipped=overview.loc[overview["source"] == "skipped", "note"].to_dict(),
+                   data_source=params.eval.data_source, sources=bench.task_metadata(params)["med42_sources"],
+                   limit=params.eval.limit, seed=params.seed,
+                   rows=scored[["source", "rows", "kept", "scored", "sample", "image questions", "dropped"]].to_dict(orient="index"),
                    reference_rows=br.reference_rows(params.model.display_name)[:2],
                    table=table.to_dict(orient="index"), results_csv="results.csv", chart="results.png")
     return True

@@ -162,7 +162,7 @@ def pubmedqa(row: dict) -> list[dict]:
     return _turns(user, f"{long_answer}\n\nAnswer: {decision}")
 
 
-_HEALTH_FACT_LABELS = ("false", "mixture", "true", "unproven")
+HEALTH_FACT_LABELS = ("false", "mixture", "true", "unproven")
 
 
 def pubhealth(row: dict) -> list[dict]:
@@ -173,7 +173,7 @@ def pubhealth(row: dict) -> list[dict]:
         raise BadRow("invalid_label", f"label={label!r}")
     explanation = _text(row, "explanation", "empty_answer")
     user = f"Is this public-health claim true, false, a mixture, or unproven?\n\nClaim: {claim}"
-    return _turns(user, f"{explanation}\n\nVerdict: {_HEALTH_FACT_LABELS[label]}")
+    return _turns(user, f"{explanation}\n\nVerdict: {HEALTH_FACT_LABELS[label]}")
 
 
 # ---------------------------------------------------------------- instruction / QA pairs

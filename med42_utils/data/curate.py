@@ -14,7 +14,7 @@ import numpy as np
 from . import adapters as A
 from .decontam import add_contamination_column, build_index
 from .dedup import add_dedup_columns, exact_keep_mask, near_keep_mask
-from .loading import load_source
+from .loading import Loaded, SourceLoadError, load_source_traced, source_plan
 from .mixture import check_targets, mixture_frame, sample_indices, source_column
 from .registry import REGISTRY, SourceSpec
 from .text import conversation_text
@@ -89,6 +89,12 @@ class CurationResult:
     targets: dict[str, int]
     fingerprints: dict[str, str]
     examples: dict[str, list] = field(default_factory=dict)  # a few removed rows per step, for the notebook
+    sources: dict[str, dict] = field(default_factory=dict)    # key -> outcome: status, origin, fallback, rows, reason
+
+    def outcome_frame(self):
+        """One row per selected source: loaded / loaded via a fallback / failed (with the reason), rows read, rows
+        kept, its target, Table 5's count and the shortfall against both, and why a shortfall is expected."""
+        return outcome_frame(self.sources, self.targets, self.achieved, self.funnel)
 
     def funnel_frame(self):
         import pandas as pd
@@ -111,29 +117,81 @@ class CurationResult:
         return mixture_frame(self.targets, self.achieved)
 
 
+class RequiredSourceError(SourceLoadError):
+    """A source that data.required names cannot be loaded; the message holds every source's outcome."""
+
+
+def check_required(required: list[str]) -> None:
+    unknown = [k for k in required if k not in REGISTRY]
+    if unknown:
+        raise ValueError(f"data.required names unknown source(s) {', '.join(unknown)}; valid keys: {', '.join(REGISTRY)}")
+
+
+def outcome_frame(sources: Mapping[str, dict], targets: Mapping[str, int], achieved: Mapping[str, int],
+                  funnel: Mapping[str, dict] | None = None):
+    import pandas as pd
+
+    rows = []
+    for key, o in sources.items():
+        spec = REGISTRY[key]
+        got = achieved.get(key, 0)
+        rows.append({
+            "key": key, "status": o["status"], "rows read": o.get("rows", 0),
+            "kept": got, "target": targets.get(key, 0), "table 5": spec.paper_count,
+            "short of target": max(targets.get(key, 0) - got, 0), "short of table 5": max(spec.paper_count - got, 0),
+            "read from": o.get("origin", ""), "fallback used": o.get("fallback", ""),
+            "note": "; ".join(x for x in (o.get("reason", ""), "UNRESOLVED mapping" if spec.status == "unresolved"
+                                          else "", spec.shortfall_note if got < spec.paper_count else "") if x),
+        })
+    return pd.DataFrame(rows).set_index("key") if rows else pd.DataFrame()
+
+
 def curate(
     params_data,
     benchmarks: Mapping[str, list[str]],
     sources: list[str] | None = None,
-    loader=load_source,
+    loader=load_source_traced,
 ) -> CurationResult:
-    """Run the whole funnel for `params.data`. `benchmarks`: name -> test question texts."""
+    """Run the whole funnel for `params.data`. `benchmarks`: name -> test question texts.
+
+    A source that cannot be loaded is recorded (status failed, with the reason) and left out; the run stops only
+    when it is in data.required, and then before any download if source_plan already says it cannot be had."""
     import datasets
 
     d = params_data
     check_targets(d.targets)
+    required = list(getattr(d, "required", []))
+    check_required(required)
     keys = [k for k in REGISTRY if d.targets[k] > 0 and (sources is None or k in sources)]
     targets = {k: d.targets[k] for k in keys}
     funnel: dict[str, dict[str, int]] = {k: {} for k in keys}
     drops: list[dict] = []
     examples: dict[str, list] = {"bad_input": [], "exact_dedup": [], "near_dedup": [], "decontaminated": []}
     fingerprints: dict[str, str] = {}
+    outcomes: dict[str, dict] = {}
+
+    if loader is load_source_traced:  # before any download: a required source that cannot be had stops here
+        missing = [r for r in source_plan(d) if r["key"] in keys and r["required"] and r["status"] == "missing"]
+        if missing:
+            raise RequiredSourceError("required source(s) cannot be had here (data.required): " + " | ".join(
+                f"{r['key']}: {r['how']}" for r in missing))
 
     # 1-2. load, filter and adapt each source
     kept_parts = []
     for key in keys:
         spec = REGISTRY[key]
-        raw = loader(spec, d.source, d.local_dir)
+        try:
+            got = loader(spec, d.source, d.local_dir)
+        except Exception as e:  # recorded per source; stops the run only for a required source (below)
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            outcomes[key] = {"status": "failed", "rows": 0, "origin": "", "fallback": "",
+                             "reason": f"{type(e).__name__}: {reason}"}
+            funnel[key] = {"raw": 0, "filtered": 0, "valid": 0}
+            continue
+        loaded = got if isinstance(got, Loaded) else Loaded(got, "custom loader")
+        raw = loaded.dataset
+        outcomes[key] = {"status": "loaded (fallback)" if loaded.fallback else "loaded", "rows": len(raw),
+                         "origin": loaded.origin, "fallback": loaded.fallback, "reason": ""}
         fingerprints[f"raw/{key}"] = raw._fingerprint
         processed = adapt_source(raw, spec, d.num_proc)
         reasons = _counts(processed, "drop_reason")
@@ -153,7 +211,17 @@ def curate(
             examples["bad_input"] += [{"id": b["id"], "reason": b["drop_reason"]} for b in bad.select(range(min(2, len(bad))))]
         kept_parts.append(kept.remove_columns(["drop_reason"]))
 
+    failed_required = [k for k in required if outcomes.get(k, {}).get("status") == "failed"]
+    if failed_required:
+        table = outcome_frame(outcomes, targets, {}, funnel)
+        raise RequiredSourceError(
+            f"required source(s) {', '.join(failed_required)} failed to load (data.required): "
+            + " | ".join(f"{k}: {outcomes[k]['reason']}" for k in failed_required)
+            + f"\nevery source's outcome:\n{table[['status', 'rows read', 'read from', 'note']].to_string()}")
     if not kept_parts:
+        if outcomes and all(o["status"] == "failed" for o in outcomes.values()):
+            raise SourceLoadError("every selected source failed to load: " + " | ".join(
+                f"{k}: {o['reason']}" for k, o in outcomes.items()))
         raise ValueError("no source selected: every data.targets value is 0 (or `sources` names none); nothing to curate")
     ds = datasets.concatenate_datasets(kept_parts)
     nproc = procs(len(ds), d.num_proc)
@@ -212,7 +280,7 @@ def curate(
     ds = ds.select(picked).shuffle(seed=d.seed).flatten_indices()
     step_counts(ds, "sampled")
     fingerprints["curated"] = ds._fingerprint
-    return CurationResult(ds, funnel, drops, decontam, achieved, targets, fingerprints, examples)
+    return CurationResult(ds, funnel, drops, decontam, achieved, targets, fingerprints, examples, outcomes)
 
 
 def save(result: CurationResult, out_dir: Path) -> Path:
@@ -223,4 +291,5 @@ def save(result: CurationResult, out_dir: Path) -> Path:
     result.drops_frame().to_csv(out_dir / "drops.csv", index=False)
     result.decontam_frame().to_csv(out_dir / "decontam.csv")
     result.mixture_frame().to_csv(out_dir / "mixture.csv")
+    result.outcome_frame().to_csv(out_dir / "sources.csv")
     return out_dir / "curated"

@@ -27,6 +27,40 @@ STATED_GENERAL_RATIO = 26.50
 
 
 @dataclass(frozen=True)
+class PublishedFiles:
+    """A source's files as its authors publish them outside the Hub: the repository, the commit the download
+    is pinned to, and the files (paths inside the repository) whose rows make up the source."""
+
+    repo_url: str                 # e.g. https://github.com/wyim/aci-bench
+    commit: str                   # the files are downloaded from this commit, so a later push cannot change them
+    files: tuple[str, ...]        # paths inside the repository, concatenated in this order
+    raw_base: str = ""            # download base; default: raw.githubusercontent.com/<owner>/<repo>/<commit>/
+
+    def url(self, path: str) -> str:
+        base = self.raw_base or self.repo_url.replace("https://github.com/", "https://raw.githubusercontent.com/") + f"/{self.commit}/"
+        return base + path
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """Another published copy of a source, tried when the primary one is missing (e.g. a deleted parquet export).
+
+    kind 'hub_files': files of a Hub dataset repo (parquet or json), read as they are, no loading script;
+    kind 'local_files': the original distribution's files, which the user puts under <data.local_dir>/<key>/."""
+
+    kind: Literal["hub_files", "local_files"]
+    files: tuple[str, ...]
+    hub_id: str | None = None
+    where: str = ""               # where the files are published, for the message that tells a user how to get them
+    evidence: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.hub_id}: {', '.join(self.files)}" if self.kind == "hub_files" else \
+            f"original files {', '.join(self.files)} under data.local_dir/<key>/"
+
+
+@dataclass(frozen=True)
 class SourceSpec:
     key: str                      # registry key = params data.targets key = bundled sample file stem
     name: str                     # as Table 5 prints it
@@ -47,6 +81,10 @@ class SourceSpec:
     extra: dict = field(default_factory=dict)
     parquet_export: bool = False  # the Hub repo is a loading script (refused by datasets 4+): read refs/convert/parquet
     evidence: str = ""            # where the Hub id / config / split / files / fields were checked, and what it says
+    published: PublishedFiles | None = None  # hub_id None: the authors' own files (downloaded, or under data.local_dir)
+    fallbacks: tuple[Fallback, ...] = ()     # tried in order when the primary copy is missing
+    status: Literal["mapped", "unresolved"] = "mapped"  # unresolved: no published source matches Table 5's row
+    shortfall_note: str = ""      # why the published data cannot reach Table 5's count, when it cannot
 
 
 _MEADOW = ("instruction", "input", "output")
@@ -119,6 +157,9 @@ REGISTRY: dict[str, SourceSpec] = {
                 "name), licence cc-by-4.0, splits train (10.2k) and test (1.27k rows); fields are those files' "
                 "(question, options A-D, answer_idx, ...), not spelled out on the card."
             ),
+            shortfall_note="The US 4-option train file has 10,178 questions (Jin et al.: train 10,178 / dev 1,272 / "
+            "test 1,273); Table 5's 11,290 is more than any one split. The Hub copy has no dev split, and the test "
+            "split is a benchmark, so we accept the ~1.1k shortfall rather than train on evaluated questions.",
         ),
         SourceSpec(
             "cord19", "CORD-19", "medical", 17_721, 1.37, "medalpaca/medical_meadow_cord19", A.alpaca, _MEADOW,
@@ -160,6 +201,19 @@ REGISTRY: dict[str, SourceSpec] = {
                 "qtext/answers/ra are unverified."
             ),
             parquet_export=True,
+            fallbacks=(
+                Fallback(
+                    "hub_files", ("en/train.parquet",), hub_id="EleutherAI/headqa",
+                    where="huggingface.co/datasets/EleutherAI/headqa (plain parquet files, no script)",
+                    evidence=(
+                        "verified: huggingface.co/datasets/EleutherAI/headqa main lists en/ and es/ folders of parquet "
+                        "files ('upload parquet files'; en/test.parquet commit 20ef24f); it is the dataset_path of "
+                        "lm-eval's own headqa_en task (lm_eval/tasks/headqa/headqa_en.yaml, installed), whose "
+                        "doc_to_text/doc_to_choice read qtext, answers[].atext and ra, the fields our adapter reads. "
+                        "en/train.parquet by name is inferred from en/test.parquet."
+                    ),
+                ),
+            ),
         ),
         SourceSpec(
             "mediqa", "MediQA", "medical", 1_950, 0.15, "medalpaca/medical_meadow_mediqa", A.alpaca, _MEADOW,
@@ -198,15 +252,24 @@ REGISTRY: dict[str, SourceSpec] = {
         SourceSpec(
             "opengpt", "OpenGPT", "medical", 66_026, 5.09, "openchat/openchat_sharegpt_v3", A.sharegpt,
             ("items",), data_files="sharegpt_gpt4.json", licence="MIT (dataset card)",
-            note="UNCLEAR SOURCE. Table 5 says 'OpenGPT (OpenChat, 2023)'. CogStack's medical 'OpenGPT' has no "
-            "Hub copy; the citation names OpenChat, whose Hub data is ShareGPT GPT-4 chats. We follow the "
-            "citation (sharegpt_gpt4.json, schema items [{from, value}]) and flag it: it is not medical-only.",
+            status="unresolved",
+            note="UNRESOLVED. Table 5 says 'OpenGPT (OpenChat, 2023)', 66,026 medical samples. No published dataset "
+            "matches: OpenChat's ShareGPT GPT-4 file (what we load, following the citation) is ~6k general chats; "
+            "CogStack's medical OpenGPT datasets add up to 31,707. We load the cited OpenChat file so the row is not "
+            "empty, and 01 flags it; set data.targets.opengpt: 0 to leave it out.",
             citation="OpenChat, 2023",
+            shortfall_note="The loaded file holds about 6.2k conversations (general domain), an order of magnitude "
+            "below 66,026; no published source with that count was found.",
             evidence=(
-                "partly verified: huggingface.co/datasets/openchat/openchat_sharegpt_v3 main (commit 8d42524 'v3.2 "
-                "super') lists sharegpt_gpt4.json (135 MB), sharegpt_clean.json, openchat_v3.2_super.train.parquet, "
-                "licence MIT; the card (543 bytes) does not describe the fields, so items [{from, value}] is "
-                "unverified."
+                "unresolved. Paper: Table 5 row 'OpenGPT (OpenChat, 2023)', reference 'OpenChat, 2023. URL "
+                "https://t.ly/UN-Hu' (a link shortener; not resolvable here). Candidates checked: (1) "
+                "huggingface.co/datasets/openchat/openchat_sharegpt_v3 main (commit 8d42524 'v3.2 super') lists "
+                "sharegpt_gpt4.json (135 MB), sharegpt_clean.json, openchat_v3.2_super.train.parquet, licence MIT; "
+                "general-domain ShareGPT chats, the card does not describe fields, so items [{from, value}] is "
+                "unverified. (2) github.com/CogStack/OpenGPT (the medical 'OpenGPT' framework, commit 5977b76) "
+                "README lists NHS UK Q/A 24,665 pairs, NHS UK Conversations 2,354, Medical Task/Solution 4,688 "
+                "(data/nhs_uk_full/*.csv, data/medical_tasks_gpt4/*.csv): 31,707 in all, not 66,026, and not "
+                "OpenChat's. The Med42 v1 paper (arXiv 2404.14779) was not readable here to check its data table."
             ),
         ),
         SourceSpec(
@@ -262,6 +325,20 @@ REGISTRY: dict[str, SourceSpec] = {
                 "'default' (one config) is unverified."
             ),
             parquet_export=True,
+            fallbacks=(
+                Fallback(
+                    "local_files", ("train.tsv",),
+                    where="PUBHEALTH.zip, linked from github.com/neemakot/Health-Fact-Checking (data/README.md; "
+                    "src/download_data.sh fetches it from Google Drive id 1eTtRs5cUlBP5dXsx-FTAlmXuB6JQi2qj)",
+                    evidence=(
+                        "partly verified: github.com/neemakot/Health-Fact-Checking data/README.md: train.tsv (9,817), "
+                        "dev.tsv (1,227), test.tsv (1,235), tab-separated, columns claim ID, claim, date published, "
+                        "explanation, fact checkers, main text, sources, label, subjects, ...; the header names "
+                        "claim_id/claim/explanation/label are assumed (those of the Hub copy); label is a word "
+                        "(true/false/mixture/unproven) and is mapped to the Hub's ClassLabel index."
+                    ),
+                ),
+            ),
         ),
         SourceSpec(
             "medical_instruction", "Medical-Instruction", "medical", 120_000, 9.26,
@@ -272,20 +349,45 @@ REGISTRY: dict[str, SourceSpec] = {
                 "partly verified: huggingface.co/datasets/Mohammed-Altaf/medical-instruction-120k: JSON, licence MIT,"
                 " default config, train 107k and test 5.61k rows; the column name Conversation is unverified."
             ),
+            shortfall_note="The train split has about 107k rows (plus a 5.6k test split), so Table 5's 120,000 cannot be "
+            "reached from one split; we keep the test split out and accept the ~13k shortfall.",
         ),
         SourceSpec(
             "aci_bench", "ACI-Bench", "medical", 87, 0.01, None, A.aci_bench, ("dialogue", "note"),
             split="train+valid", licence="CC-BY-4.0",
-            note="No official Hub copy: download the CSVs from github.com/wyim/aci-bench and put train+valid "
-            "(67 + 20 = 87 encounters, matching Table 5) as aci_bench.csv under data.local_dir.",
+            note="No Hub copy by its authors: the official CSVs of github.com/wyim/aci-bench, train (67) + valid (20) "
+            "= 87 encounters, Table 5's count exactly. Downloaded at the pinned commit (prefetch, or 01 where the "
+            "internet is reachable), or read from <data.local_dir>/aci_bench/ (the two CSVs, or a clone of the repo).",
             citation="Yim et al., 2023",
+            published=PublishedFiles(
+                "https://github.com/wyim/aci-bench", "b909b2bb9cf1d19de08df15cddde7bd0179665e4",
+                ("data/challenge_data/train.csv", "data/challenge_data/valid.csv"),
+            ),
+            evidence=(
+                "verified: github.com/wyim/aci-bench at commit b909b2b: data/challenge_data/train.csv (67 rows) and "
+                "valid.csv (20 rows), header dataset,encounter_id,dialogue,note (read from the repository); README: "
+                "TRAIN 67, VALID 20, TEST1-3 40 each, licence CC BY 4.0. The test sets stay out (MEDIQA-Chat/Sum "
+                "test sets)."
+            ),
         ),
         SourceSpec(
             "mts_dialog", "MTS-Dialog", "medical", 2_602, 0.20, None, A.mts_dialog,
             ("section_header", "section_text", "dialogue"), licence="CC-BY-4.0",
-            note="No official Hub copy: download from github.com/abachaa/MTS-Dialog and put the training CSV "
-            "(augmented set: 2,602 is between the 1,201 original and 3,603 augmented pairs) as mts_dialog.csv "
-            "under data.local_dir.", citation="Ben Abacha et al., 2023",
+            note="No Hub copy by its authors: the augmented training set of github.com/abachaa/MTS-Dialog (3,603 pairs: "
+            "the 1,201 training pairs and their French and Spanish back-translations, the set the authors trained on), "
+            "sampled to 2,602. Downloaded at the pinned commit, or read from <data.local_dir>/mts_dialog/.",
+            citation="Ben Abacha et al., 2023",
+            published=PublishedFiles(
+                "https://github.com/abachaa/MTS-Dialog", "3ff0801933608d6f570468c13125125fb5cabdea",
+                ("Augmented-Data/MTS-Dialog-Augmented-TrainingSet-3-FR-and-ES-3603-Pairs-final.csv",),
+            ),
+            evidence=(
+                "verified: github.com/abachaa/MTS-Dialog at commit 3ff0801: header ID,section_header,section_text,"
+                "dialogue in every CSV; rows counted: Main-Dataset TrainingSet 1,201, ValidationSet 100, TestSet-1 200, "
+                "Augmented-Data set 1 (EN-FR-EN) 2,402, set 2 (EN-ES-EN) 2,402, set 3 (FR and ES) 3,603. No file or sum "
+                "of whole files gives 2,602 except guesses (2,402 + 200 test rows; 1,201 + 1,201 + 100 + 100): the paper "
+                "does not say, so we sample 2,602 from set 3 and keep the test sets out."
+            ),
         ),
         # ------------------------------------------------------------------ general domain
         SourceSpec(

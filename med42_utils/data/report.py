@@ -34,6 +34,13 @@ def length_frame(ds):
     })
 
 
+def length_summary(lengths) -> str:
+    """One line of the length figures the notebook states: mean and longest overall, shortest and longest source."""
+    by = lengths.groupby("source")["words"].mean()
+    return (f"words per sample: mean {lengths['words'].mean():.0f}, longest {lengths['words'].max():,}; "
+            f"by source from {by.min():.0f} ({by.idxmin()}) to {by.max():.0f} ({by.idxmax()}) on average")
+
+
 def plot_lengths(lengths, ax=None):
     """Box plot of words per example for each source."""
     import matplotlib.pyplot as plt

@@ -26,7 +26,8 @@ def input_files(params) -> list[Path]:
 
     d, e = params.data, params.eval
     files = [SAMPLES_DIR] if d.source == "bundled" else [resolve(d.local_dir)] if d.source == "local" and d.local_dir else []
-    return files + ([resolve(e.data_dir)] if e.data_source == "local" and e.data_dir else [])
+    local_bench = e.data_source == "local" or "local" in e.sources.values()
+    return files + ([resolve(e.data_dir)] if local_bench and e.data_dir else [])
 
 
 def run_curation(params, out_dir: Path, force: bool = False, benchmarks: dict[str, list[str]] | None = None) -> dict:
@@ -58,6 +59,7 @@ def manifest_fields(result: CurationResult, path: Path, bench_source: str, bench
             "removed_per_source_and_benchmark": result.decontam,
         },
         "targets": result.targets,
+        "sources": result.sources,
         "achieved": result.achieved,
         "domain_share_percent": domain_shares(mix),
         "table5": table5_totals(),

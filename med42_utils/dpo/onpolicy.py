@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..chat import fit_roles
 from ..params import Params
 from .preference_data import OUT_COLUMNS, DropReport, load_preferences
 from .scorers import Scorer
@@ -18,7 +19,8 @@ def generate_responses(model, tokenizer, prompts: Sequence[list[dict]], k: int, 
     model.eval()
     out = []
     for i, prompt in enumerate(prompts):
-        enc = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        enc = tokenizer.apply_chat_template(fit_roles(tokenizer, list(prompt)), add_generation_prompt=True,
+                                            return_tensors="pt", return_dict=True)
         torch.manual_seed(seed + i)
         with torch.no_grad():
             gen = model.generate(

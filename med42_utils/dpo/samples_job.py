@@ -29,9 +29,12 @@ def answers_where_gpus_are(params: Params, run_name: str, question: str, stages:
 
     if in_kernel(params):
         return sample_answers(params, run_name, question, stages)
+    from ..models import model_stage_dirs
+
     out = run_dir(params.size, run_name) / stage
     run_job(params, f"{stage}_samples", run_name, out, MODULE,
-            ["--question", question, "--stages", *stages, "--stage", stage], wait=wait)
+            ["--question", question, "--stages", *stages, "--stage", stage], wait=wait, models=list(stages),
+            outputs=[out / SAMPLES], inputs=model_stage_dirs(params, run_name, stages))
     return pd.DataFrame(json.loads((out / SAMPLES).read_text()))
 
 

@@ -12,12 +12,18 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Protocol, Sequence
 
+from ..chat import fit_roles
 from ..models import ensure_pad_token
 from ..params import Params
 
 
 class Scorer(Protocol):
     def score(self, prompt: str, responses: list[str]) -> list[float]: ...
+
+
+def scorer_conversation(prompt: str, response: str) -> list[dict]:
+    """The conversation a reward model scores: the prompt as the user turn, the response as the assistant's."""
+    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
 
 
 class RewardModelScorer:
@@ -49,9 +55,7 @@ class RewardModelScorer:
         import torch
 
         texts = [
-            self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}, {"role": "assistant", "content": r}], tokenize=False
-            )
+            self.tokenizer.apply_chat_template(fit_roles(self.tokenizer, scorer_conversation(prompt, r)), tokenize=False)
             for r in responses
         ]
         out: list[float] = []

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from ..chat import SYSTEM_PROMPT, render, with_system_prompt
+from ..chat import SYSTEM_PROMPT, fit_roles, render, with_system_prompt
 
 
 def _conv(question: str) -> list[dict]:
@@ -78,7 +78,8 @@ def _generate_vllm(params, model_path: str, questions: list[dict]):  # pragma: n
                         seed=params.seed)
     for i in range(0, len(questions), VLLM_CHUNK):
         chunk = questions[i : i + VLLM_CHUNK]
-        outs = llm.chat([_conv(q["question"]) for q in chunk], sp, use_tqdm=False)
+        tok = llm.get_tokenizer()  # roles by rendering the served model's own template (chat.fit_roles)
+        outs = llm.chat([fit_roles(tok, _conv(q["question"])) for q in chunk], sp, use_tqdm=False)
         for q, o in zip(chunk, outs):
             yield q["id"], o.outputs[0].text.strip(), len(o.outputs[0].token_ids)
 

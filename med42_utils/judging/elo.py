@@ -211,6 +211,17 @@ def leaderboard(point: pd.Series, boot: dict[str, pd.DataFrame] | pd.DataFrame, 
     return df.sort_values("elo", ascending=False)
 
 
+def interval_contrast(board: pd.DataFrame) -> pd.DataFrame:
+    """Per model, the two bootstrap intervals of a leaderboard side by side: bounds, widths, and how many times
+    wider the question interval is than the battle one."""
+    out = pd.DataFrame({"elo": board["elo"]})
+    for kind in ("battle", "question"):
+        out[f"by {kind}"] = [f"[{lo:.1f}, {hi:.1f}]" for lo, hi in zip(board[f"lower_{kind}"], board[f"upper_{kind}"])]
+        out[f"width by {kind}"] = board[f"upper_{kind}"] - board[f"lower_{kind}"]
+    out["question / battle width"] = out["width by question"] / out["width by battle"]
+    return out
+
+
 def rank_with_ties(lower: pd.Series, upper: pd.Series) -> pd.Series:
     """1 + number of models whose lower bound is above this model's upper bound."""
     return pd.Series([1 + int((lower > upper[m]).sum()) for m in upper.index], index=upper.index, name="rank")

@@ -23,9 +23,12 @@ JOB_RECORD = "job.json"
 
 def answer_and_judge(params, run_name: str, judge_dir: Path, skip: bool = False, wait: bool = True) -> None:
     """The notebook's call before reading answers: at GPU sizes run the job (unless `skip`: done before)."""
+    from ..models import model_stage_dirs
+
     if in_kernel(params) or skip:
         return
-    run_job(params, "judge", run_name, Path(judge_dir), MODULE, wait=wait)
+    run_job(params, "judge", run_name, Path(judge_dir), MODULE, wait=wait, outputs=[Path(judge_dir) / JOB_RECORD],
+            inputs=model_stage_dirs(params, run_name, params.judge.models))
 
 
 class RecordedJudge(Judge):

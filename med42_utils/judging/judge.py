@@ -48,14 +48,22 @@ class Judge:
 
     backend = "base"
 
-    def __init__(self, model: str, allow_ties: bool = False):
+    def __init__(self, model: str, allow_ties: bool = False, style: str = "course"):
         self.model = model
         self.allow_ties = allow_ties
+        self.style = style
+        judge_messages("q", "a", "b", allow_ties=allow_ties, style=style)  # a bad style/ties pair fails here
 
     @property
     def name(self) -> str:
-        """Identifies the judge in cache keys: backend and model, '+ties' when it may answer tie."""
-        return f"{self.backend}:{self.model}" + ("+ties" if self.allow_ties else "")
+        """Identifies the judge in cache keys: backend and model, '+ties' when it may answer tie, '+prometheus2'
+        with Prometheus 2's own prompt."""
+        return (f"{self.backend}:{self.model}" + ("+ties" if self.allow_ties else "")
+                + ("+prometheus2" if self.style == "prometheus2" else ""))
+
+    def messages(self, item) -> list[dict]:
+        """The conversation this judge sends for one (instruction, response_a, response_b, reference)."""
+        return judge_messages(*item, allow_ties=self.allow_ties, style=self.style)
 
     def compare(self, instruction: str, response_a: str, response_b: str, reference: str | None = None) -> Verdict:
         return self.compare_many([(instruction, response_a, response_b, reference)])[0]
@@ -77,8 +85,8 @@ class GenerativeJudge(Judge):
     """Generate text, parse '[RESULT] X', and re-ask (up to max_retries) for the unparseable ones, and for
     ties when ties are not allowed (a tie the judge keeps to after the retries is recorded as a tie)."""
 
-    def __init__(self, model: str, max_retries: int = 1, allow_ties: bool = False):
-        super().__init__(model, allow_ties)
+    def __init__(self, model: str, max_retries: int = 1, allow_ties: bool = False, style: str = "course"):
+        super().__init__(model, allow_ties, style)
         self.max_retries = max_retries
 
     def generate(self, conversations: list[list[dict]]) -> list[str]:  # pragma: no cover - abstract
@@ -86,7 +94,7 @@ class GenerativeJudge(Judge):
 
     def compare_many(self, items: Sequence[Item]) -> list[Verdict]:
         items = _norm(items)
-        convs = [judge_messages(*it, allow_ties=self.allow_ties) for it in items]
+        convs = [self.messages(it) for it in items]
         results: list[Verdict | None] = [None] * len(items)
         todo = list(range(len(items)))
         for attempt in range(1, self.max_retries + 2):
@@ -119,11 +127,13 @@ def _eos_ids(tokenizer) -> list[int]:
 
 
 def _prompt_texts(tokenizer, convs: list[list[dict]], suffix: str = "") -> list[str]:
-    from ..chat import render
+    """The judge's prompts through its own chat template, roles fitted by rendering (chat.fit_roles); without a
+    template, the turns' texts joined as prometheus-eval joins system and user (chat.SYSTEM_JOIN)."""
+    from ..chat import SYSTEM_JOIN, render
 
     if getattr(tokenizer, "chat_template", None):
         return [render(tokenizer, c, add_generation_prompt=True) + suffix for c in convs]
-    return ["\n\n".join(m["content"] for m in c) + suffix for c in convs]
+    return [SYSTEM_JOIN.join(m["content"] for m in c) + suffix for c in convs]
 
 
 class LogprobJudge(Judge):
@@ -137,8 +147,8 @@ class LogprobJudge(Judge):
     backend = "logprob"
 
     def __init__(self, model_obj, tokenizer, model: str, batch_size: int = 4, max_length: int | None = None,
-                 allow_ties: bool = False):
-        super().__init__(model, allow_ties)
+                 allow_ties: bool = False, style: str = "course"):
+        super().__init__(model, allow_ties, style)
         self.lm, self.tok, self.batch_size = model_obj, tokenizer, batch_size
         self.max_length = max_length or getattr(model_obj.config, "max_position_embeddings", 4096)
         self.ids = {}
@@ -153,8 +163,7 @@ class LogprobJudge(Judge):
         import torch
 
         items = _norm(items)
-        texts = _prompt_texts(self.tok, [judge_messages(*it, allow_ties=self.allow_ties) for it in items],
-                              suffix=f"{RESULT_MARKER} ")
+        texts = _prompt_texts(self.tok, [self.messages(it) for it in items], suffix=f"{RESULT_MARKER} ")
         out: list[Verdict] = []
         self.tok.padding_side = "left"
         self.tok.truncation_side = "left"
@@ -162,7 +171,7 @@ class LogprobJudge(Judge):
         for s in range(0, len(texts), self.batch_size):
             chunk = texts[s : s + self.batch_size]
             enc = self.tok(chunk, return_tensors="pt", padding=True, truncation=True,
-                           max_length=self.max_length, add_special_tokens=False)
+                           max_length=self.max_length, add_special_tokens=False).to(self.lm.device)
             if enc["input_ids"].shape[1] and pad is not None:
                 enc["input_ids"][enc["attention_mask"] == 0] = pad
             with torch.no_grad():
@@ -183,8 +192,8 @@ class TransformersJudge(GenerativeJudge):
     backend = "transformers"
 
     def __init__(self, model_obj, tokenizer, model: str, sampling: dict, max_retries: int = 1, batch_size: int = 4,
-                 allow_ties: bool = False):
-        super().__init__(model, max_retries, allow_ties)
+                 allow_ties: bool = False, style: str = "course"):
+        super().__init__(model, max_retries, allow_ties, style)
         self.lm, self.tok, self.sampling, self.batch_size = model_obj, tokenizer, sampling, batch_size
 
     def generate(self, conversations: list[list[dict]]) -> list[str]:
@@ -194,7 +203,8 @@ class TransformersJudge(GenerativeJudge):
         self.tok.padding_side = "left"
         out = []
         for s in range(0, len(texts), self.batch_size):
-            enc = self.tok(texts[s : s + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = self.tok(texts[s : s + self.batch_size], return_tensors="pt", padding=True,
+                           add_special_tokens=False).to(self.lm.device)  # a GPU judge gets GPU inputs
             with torch.no_grad():
                 gen = self.lm.generate(**enc, **_hf_sampling(self.sampling), eos_token_id=_eos_ids(self.tok),
                                        pad_token_id=self.tok.pad_token_id)
@@ -208,6 +218,8 @@ def _hf_sampling(s: dict) -> dict:
     kw = {"max_new_tokens": s["max_new_tokens"], "do_sample": not greedy}
     if not greedy:
         kw.update(temperature=s["temperature"], top_k=s["top_k"], top_p=s["top_p"])
+    if s.get("repetition_penalty", 1.0) != 1.0:
+        kw["repetition_penalty"] = s["repetition_penalty"]
     return kw
 
 
@@ -217,8 +229,8 @@ class VllmJudge(GenerativeJudge):
     backend = "vllm"
 
     def __init__(self, model: str, sampling: dict, max_retries: int = 1, trust_remote_code: bool = False,
-                 allow_ties: bool = False, **llm_kwargs):
-        super().__init__(model, max_retries, allow_ties)
+                 allow_ties: bool = False, style: str = "course", **llm_kwargs):
+        super().__init__(model, max_retries, allow_ties, style)
         from vllm import LLM, SamplingParams
 
         from ..hub import hub_load
@@ -226,10 +238,14 @@ class VllmJudge(GenerativeJudge):
         with hub_load("judge model", model):
             self.llm = LLM(model=model, trust_remote_code=trust_remote_code, **llm_kwargs)
         self.sp = SamplingParams(temperature=sampling["temperature"], top_p=sampling["top_p"],
-                                 top_k=sampling["top_k"] or -1, max_tokens=sampling["max_new_tokens"])
+                                 top_k=sampling["top_k"] or -1, max_tokens=sampling["max_new_tokens"],
+                                 repetition_penalty=sampling.get("repetition_penalty", 1.0))
 
     def generate(self, conversations: list[list[dict]]) -> list[str]:
-        outs = self.llm.chat(conversations, self.sp, use_tqdm=False)
+        from ..chat import fit_roles
+
+        tok = self.llm.get_tokenizer()  # the served model's own template decides the roles (by rendering)
+        outs = self.llm.chat([fit_roles(tok, c) for c in conversations], self.sp, use_tqdm=False)
         return [o.outputs[0].text for o in outs]
 
 
@@ -240,8 +256,10 @@ class OpenAIJudge(GenerativeJudge):
     backend = "openai"
 
     def __init__(self, model: str, api_base: str, api_key_env: str | None, sampling: dict, max_retries: int = 1,
-                 timeout: float = 120.0, http_retries: int = 3, backoff: float = 1.0, allow_ties: bool = False):
-        super().__init__(model, max_retries, allow_ties)
+                 timeout: float = 120.0, http_retries: int = 3, backoff: float = 1.0, allow_ties: bool = False,
+                 style: str = "course"):
+        super().__init__(model, max_retries, allow_ties, style)
+        self.merge_system = False  # set once the endpoint refuses a system turn (HTTP 400): see _post
         if not api_base:
             raise ValueError("judge.backend 'openai' needs judge.api_base (e.g. http://127.0.0.1:8000/v1)")
         self.api_base = api_base.rstrip("/")
@@ -255,8 +273,14 @@ class OpenAIJudge(GenerativeJudge):
         return f"OpenAIJudge(model={self.model!r}, api_base={self.api_base!r}, api_key_env={self.api_key_env!r})"
 
     def _post(self, conv: list[dict]) -> str:
+        from ..chat import merge_system
+
+        if self.merge_system:
+            conv = merge_system(conv)
         body = {"model": self.model, "messages": conv, "temperature": self.sampling["temperature"],
                 "top_p": self.sampling["top_p"], "max_tokens": self.sampling["max_new_tokens"]}
+        if self.sampling.get("repetition_penalty", 1.0) != 1.0:  # vLLM's server takes it; others are not sent it
+            body["repetition_penalty"] = self.sampling["repetition_penalty"]
         headers = {"Content-Type": "application/json"}
         if self.api_key_env:
             headers["Authorization"] = "Bearer " + os.environ[self.api_key_env]
@@ -269,6 +293,12 @@ class OpenAIJudge(GenerativeJudge):
                 return doc["choices"][0]["message"]["content"] or ""
             except urllib.error.HTTPError as e:
                 last = f"HTTP {e.code} from {self.api_base}"
+                has_system = any(m.get("role") == "system" for m in conv)
+                if e.code == 400 and has_system and not self.merge_system:
+                    # the server renders the model's own template; one that takes no system turn answers 400
+                    # ("Conversation roles must alternate ..."): ask again with the system text in the user turn
+                    self.merge_system = True
+                    return self._post(conv)
                 if e.code not in (408, 409, 429) and e.code < 500:
                     break
             except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
@@ -299,6 +329,7 @@ def make_judge(params, model=None, tokenizer=None, batch_size: int | None = None
     sampling = j.judge_sampling.model_dump()
     bs = batch_size or j.batch_size
     ties = j.allow_ties
+    style = j.prompt
     if j.backend == "reference":
         from .reference import ReferenceJudge
 
@@ -307,23 +338,24 @@ def make_judge(params, model=None, tokenizer=None, batch_size: int | None = None
                              "set judge.reference_field (the bundled questions use 'reference')")
         return ReferenceJudge(metric=j.reference_metric, margin=j.tie_margin, allow_ties=ties)
     if j.backend == "openai":
-        return OpenAIJudge(j.model, j.api_base, j.api_key_env, sampling, j.max_retries, allow_ties=ties)
+        return OpenAIJudge(j.model, j.api_base, j.api_key_env, sampling, j.max_retries, allow_ties=ties, style=style)
     name = j.model
     if name == "tiny":
         from ..tiny_model import resolve_base_model
 
         name = resolve_base_model(params)
     if j.backend == "vllm":
-        return VllmJudge(name, sampling, j.max_retries, params.model.trust_remote_code, allow_ties=ties)
+        return VllmJudge(name, sampling, j.max_retries, params.model.trust_remote_code, allow_ties=ties, style=style)
     if model is None or tokenizer is None:
         from ..models import load_model_and_tokenizer
 
         model, tokenizer = load_model_and_tokenizer(params, name)
         model.eval()
     if j.backend == "logprob":
-        judge = LogprobJudge(model, tokenizer, name, batch_size=bs, allow_ties=ties)
+        judge = LogprobJudge(model, tokenizer, name, batch_size=bs, allow_ties=ties, style=style)
     else:
-        judge = TransformersJudge(model, tokenizer, name, sampling, j.max_retries, batch_size=bs, allow_ties=ties)
+        judge = TransformersJudge(model, tokenizer, name, sampling, j.max_retries, batch_size=bs, allow_ties=ties,
+                                  style=style)
     if j.model == "tiny":
         judge.model = "tiny"  # stable cache key across checkouts
     return judge

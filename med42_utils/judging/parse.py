@@ -13,6 +13,12 @@ TIE = "tie"
 VERDICTS = ("A", "B", TIE)
 
 _MARKER = re.compile(r"\[\s*RESULT\s*\]", re.IGNORECASE)
+# The other forms prometheus-eval's own parser (prometheus_eval/parser.py, _parse_output_relative) accepts, each
+# ending its line: "[RESULT: A]", "[Result: B", "[Response A]", "Result: A" / "Result A" at the start of a line.
+_OFFICIAL = re.compile(
+    r"(?:\[\s*RESULT\s*:\s*|\[\s*Response\s+|^[ \t]*Result\s*:?[ \t]*)(A|B)[ \t]*\]?[ \t.*]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
 _LABEL = re.compile(r"^(?:response\s*)?([AB])(?![A-Za-z0-9])", re.IGNORECASE)
 _OTHER_LABEL = re.compile(r"(?<![A-Za-z0-9])(?:response\s*)?([AB])(?![A-Za-z0-9])")
 # "tie", "a tie", "it's a tie", "tied", "draw", "both", "both are equal", "equal", "equally good", "same",
@@ -36,9 +42,15 @@ def parse_tie(tail: str) -> bool:
     return bool(_TIE.match(tail.strip(" \t:=-*_`'\"()[]{}.").strip()))
 
 
+def _feedback(text: str) -> str:
+    text = text.strip()
+    return text[len("feedback:"):].strip() if text.lower().startswith("feedback:") else text
+
+
 def parse_verdict(text: object) -> Parsed:
     """'... [RESULT] A' -> A; '[RESULT] Tie' -> tie. Takes the last [RESULT] marker; tolerates case, ':',
-    '()', '**', 'Response B'.
+    '()', '**', 'Response B'. Without a [RESULT] marker, the official parser's forms ending a line count:
+    '[RESULT: A]', '[Result: B', '[Response A]', 'Result: A' at the start of a line (the last one wins).
 
     Anything else (no marker, 'A or B', 'C', empty, not a string) gives winner None and a reason.
     """
@@ -48,11 +60,13 @@ def parse_verdict(text: object) -> Parsed:
         return Parsed(None, "", "empty judge output")
     marks = list(_MARKER.finditer(text))
     if not marks:
+        official = list(_OFFICIAL.finditer(text))
+        if official:
+            last = official[-1]
+            return Parsed(last.group(1).upper(), _feedback(text[: last.start()]), None)
         return Parsed(None, text.strip(), "no [RESULT] marker")
     last = marks[-1]
-    feedback = text[: last.start()].strip()
-    if feedback.lower().startswith("feedback:"):
-        feedback = feedback[len("feedback:"):].strip()
+    feedback = _feedback(text[: last.start()])
     tail = text[last.end():].strip().split("\n", 1)[0]
     tail = tail.strip(" \t:=-*_`'\"()[]{}.").strip()
     if not tail:

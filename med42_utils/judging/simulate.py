@@ -42,13 +42,34 @@ def _centred(ratings: dict[str, float], scale: EloScale) -> pd.Series:
     return s - s.mean() + scale.initial
 
 
+POPULATION_QUESTIONS = 20_000
+
+
+def population_ratings(ratings: dict[str, float], question_sd: float, seed: int = 0, scale: EloScale = EloScale(),
+                       n_questions: int = POPULATION_QUESTIONS) -> pd.Series:
+    """The ratings Bradley-Terry converges to on endlessly many questions, centred like a fit.
+
+    Without question effects these are the true ratings. With them (question_sd > 0) the fitted ratings lie closer
+    together than the true ones: a question that happens to suit the weaker model is a loss for the stronger one
+    however far ahead it is. That attenuated rating is what any run estimates, so it is what an interval must hold;
+    it is found here from one very large simulated run.
+    """
+    if not question_sd:
+        return _centred(ratings, scale)
+    from .elo import bt_elo
+
+    big = simulate_battles(ratings, n_questions, seed=seed + 99_991, scale=scale, question_sd=question_sd)
+    return bt_elo(big, scale).reindex(list(ratings))
+
+
 def recovery_study(ratings: dict[str, float], n_questions: int, reps: int = 100, rounds: int = 200, seed: int = 0,
                    question_sd: float = 0.0, level: float = 0.95, scale: EloScale = EloScale()) -> dict:
     """Can Bradley-Terry + bootstrap recover known strengths, with honest intervals?
 
     Simulates `reps` independent judging runs (every pair, both orders, `n_questions` questions) from `ratings`,
     fits BT Elo and `level` bootstrap intervals by battle and by question on each, and reports:
-    - "example": the first run, per model: true (centred like the fit), elo, lower/upper per kind;
+    - "example": the first run, per model: true (what the fit converges to, see population_ratings), elo,
+      lower/upper per kind;
     - "coverage": per model and kind, the share of runs whose interval holds the true value, and mean width;
     - "n_battles": battles per run.
     With question_sd > 0 a question moves every model differently (correlated battles): resampling battles then
@@ -58,7 +79,7 @@ def recovery_study(ratings: dict[str, float], n_questions: int, reps: int = 100,
 
     if reps < 1 or rounds < 1:
         raise ValueError("recovery_study needs reps >= 1 and rounds >= 1")
-    truth = _centred(ratings, scale)
+    truth = population_ratings(ratings, question_sd, seed, scale)
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
     rows, example, n_battles = [], None, 0
     for r in range(reps):
@@ -79,6 +100,37 @@ def recovery_study(ratings: dict[str, float], n_questions: int, reps: int = 100,
            .agg(coverage=("covered", "mean"), mean_width=("width", "mean")).reset_index())
     return {"example": example, "coverage": cov, "n_battles": n_battles, "reps": reps, "level": level,
             "n_questions": n_questions, "question_sd": question_sd}
+
+
+def example_misses(study: dict) -> pd.DataFrame:
+    """The example run's intervals that miss the truth: model, kind, true, elo, lower, upper (empty if none)."""
+    ex = study["example"]
+    rows = []
+    for kind in ("battle", "question"):
+        lo, hi = ex[f"lower_{kind}"], ex[f"upper_{kind}"]
+        for m in ex.index[(ex["true"] < lo) | (ex["true"] > hi)]:
+            rows.append({"model": m, "kind": kind, "true": ex.loc[m, "true"], "elo": ex.loc[m, "elo"],
+                         "lower": lo[m], "upper": hi[m]})
+    return pd.DataFrame(rows, columns=["model", "kind", "true", "elo", "lower", "upper"])
+
+
+def rank_inversions(study: dict) -> list[tuple[str, str]]:
+    """Pairs (a, b) where a is truly stronger but the example run's point estimate puts b above a."""
+    ex = study["example"]
+    order = list(ex["true"].sort_values(ascending=False).index)
+    return [(a, b) for i, a in enumerate(order) for b in order[i + 1:] if ex.loc[b, "elo"] > ex.loc[a, "elo"]]
+
+
+def coverage_table(*studies: dict) -> pd.DataFrame:
+    """Coverage and mean width per kind of bootstrap, averaged over models, one row per study (question effect)."""
+    rows = []
+    for st in studies:
+        g = st["coverage"].groupby("kind")
+        for kind, part in g:
+            rows.append({"question effect (Elo sd)": st["question_sd"], "bootstrap": f"by {kind}",
+                         "coverage": part["coverage"].mean(), "mean width": part["mean_width"].mean()})
+    return pd.DataFrame(rows).pivot(index="question effect (Elo sd)", columns="bootstrap",
+                                    values=["coverage", "mean width"])
 
 
 def position_bias_study(ratings: dict[str, float], n_questions: int, first_position_bonus: float = 100.0,

@@ -37,21 +37,21 @@ def chunk_logits(model, input_ids: list[int], seq_lengths: list[int] | None, mod
     """
     if mode not in ("position_ids", "block_mask"):
         raise ValueError(f"mode must be 'position_ids' or 'block_mask', got {mode!r}")
-    ids = torch.tensor([input_ids])
+    ids = torch.tensor([input_ids], device=model.device)  # the model's device: a CUDA model gets CUDA inputs
     if seq_lengths is None:
         return model(input_ids=ids, use_cache=False).logits[0].float()
     if sum(seq_lengths) != len(input_ids):
         raise ValueError(f"seq_lengths sum to {sum(seq_lengths)} but the chunk has {len(input_ids)} tokens")
-    pos = torch.tensor([[p for n in seq_lengths for p in range(n)]])
+    pos = torch.tensor([[p for n in seq_lengths for p in range(n)]], device=model.device)
     kwargs = {"position_ids": pos, "use_cache": False}
     if mode == "block_mask":
-        kwargs["attention_mask"] = block_causal_mask(seq_lengths, model.dtype)
+        kwargs["attention_mask"] = block_causal_mask(seq_lengths, model.dtype).to(model.device)
     return model(input_ids=ids, **kwargs).logits[0].float()
 
 
 def per_token_nll(logits: torch.Tensor, input_ids: list[int], seq_lengths: list[int]) -> torch.Tensor:
     """NLL of every next token inside each sample (never across a sample boundary)."""
-    ids = torch.tensor(input_ids)
+    ids = torch.tensor(input_ids, device=logits.device)
     out, start = [], 0
     for n in seq_lengths:
         lg, tgt = logits[start:start + n - 1], ids[start + 1:start + n]

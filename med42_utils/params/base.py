@@ -39,7 +39,7 @@ class Hardware(StrictModel):
 class TinyModelConfig(StrictModel):
     """Shape of the offline Llama-architecture model used at size tiny."""
 
-    vocab_size: int = Field(ge=300, description="BPE vocabulary incl. 256 byte tokens and specials")
+    vocab_size: int = Field(ge=300, description="the BPE trainer's cap (incl. 256 byte tokens and specials); the corpus may yield fewer")
     hidden_size: int = Field(ge=8)
     intermediate_size: int = Field(ge=8)
     num_hidden_layers: int = Field(ge=1)

@@ -29,5 +29,7 @@ class DataParams(StrictModel):
     num_proc: int = Field(ge=1)
     seed: int
     targets: dict[str, int] = Field(description="rows per registry source after sampling (Table 5)")
+    required: list[str] = Field(default_factory=list, description="sources whose failure to load stops 01; every "
+                                "other source that fails is reported in 01's source table and left out")
     dedup: DedupParams
     decontam: DecontamParams

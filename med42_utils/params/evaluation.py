@@ -15,9 +15,15 @@ class EvalParams(StrictModel):
     batch_size: int = Field(ge=1)
     apply_chat_template: bool
     system_prompt: bool = Field(description="prepend the model card's system prompt")
-    limit: int | None = Field(default=None, ge=1, description="rows per task; null = all")
-    data_source: Literal["hub", "local", "bundled"]
-    data_dir: str | None = None
+    limit: int | None = Field(default=None, ge=1, description="rows per task, a seeded sample (params seed) "
+                              "stratified per MMLU subject and per PubMedQA/ToxiGen label; null = all")
+    data_source: Literal["hub", "local", "bundled"] = Field(description="where every benchmark's rows come from, "
+                                                            "unless `sources` names another for it")
+    data_dir: str | None = Field(default=None, description="folder of benchmark files: <benchmark>.jsonl or "
+                                 "<benchmark>/ with the official files (docs/benchmark-data.md)")
+    sources: dict[str, Literal["hub", "local", "bundled"]] = Field(
+        default_factory=dict, description="per benchmark (key or task name), e.g. {medqa: local}: overrides "
+        "data_source; a benchmark meant to come from files that data_dir lacks is skipped with a note")
 
 
 class SamplingParams(StrictModel):
@@ -25,6 +31,7 @@ class SamplingParams(StrictModel):
     top_k: int = Field(ge=0)
     top_p: float = Field(gt=0, le=1)
     max_new_tokens: int = Field(ge=1)
+    repetition_penalty: float = Field(default=1.0, gt=0, description="1.0 = off; Prometheus 2's official 1.03")
 
 
 class EloParams(StrictModel):
@@ -42,6 +49,9 @@ class JudgeParams(StrictModel):
         description="reference: the tiny stand-in judge (closer to the reference answer wins); logprob: "
                     "P('A') vs P('B') of a local model; transformers/vllm/openai: a generative judge")
     model: str = Field(description="judge model: Hub id, 'tiny', or the endpoint's model name")
+    prompt: Literal["prometheus2", "course"] = Field(
+        default="course", description="prometheus2: Prometheus 2's own relative-grading template and system prompt "
+                                      "(the card's judge); course: our wording for the tiny stand-in judges")
     allow_ties: bool = Field(default=False, description="the judge may answer Tie (half a win each); false = "
                              "the card's Prometheus setup, the prompt asks for A or B only")
     tie_margin: float = Field(default=0.02, ge=0, le=1, description="reference judge: scores this close are a tie")

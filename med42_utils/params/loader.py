@@ -78,6 +78,27 @@ def _apply_override(raw: dict, dotted: str, value: Any, source: str) -> None:
         cls = nxt
 
 
+def _apply_site_env(raw: dict, path: Path) -> None:
+    """SLURM site options for this run from $MED42_SLURM (params/slurm.py): after the file, before overrides.
+    `extra` options add to the file's list."""
+    import os
+
+    from .slurm import ENV, env_overrides
+
+    try:
+        items = env_overrides(os.environ.get(ENV))
+    except ValueError as e:
+        raise ParamsError(str(e)) from None
+    for key, value in items.items():
+        if key.endswith(".extra"):
+            node = raw.get("slurm") or {}
+            for part in key.split(".")[1:-1]:
+                node = (node.get(part) or {}) if isinstance(node, dict) else {}
+            have = node.get("extra") if isinstance(node, dict) else None
+            value = [*(have or []), *value]
+        _apply_override(raw, key, value, f"{ENV} (on {path.name})")
+
+
 def load_params(size: str, overrides: Mapping[str, Any] | None = None, root: Path | None = None) -> Params:
     """Read params/<size>.yaml, apply dotted-key overrides, validate everything.
 
@@ -95,9 +116,14 @@ def load_params(size: str, overrides: Mapping[str, Any] | None = None, root: Pat
         raise ParamsError(f"{path} must hold a mapping of sections, not {type(raw).__name__}")
     if raw.get("size", size) != size:
         raise ParamsError(f"{path} says size '{raw.get('size')}' but is named for '{size}'; make them agree")
+    _apply_site_env(raw, path)
     for key, value in (overrides or {}).items():
         _apply_override(raw, key, value, f"override '{key}' (on {path.name})")
     source = f"{path}" + (f" with overrides {dict(overrides)}" if overrides else "")
+    import os
+
+    if os.environ.get("MED42_SLURM"):
+        source += f" and MED42_SLURM={os.environ['MED42_SLURM']!r}"
     try:
         params = Params.model_validate(raw)
     except ValidationError as e:

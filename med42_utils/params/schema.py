@@ -1,13 +1,14 @@
 """The root of the params schema: one section per stage, plus cross-section checks."""
 from __future__ import annotations
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from .base import ModelParams, StrictModel
 from .data import DataParams
 from .dpo import DpoParams
 from .evaluation import EvalParams, JudgeParams
 from .sft import PackingParams, SftParams
+from .slurm import SlurmParams
 
 
 class Params(StrictModel):
@@ -22,6 +23,8 @@ class Params(StrictModel):
     dpo: DpoParams
     eval: EvalParams
     judge: JudgeParams
+    slurm: SlurmParams = Field(default_factory=SlurmParams,
+                               description="site options of sbatch jobs (partition, account, time, ...); see docs/cluster-options.md")
 
     # ---- derived values (never stated in the parameters cell) ----
     @property

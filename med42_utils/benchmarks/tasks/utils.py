@@ -2,7 +2,9 @@
 
 Each task's `custom_dataset` calls one loader below. lm-eval passes the task metadata as keyword
 arguments: `med42_data_source` (hub | local | bundled; default hub) and `med42_data_dir` choose where
-the rows come from, e.g. on the CLI: --metadata '{"med42_data_source": "bundled"}'.
+the rows come from, `med42_sources` ({benchmark: source}) overrides the source per benchmark, and `med42_limit`
+with `med42_seed` draw a seeded sample stratified per MMLU subject / PubMedQA label (docs/benchmark-data.md), e.g.
+on the CLI: --metadata '{"med42_data_source": "local", "med42_data_dir": "/data/bench", "med42_limit": 100}'.
 """
 from __future__ import annotations
 
@@ -10,13 +12,15 @@ from functools import partial
 
 import datasets
 
-from med42_utils.benchmarks.data import load_benchmark
+from med42_utils.benchmarks.data import load_benchmark, sample_docs
 
 
 def load_docs(key: str, **metadata) -> datasets.DatasetDict:
-    """The benchmark's normalized docs as the task's 'test' split."""
-    loaded = load_benchmark(key, metadata.get("med42_data_source") or "hub", metadata.get("med42_data_dir"))
-    return datasets.DatasetDict({"test": datasets.Dataset.from_list(loaded.docs)})
+    """The benchmark's normalized docs (or their seeded stratified sample) as the task's 'test' split."""
+    source = (metadata.get("med42_sources") or {}).get(key) or metadata.get("med42_data_source") or "hub"
+    loaded = load_benchmark(key, source, metadata.get("med42_data_dir"))
+    docs = sample_docs(key, loaded.docs, metadata.get("med42_limit"), int(metadata.get("med42_seed") or 0))
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
 
 
 load_mmlu_medical = partial(load_docs, "mmlu_medical")

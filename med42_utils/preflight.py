@@ -1,0 +1,109 @@
+"""Before a job is submitted: is everything it reads already there? Refuse early, saying what to run first.
+
+    needs = stage_needs(params, run_name, "sft")           # 02's packed data and the base model
+    problems(needs)                                          # [] or one line per missing thing, with the fix
+
+A 70b SFT job submitted without 02's packed data would queue for hours, start on 48 GPUs and fail at once;
+a job on an offline compute node fails the same way on a model missing from the cache. Both are checked here,
+on the login node, where the check costs nothing. The partition fit (sinfo) is med42_utils.slurm_site's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .params import Params
+from .paths import run_dir
+
+_NOTEBOOK = {"data": "01_data_curation", "packing": "02_packing", "sft": "03_sft", "dpo": "04_dpo"}
+LOCAL_JUDGES = ("logprob", "transformers", "vllm")
+
+
+@dataclass
+class Needs:
+    """What a job reads: earlier stages' folders (with the notebook that writes each) and Hub models."""
+
+    size: str
+    run_name: str
+    stages: list[tuple[Path, str, str]] = field(default_factory=list)   # (folder, what, how to make it)
+    models: list[tuple[str, str]] = field(default_factory=list)         # (Hub id, what for)
+
+
+def _hub_id(name: str) -> bool:
+    from .prefetch import _is_hub_id
+
+    return _is_hub_id(name)
+
+
+def _run_hint(notebook: str, size: str, run_name: str, extra: str = "") -> str:
+    return f"papermill notebooks/{notebook}.ipynb out.ipynb -p size {size} -p run_name {run_name}{extra}"
+
+
+def _add_model(needs: Needs, params: Params, run_name: str, stage: str) -> None:
+    """'base' is the Hub model; 'sft'/'dpo_<round>' a trained model folder of this run."""
+    from .models import stage_model_dir
+
+    if stage == "base":
+        if _hub_id(params.model.base):
+            needs.models.append((params.model.base, "base model"))
+        return
+    d = stage_model_dir(params, run_name, stage)
+    nb = _NOTEBOOK["sft"] if stage == "sft" else _NOTEBOOK["dpo"]
+    extra = "" if stage == "sft" else f" -p dpo_round {stage.removeprefix('dpo_')}"
+    needs.stages.append((d / "config.json", f"the {stage} model", _run_hint(nb, params.size, run_name, extra)))
+
+
+def stage_needs(params: Params, run_name: str, job: str, models: list[str] | None = None) -> Needs:
+    """What `job` reads: 'sft', 'dpo_<round>', 'eval', 'judge' or '<stage>_samples' (its `models`)."""
+    needs = Needs(params.size, run_name)
+    root = run_dir(params.size, run_name)
+    if job == "sft":
+        needs.stages.append((root / "packing" / "manifest.json", "02's packed data",
+                             f"{_run_hint('01_data_curation', params.size, run_name)}, then "
+                             f"{_run_hint('02_packing', params.size, run_name)}"))
+        _add_model(needs, params, run_name, "base")
+    elif job.startswith("dpo_") and not job.endswith("_samples"):  # a round; 04's "dpo_samples" reads `models`
+        from .dpo.train import init_stage
+
+        name = job.removeprefix("dpo_")
+        _add_model(needs, params, run_name, init_stage(params, name))
+        op = params.dpo.onpolicy
+        if op.enabled and name in op.rounds:
+            if op.scorer == "reward_model" and op.reward_model and _hub_id(op.reward_model):
+                needs.models.append((op.reward_model, "on-policy reward model"))
+            if op.scorer == "judge" and params.judge.backend in LOCAL_JUDGES and _hub_id(params.judge.model):
+                needs.models.append((params.judge.model, "on-policy judge"))
+    else:
+        stages = models if models is not None else (
+            params.eval.models if job == "eval" else params.judge.models if job == "judge" else [])
+        for s in stages:
+            _add_model(needs, params, run_name, s)
+        if job == "judge" and params.judge.backend in LOCAL_JUDGES and _hub_id(params.judge.model):
+            needs.models.append((params.judge.model, "judge model"))
+    return needs
+
+
+def model_cached(repo_id: str) -> bool:
+    """Whether the Hugging Face cache this process sees (HF_HOME / HF_HUB_CACHE) holds the model's config and
+    safetensors weights, as med42_utils.prefetch stores them."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = try_to_load_from_cache(repo_id, "config.json")
+    return isinstance(cfg, str) and any(Path(cfg).parent.glob("*.safetensors"))
+
+
+def problems(needs: Needs, offline: bool) -> list[str]:
+    """One line per missing input, each with what to run first; Hub models count only for an offline job."""
+    out = [f"{what} is missing ({path} not found): run first\n      {how}" for path, what, how in needs.stages
+           if not path.exists()]
+    if offline:
+        from huggingface_hub import constants
+
+        missing = [(m, why) for m, why in needs.models if not model_cached(m)]
+        if missing:
+            names = ", ".join(f"{m} ({why})" for m, why in missing)
+            out.append(f"not in the Hugging Face cache at {constants.HF_HUB_CACHE}, and the job runs offline "
+                       f"(HF_HUB_OFFLINE=1, compute nodes often have no internet): {names}. On a machine that "
+                       f"reaches the Hub run first\n      python -m med42_utils.prefetch --size {needs.size}\n"
+                       f"    (or, where compute nodes do reach the Hub, export HF_HUB_OFFLINE=0 before starting)")
+    return out

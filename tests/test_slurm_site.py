@@ -1,0 +1,281 @@
+"""Site options (params' slurm section, MED42_SLURM), the rendered script, the job's environment, and the
+checks before submitting. Pure logic here; tests/test_slurm_site_real.py runs the same against a real SLURM."""
+from __future__ import annotations
+
+import shlex
+import subprocess
+
+import pytest
+
+import fakeslurm
+from med42_utils import slurm_site
+from med42_utils.launch import NotReady, execute, plan_job, plan_launch, readiness_problems, render_plan
+from med42_utils.params import ParamsError, load_params
+from med42_utils.params.slurm import SlurmOptions, env_overrides, time_hours
+from med42_utils.preflight import stage_needs
+
+# `sinfo -h -o '%P|%D|%c|%G|%l|%f'` of a site with two partitions (one default, marked *) and mixed GPU nodes
+SINFO = """gpu*|4|96|gpu:h100:8(S:0-1)|2-00:00:00|h100,ib
+gpu*|2|64|gpu:h100:4|2-00:00:00|h100
+debug|1|32|gpu:a100:2,gpu:v100:1|1:00:00|a100
+cpu|10|128|(null)|infinite|
+"""
+
+
+@pytest.fixture(autouse=True)
+def _tmp_root(tmp_path, monkeypatch):
+    fakeslurm.use_tmp_root(tmp_path, monkeypatch)
+    monkeypatch.delenv("MED42_SLURM", raising=False)
+
+
+# ---------------------------------------------------------------- params: the slurm section
+
+
+@pytest.mark.parametrize("text,hours", [("90", 1.5), ("30:00", 0.5), ("12:00:00", 12.0), ("1-12", 36.0),
+                                        ("2-00:30:00", 48.5), ("UNLIMITED", None)])
+def test_time_limits_read_as_slurm_writes_them(text, hours):
+    assert time_hours(text) == hours
+
+
+def test_site_options_come_from_params_and_a_stage_wins_over_the_site_default():
+    p = load_params("8b", {"slurm.partition": "gpu", "slurm.account": "med", "slurm.extra": ["--mail-type=END"],
+                           "slurm.sft.partition": "long", "slurm.sft.time": "14:00:00",
+                           "slurm.sft.extra": ["--comment=sft"]})
+    sft, dpo = p.slurm.for_stage("sft"), p.slurm.for_stage("dpo")
+    assert (sft.partition, sft.account, sft.time) == ("long", "med", "14:00:00")
+    assert sft.extra == ["--mail-type=END", "--comment=sft"], "extra lines add up, site first"
+    assert (dpo.partition, dpo.account, dpo.time, dpo.extra) == ("gpu", "med", None, ["--mail-type=END"])
+    assert load_params("8b").slurm.for_stage("eval") == SlurmOptions(), "every size ships the section empty"
+
+
+def test_bad_site_options_are_refused_naming_the_key():
+    with pytest.raises(ParamsError, match=r"slurm\.sft\.time.*not a SLURM time limit.*12:00:00"):
+        load_params("8b", {"slurm.sft.time": "12h"})
+    with pytest.raises(ParamsError, match=r"slurm\.account.*one word"):
+        load_params("8b", {"slurm.account": "my account"})
+    with pytest.raises(ParamsError, match=r"slurm\.extra.*starting with '-'"):
+        load_params("8b", {"slurm.extra": ["mail-type=END"]})
+    with pytest.raises(ParamsError, match=r"slurm\.cpus_per_task"):
+        load_params("8b", {"slurm.cpus_per_task": 0})
+    with pytest.raises(ParamsError, match=r"unknown key 'slurm\.partiton'"):
+        load_params("8b", {"slurm.partiton": "gpu"})
+
+
+def test_med42_slurm_overrides_one_run_and_keeps_times_as_text(monkeypatch):
+    assert env_overrides("account=abc sft.time=12:00:00 cpus_per_task=16 exclusive=false extra=--a=1 extra=--b") == {
+        "slurm.account": "abc", "slurm.sft.time": "12:00:00", "slurm.cpus_per_task": 16,
+        "slurm.exclusive": False, "slurm.extra": ["--a=1", "--b"]}
+    monkeypatch.setenv("MED42_SLURM", "partition=gpu sft.time=1-00:00:00 extra=--mail-type=END")
+    p = load_params("70b")
+    assert p.slurm.for_stage("sft").time == "1-00:00:00" and p.slurm.partition == "gpu"
+    # an explicit override (a notebook's) still wins over the environment
+    assert load_params("70b", {"slurm.partition": "long"}).slurm.partition == "long"
+    monkeypatch.setenv("MED42_SLURM", "sft.partion=gpu")
+    with pytest.raises(ParamsError, match=r"MED42_SLURM: 'sft\.partion=gpu' is not \[stage\.\]key=value"):
+        load_params("70b")
+    monkeypatch.setenv("MED42_SLURM", "time=12h")
+    with pytest.raises(ParamsError, match=r"slurm\.time.*MED42_SLURM='time=12h'"):
+        load_params("70b")
+
+
+def test_site_options_do_not_make_a_finished_stage_stale():
+    """Moving a job to another partition or account changes nothing it computes."""
+    from med42_utils.manifest import STAGE_PARAMS
+
+    assert all("slurm" not in sections for sections in STAGE_PARAMS.values())
+
+
+# ---------------------------------------------------------------- sinfo and the request
+
+
+def test_sinfo_is_read_per_partition_with_gpus_from_gres():
+    parts = {p.name: p for p in slurm_site.parse_sinfo(SINFO)}
+    assert parts["gpu"].default and not parts["debug"].default
+    assert [(g.count, g.cpus, g.gpus) for g in parts["gpu"].groups] == [(4, 96, 8), (2, 64, 4)]
+    assert parts["debug"].groups[0].gpus == 3 and parts["cpu"].groups[0].gpus == 0
+    assert parts["gpu"].max_hours == 48 and parts["debug"].max_hours == 1 and parts["cpu"].max_hours is None
+    assert parts["gpu"].nodes_with(8) == 4 and parts["gpu"].nodes_with(4) == 6 and parts["gpu"].nodes_with(4, 65) == 4
+
+
+def test_exclusive_and_all_memory_only_when_a_job_takes_every_gpu_of_its_nodes():
+    parts = slurm_site.parse_sinfo(SINFO)
+    sft = load_params("8b").sft.hardware                  # 2 x 8 H100
+    full = slurm_site.site_request(SlurmOptions(), sft, parts)
+    assert full.exclusive and "--exclusive" in full.lines and "--mem=0" in full.lines
+    assert "--cpus-per-task=96" in full.lines, "an exclusive job gets every CPU of the node"
+    one = load_params("workshop").sft.hardware           # 1 x 1 H100
+    part = slurm_site.site_request(SlurmOptions(), one, parts)
+    assert not part.exclusive and "--exclusive" not in part.lines and "--mem=0" not in part.lines
+    assert "--cpus-per-task=12" in part.lines, "one GPU of 8 gets an eighth of the node's 96 CPUs"
+    forced = slurm_site.site_request(SlurmOptions(exclusive=False, cpus_per_task=4), sft, parts)
+    assert forced.lines == ["--cpus-per-task=4"]
+    # off the cluster (dry run on a laptop): H100 nodes are taken to hold 8 GPUs; CPUs are not asked for
+    dry = slurm_site.site_request(SlurmOptions(), sft, None)
+    assert dry.exclusive and dry.cpus_per_task is None and any("not asked" in n for n in dry.notes)
+
+
+def test_a_request_that_fits_no_partition_says_what_to_change():
+    parts = slurm_site.parse_sinfo(SINFO)
+    hw70 = load_params("70b").sft.hardware               # 6 x 8 H100
+    req = slurm_site.site_request(SlurmOptions(), hw70, parts)
+    (msg,) = slurm_site.fit_problems(req, hw70, parts, "sft")
+    assert "6 node(s) x 8 GPUs" in msg and "partition gpu has 4 node(s)" in msg and "slurm.sft.partition" in msg
+    hw8 = load_params("8b").sft.hardware
+    ok = slurm_site.site_request(SlurmOptions(time="1-00:00:00"), hw8, parts)
+    assert slurm_site.fit_problems(ok, hw8, parts, "sft") == []
+    assert slurm_site.fit_problems(ok, hw8, None, "sft") == [], "without sinfo nothing is claimed"
+    (nope,) = slurm_site.fit_problems(slurm_site.site_request(SlurmOptions(partition="gpux"), hw8, parts), hw8, parts,
+                                      "sft")
+    assert "partition 'gpux' does not exist" in nope and "debug" in nope
+    (late,) = slurm_site.fit_problems(slurm_site.site_request(SlurmOptions(time="3-00:00:00"), hw8, parts), hw8,
+                                      parts, "sft")
+    assert "over partition gpu's limit of 48 h" in late
+    # the bug this replaces: 96 CPUs per task on nodes that have 2 stays PENDING (PartitionConfig) for ever
+    small = slurm_site.parse_sinfo("debug*|1|2|gpu:8|infinite|\n")
+    one = load_params("workshop").sft.hardware
+    (cpu,) = slurm_site.fit_problems(slurm_site.site_request(SlurmOptions(cpus_per_task=96), one, small), one, small,
+                                     "sft")
+    assert "96 CPUs per node" in cpu and "slurm.cpus_per_task" in cpu
+
+
+def test_sbatch_refusals_point_at_the_params_key():
+    msg = "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified"
+    assert "slurm.account" in slurm_site.sbatch_hint(msg, "sft") and "MED42_SLURM='account=" in \
+        slurm_site.sbatch_hint(msg, "sft")
+    assert "slurm.partition" in slurm_site.sbatch_hint("Invalid partition name specified", "dpo")
+    assert slurm_site.sbatch_hint("something else", "sft") == ""
+
+
+# ---------------------------------------------------------------- the rendered script
+
+
+def test_the_dry_run_shows_the_site_options_in_the_script(monkeypatch):
+    monkeypatch.setenv("MED42_SLURM", "account=med42 partition=gpu sft.time=14:00:00 qos=high constraint=h100 "
+                                      "extra=--mail-type=END")
+    plan = plan_launch(load_params("8b"), "sft", "pytest-site", "med42_utils.sft.train", [])
+    md = render_plan(plan)
+    for line in ("--account=med42", "--partition=gpu", "--time=14:00:00", "--qos=high", "--constraint=h100",
+                 "--mail-type=END", "--exclusive", "--mem=0"):
+        assert f"#SBATCH {line}\n" in plan.slurm_script
+        assert f"`{line}`" in md, "the dry run's summary line lists every option"
+    assert "--cpus-per-task=96" not in plan.slurm_script
+    assert plan.slurm_path.read_text() == plan.slurm_script
+
+
+def test_one_gpu_jobs_do_not_take_whole_nodes():
+    p = load_params("workshop")
+    for plan in (plan_launch(p, "sft", "pytest-ws", "med42_utils.sft.train", []),
+                 plan_job(p, "eval", "pytest-ws", plan_launch(p, "sft", "x", "m", []).slurm_path.parent, "m")):
+        assert plan.slurm_script and "#SBATCH --exclusive" not in plan.slurm_script
+        assert "--mem=0" not in plan.slurm_script
+
+
+def test_the_script_carries_the_jobs_settings_and_never_a_secret(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf home"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "ds cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "hf home"))
+    plan = plan_launch(load_params("8b"), "sft", "pytest-env", "med42_utils.sft.train", [])
+    s = plan.slurm_script
+    assert "hf_secret_value_123" not in s and "HF_TOKEN" not in s.split("never from this file")[1]
+    env = dict(line[len("export "):].split("=", 1) for line in s.splitlines()
+               if line.startswith("export ") and line.split("=")[0][7:].startswith(("HF_", "MED42_")))
+    assert shlex.split(env["HF_HOME"]) == [str(tmp_path / "hf home")]
+    assert shlex.split(env["HF_DATASETS_CACHE"]) == [str(tmp_path / "ds cache")]
+    assert env["HF_HUB_OFFLINE"] == "1", "jobs run offline unless this shell says HF_HUB_OFFLINE=0"
+    assert {"MED42_OUTPUTS", "MED42_ROOT"} <= set(env)
+    assert "srun --export=ALL " in s, "under SBATCH_EXPORT=NONE srun would drop the exports"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert "export HF_HUB_OFFLINE=0" in plan_launch(load_params("8b"), "sft", "pytest-env", "m", []).slurm_script
+
+
+def test_paths_with_spaces_survive_the_script(tmp_path, monkeypatch):
+    """A repo and outputs folder with spaces: bash runs the script's own lines (sbatch's parsing of the quoted
+    #SBATCH --output is tested on the real SLURM) and the step sees the paths whole."""
+    (tmp_path / "my repo").mkdir()
+    root = fakeslurm.tmp_repo_root(tmp_path / "my repo")
+    out = tmp_path / "my outputs"
+    monkeypatch.setenv("MED42_ROOT", str(root))
+    monkeypatch.setenv("MED42_OUTPUTS", str(out))
+    plan = plan_launch(load_params("8b"), "sft", "pytest-space", "med42_utils.sft.train", [])
+    assert shlex.split(plan.slurm_script.split("#SBATCH --output=")[1].splitlines()[0]) == \
+        [f"{out}/8b/pytest-space/sft/logs/%x-%j.out"]
+    # run the script with stand-ins for srun and scontrol that print what the step would see
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text('#!/bin/bash\nwhile [[ "$1" == --* ]]; do shift; done\n'
+                                  'printf "%s\\n" "$PWD" "$MED42_OUTPUTS" "$MED42_ROOT"; printf "ARG<%s>\\n" "$@"\n')
+    (bin_dir / "scontrol").write_text("#!/bin/bash\necho node1\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    script = tmp_path / "job.sh"
+    script.write_text(plan.slurm_script)
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True,
+                       env={"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_JOB_NODELIST": "node1"})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:3] == [str(root), str(out), str(root)]
+    assert lines[3:] == ["ARG<bash>", "ARG<-c>", f"ARG<{plan.node_command}>"]
+    assert f"--config_file {shlex.quote(str(root / 'params/accelerate/fsdp_8b.yaml'))}" in plan.node_command
+
+
+# ---------------------------------------------------------------- before submitting
+
+
+def test_each_job_names_what_it_reads():
+    p = load_params("8b")
+    sft = stage_needs(p, "r", "sft")
+    assert [w for _, w, _ in sft.stages] == ["02's packed data"] and sft.models == [(p.model.base, "base model")]
+    d2 = stage_needs(p, "r", "dpo_round2")
+    assert [w for _, w, _ in d2.stages] == ["the dpo_round1 model"] and "-p dpo_round round1" in d2.stages[0][2]
+    ev = stage_needs(p, "r", "eval")
+    assert [w for _, w, _ in ev.stages] == [f"the {m} model" for m in p.eval.models if m != "base"]
+    judge = stage_needs(p, "r", "judge")
+    assert (p.judge.model, "judge model") in judge.models
+    assert stage_needs(p, "r", "sft_samples", ["sft"]).models == []
+    samples = stage_needs(p, "r", "dpo_samples", ["base", "dpo_round1"])  # 04's sample answers, not a round
+    assert [w for _, w, _ in samples.stages] == ["the dpo_round1 model"] and samples.models == [(p.model.base,
+                                                                                                "base model")]
+
+
+def test_a_stage_whose_inputs_are_missing_is_refused_before_anything_is_submitted(fake_slurm_bin, monkeypatch):
+    """70b SFT on a login node with no 70b data: refused naming 02 (and 01), and prefetch for the model; sbatch
+    is never called. (The same through papermill on a real SLURM: tests/test_slurm_site_real.py.)"""
+    state = fake_slurm_bin
+    plan = plan_launch(load_params("70b"), "sft", "pytest-nodata", "med42_utils.sft.train", [])
+    with pytest.raises(NotReady) as e:
+        execute(plan)
+    msg = str(e.value)
+    assert "sft was not submitted" in msg
+    assert "02's packed data is missing" in msg and "notebooks/02_packing.ipynb" in msg and "01_data_curation" in msg
+    assert "python -m med42_utils.prefetch --size 70b" in msg and "Meta-Llama-3-70B-Instruct" in msg
+    assert fakeslurm.calls(state, "sbatch") == [], "nothing was submitted"
+    assert fakeslurm.calls(state) == [["ping"]], "only the placement's `scontrol ping` reached SLURM"
+    assert not plan.job_record.exists()
+
+
+def test_a_stage_with_its_inputs_passes_the_check(fake_slurm_bin, monkeypatch):
+    from med42_utils.paths import run_dir
+
+    p = load_params("tiny", {"sft.hardware.accelerator": "h100", "sft.hardware.launcher": "accelerate",
+                             "sft.hardware.accelerate_config": "params/accelerate/single_gpu.yaml"})
+    plan = plan_launch(p, "sft", "pytest-ready", "med42_utils.sft.train", [])
+    assert any("packed data" in x for x in readiness_problems(plan, "sbatch"))
+    (run_dir("tiny", "pytest-ready") / "packing").mkdir(parents=True)
+    (run_dir("tiny", "pytest-ready") / "packing" / "manifest.json").write_text("{}")
+    assert readiness_problems(plan, "sbatch") == [], "tiny's model is built locally: nothing to fetch"
+
+
+@pytest.fixture
+def fake_slurm_bin(tmp_path, monkeypatch):
+    """The fake sbatch/squeue (tests/fakeslurm.py) first on PATH, to count calls; no allocation."""
+    bin_dir, state = tmp_path / "bin", tmp_path / "slurm-state"
+    fakeslurm.install(bin_dir, state)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("FAKE_SLURM_DIR", str(state))
+    for var in ("SLURM_JOB_ID", "SLURM_JOB_NUM_NODES", "SLURM_NNODES", "SLURM_JOB_NODELIST"):
+        monkeypatch.delenv(var, raising=False)
+    return state
