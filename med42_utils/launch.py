@@ -194,8 +194,8 @@ def _srun_lines(line: str, log_dir: Path, job_name: str, signal_seconds: int | N
     if not signal_seconds:
         return srun + "\n"
     logs = shlex.quote(str(log_dir))
-    return f"""export MED42_STOP_FILE={logs}/{job_name}-$SLURM_JOB_ID.stop
-export MED42_REQUEUE_FILE={logs}/{job_name}-$SLURM_JOB_ID.requeue
+    return f"""export MED42_STOP_FILE={logs}/{job_name}-"${{SLURM_JOB_ID:-local}}".stop
+export MED42_REQUEUE_FILE={logs}/{job_name}-"${{SLURM_JOB_ID:-local}}".requeue
 rm -f "$MED42_STOP_FILE" "$MED42_REQUEUE_FILE"
 trap 'echo "SIGUSR1: the time limit is near; asking training to save a checkpoint and stop"; touch "$MED42_STOP_FILE"' USR1
 {srun} &
