@@ -2,7 +2,7 @@
 
     python perf/gpu_check_steps.py env            [--cpu]   versions and the device
     python perf/gpu_check_steps.py equivalence    [--cpu]   (c) packed-vs-alone losses on the device
-    python perf/gpu_check_steps.py judge          [--cpu]   (d) the judge path through a Mistral-format template
+    python perf/gpu_check_steps.py judge          [--cpu]   (d) the judge path through the 8b judge's published template
 
 Each prints what it does and ends with one line `RESULT {json}` that gpu_check puts in its summary; the exit
 status says whether the step passed. --cpu runs the same code on the CPU (what the tests run).
@@ -23,21 +23,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 PACKAGES = ("torch", "transformers", "tokenizers", "trl", "peft", "accelerate", "datasets", "lm_eval",
             "papermill", "liger_kernel", "triton", "numpy", "pyarrow", "pandas", "huggingface_hub")
 
-# Prometheus 2 is a Mistral-7B-Instruct model: its chat format is `<s>[INST] user [/INST] answer</s>`, with no
-# system turn. This template (written for this check) folds any system text into the first user turn, as a
-# Mistral-format judge must receive it; a role other than system/user/assistant is an error.
-MISTRAL_FORMAT_TEMPLATE = (
-    "{{- bos_token }}"
-    "{%- set ns = namespace(system='', first=true) %}"
-    "{%- for m in messages if m['role'] == 'system' %}{%- set ns.system = ns.system + m['content'] + '\n\n' %}{%- endfor %}"
-    "{%- for m in messages if m['role'] != 'system' %}"
-    "{%- if m['role'] == 'user' %}"
-    "{{- '[INST] ' + (ns.system if ns.first else '') + m['content'] + ' [/INST]' }}{%- set ns.first = false %}"
-    "{%- elif m['role'] == 'assistant' %}{{- ' ' + m['content'] + eos_token }}"
-    "{%- else %}{{- raise_exception('role ' + m['role'] + ' is not system, user or assistant') }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-)
+# The card's judge, Prometheus 2 8x7B, carries Mixtral-8x7B-Instruct's published chat template, which takes no
+# system turn (tests/fixtures/chat_templates/published.json, with its source); the judge fits the roles to it.
+PUBLISHED_TEMPLATES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "chat_templates" / "published.json"
+JUDGE_MODEL = "prometheus-eval/prometheus-8x7b-v2.0"
+
+
+def judge_template() -> str:
+    """The published chat template of the 8b/70b judge (Mixtral's), from the test fixtures."""
+    fixtures = json.loads(PUBLISHED_TEMPLATES.read_text())
+    name = fixtures["models"][JUDGE_MODEL]["templates"][0]
+    return fixtures["templates"][name]["chat_template"]
 
 
 def result(ok: bool, line: str, **figures) -> int:
@@ -135,11 +131,13 @@ def equivalence(cpu: bool) -> int:
 
 
 def judge(cpu: bool) -> int:
-    """(d) The judge path on the device with a Mistral-format (Prometheus 2) chat template: the project's judge
-    messages rendered through it, the log-prob judge and the generating judge run on the tiny model there."""
+    """(d) The judge path on the device with the 8b judge's published (Mixtral) chat template and 8b's judge settings
+    (Prometheus 2's own prompt, its sampling, roles fitted by rendering): the log-prob judge and the generating
+    judge run on the tiny model there."""
     from med42_utils.chat import render
     from med42_utils.judging.judge import LogprobJudge, TransformersJudge
-    from med42_utils.judging.prompt import JUDGE_SYSTEM_PROMPT, judge_messages
+    from med42_utils.judging.prometheus import REL_SYSTEM_PROMPT
+    from med42_utils.judging.prompt import judge_messages
     from med42_utils.judging.questions import BUNDLED
     from med42_utils.models import load_model_and_tokenizer
     from med42_utils.params import load_params
@@ -150,7 +148,9 @@ def judge(cpu: bool) -> int:
     path = resolve_base_model(params)
     model, tok = load_model_and_tokenizer(params, path)
     model.to(device).eval()
-    tok.chat_template = MISTRAL_FORMAT_TEMPLATE
+    tok.chat_template = judge_template()
+    j8 = load_params("8b").judge  # the GPU sizes' judge settings: prompt style, ties, sampling, retries
+    style = j8.prompt
     n = 1 if cpu else 4  # questions (each shown in both orders)
     rows = [json.loads(x) for x in BUNDLED.read_text().splitlines()[:n]]
     # answers: the reference and a shortened copy, shown in both orders (the judge stage swaps positions too)
@@ -158,8 +158,8 @@ def judge(cpu: bool) -> int:
     for r in rows:
         short = r["reference"].split(";")[0].split(".")[0]
         items += [(r["question"], r["reference"], short, r["reference"]), (r["question"], short, r["reference"], r["reference"])]
-    text = render(tok, judge_messages(*items[0]), add_generation_prompt=True)
-    system_at = text.find(JUDGE_SYSTEM_PROMPT.strip()[:40])
+    text = render(tok, judge_messages(*items[0], allow_ties=j8.allow_ties, style=style), add_generation_prompt=True)
+    system_at = text.find(REL_SYSTEM_PROMPT.strip()[:40])
     checks = {
         "starts [INST] after bos": text.startswith(f"{tok.bos_token}[INST] "),
         "system text inside the first user turn": 0 <= system_at < text.find("[/INST]"),
@@ -170,21 +170,22 @@ def judge(cpu: bool) -> int:
     for k, v in checks.items():
         print(f"render: {k}: {'yes' if v else 'NO'}")
     t0 = time.perf_counter()
-    lp = LogprobJudge(model, tok, "tiny", batch_size=4).compare_many(items)
+    lp = LogprobJudge(model, tok, "tiny", batch_size=4, allow_ties=j8.allow_ties, style=style).compare_many(items)
     lp_s = time.perf_counter() - t0
-    sampling = params.judge.judge_sampling.model_dump()
+    sampling = j8.judge_sampling.model_dump()
     if cpu:
         sampling["max_new_tokens"] = 8  # the CPU run checks the path, not the text
     t0 = time.perf_counter()
-    gen = TransformersJudge(model, tok, "tiny", sampling, max_retries=1, batch_size=4).compare_many(items)
+    gen = TransformersJudge(model, tok, "tiny", sampling, max_retries=1, batch_size=4, allow_ties=j8.allow_ties,
+                            style=style).compare_many(items)
     gen_s = time.perf_counter() - t0
     lp_ok = all(v.winner in ("A", "B") for v in lp)
     errors = [v.reason for v in gen if v.reason and v.reason.startswith("backend error")]
     for v in gen[:2]:
         print(f"generated (attempt {v.attempts}): {v.raw[:100]!r} -> {v.winner} ({v.reason})")
     ok = all(checks.values()) and lp_ok and not errors and str(model.device).startswith(device)
-    line = (f"{len(items)} judge prompts ({len(tok(text)['input_ids'])} tokens each, Mistral format, system folded into "
-            f"the user turn) on {model.device}: log-prob judge {sum(v.winner in ('A', 'B') for v in lp)}/{len(lp)} "
+    line = (f"{len(items)} judge prompts ({len(tok(text)['input_ids'])} tokens each, {style} prompt through Mixtral's "
+            f"published template, system text in the user turn) on {model.device}: log-prob judge {sum(v.winner in ('A', 'B') for v in lp)}/{len(lp)} "
             f"verdicts in {lp_s:.1f}s; generating judge ran {sum(v.attempts for v in gen)} generations in {gen_s:.1f}s, "
             f"{sum(v.parsed for v in gen)} parseable (a random tiny model rarely writes '[RESULT] A')"
             + (f"; backend errors: {errors[0]}" if errors else ""))

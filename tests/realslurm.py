@@ -18,7 +18,6 @@ Interface (session fixture `real_slurm`, registered in tests/conftest.py, return
 
     def test_x(real_slurm, monkeypatch):
         real_slurm.use(monkeypatch)        # SLURM_CONF, PATH (this Python first), MED42_POLL_SECONDS, no SLURM_JOB_*
-        real_slurm.fit_scripts(monkeypatch)   # the launcher's scripts ask for the CPUs a test node has
         real_slurm.nodes                   # ["med42a1", "med42a2"]  (node names; real_slurm.partition == "med42")
         real_slurm.cpus_per_node           # CPUs each node offers (this machine's cores)
         real_slurm.env                     # the variables to point sbatch/squeue/srun/scontrol at it
@@ -339,20 +338,6 @@ class RealSlurm:
         monkeypatch.setenv("MED42_POLL_SECONDS", str(poll_seconds))
         return self
 
-    def fit_scripts(self, monkeypatch) -> None:
-        """Make the launcher's SLURM scripts ask for the CPUs a test node has (they hard-code a GPU node's count,
-        which real SLURM leaves PENDING with PartitionConfig here). Drop this once the CPU count per task is a
-        params setting."""
-        from med42_utils import launch
-
-        render = launch.render_slurm
-
-        def fitted(*a, **kw):
-            return re.sub(r"(?m)^#SBATCH --cpus-per-task=\d+$", f"#SBATCH --cpus-per-task={self.cpus_per_node}",
-                          render(*a, **kw))
-
-        monkeypatch.setattr(launch, "render_slurm", fitted)
-
     def next_job_id(self) -> int:
         r = self.run(["scontrol", "show", "config"])
         m = re.search(r"^NEXT_JOB_ID\s*=\s*(\d+)", r.stdout, re.M)
@@ -403,6 +388,27 @@ class RealSlurm:
         if r.returncode != 0:
             raise RuntimeError(f"scontrol reconfigure failed: {r.stderr.strip()}")
         time.sleep(1)
+
+
+SLURM_CLIENTS = {"sbatch", "squeue", "srun", "salloc", "scontrol", "sinfo", "scancel", "sacct", "sacctmgr", "sattach",
+                 "sbcast", "scrontab", "sdiag", "sprio", "sreport", "sshare", "sstat", "strigger", "sview"}
+
+
+def path_without_slurm(folder: Path) -> str:
+    """A PATH with every program of this one except SLURM's clients (links in `folder`): for tests of a machine
+    without SLURM on one where the packages are installed (/bin is /usr/bin on Debian, so no PATH entry can
+    simply be dropped)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for d in os.environ.get("PATH", "").split(os.pathsep):
+        if not d or not os.path.isdir(d):
+            continue
+        for name in os.listdir(d):
+            target, link = os.path.join(d, name), folder / name
+            if name in SLURM_CLIENTS or link.exists() or link.is_symlink() or not os.access(target, os.X_OK):
+                continue
+            link.symlink_to(target)
+    return str(folder)
 
 
 def _alive(pid: int) -> bool:

@@ -47,3 +47,12 @@ def test_judge_agreement_matches_on_question_and_positions():
     assert r["matched"] == 2 and r["agreement"] == 0.5
     with pytest.raises(ValueError, match="no verdict"):
         judge_agreement(one, _b([("q9", "x", "y", "tie")]))
+
+
+def test_stand_in_second_judge_uses_the_other_metric(tiny_params):
+    from med42_utils.judging.reliability import stand_in_second_judge
+    from med42_utils.params import load_params
+
+    second = stand_in_second_judge(tiny_params)
+    assert second.metric != tiny_params.judge.reference_metric
+    assert stand_in_second_judge(load_params("8b")) is None

@@ -26,7 +26,6 @@ def gpu_labelled_run(tmp_path, monkeypatch, real_slurm):
 
     fakeslurm.use_tmp_root(tmp_path, monkeypatch)
     real_slurm.use(monkeypatch, poll_seconds=0.5)
-    real_slurm.fit_scripts(monkeypatch)
     cfg = tmp_path / "single.yaml"
     cfg.write_text(SINGLE)
     ov = {"sft.hardware.accelerator": "h100", "sft.hardware.launcher": "accelerate",

@@ -20,7 +20,9 @@ CPU_BOX = {"cuda": False, "gpus": []}
 @pytest.fixture
 def cpu_box_without_slurm(tmp_path, monkeypatch):
     fakeslurm.use_tmp_root(tmp_path, monkeypatch)
-    monkeypatch.setenv("PATH", f"{os.path.dirname(os.sys.executable)}:/usr/bin:/bin")  # no sbatch
+    from realslurm import path_without_slurm
+
+    monkeypatch.setenv("PATH", f"{os.path.dirname(os.sys.executable)}:{path_without_slurm(tmp_path / 'bin')}")  # no sbatch
     for var in ("SLURM_JOB_ID", "SLURM_JOB_NUM_NODES", "SLURM_NNODES"):
         monkeypatch.delenv(var, raising=False)
 

@@ -152,7 +152,6 @@ def test_sbatch_waits_then_wait_false_and_a_rerun_resume(real_slurm, monkeypatch
     from med42_utils.sft.stage import run_sft, sft_plan
 
     real_slurm.use(monkeypatch)
-    real_slurm.fit_scripts(monkeypatch)
     params, ov, name = gpu_sized_tiny
     sft = run_dir("tiny", name) / "sft"
     plan = sft_plan(params, name, ov)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -22,13 +23,19 @@ def test_tiny_manifest(notebook_run):
     assert (run / "00_setup.ipynb").is_file()
 
 
-def _papermill(args, cwd):
-    return subprocess.run([sys.executable, "-m", "papermill", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+def _papermill(args, cwd, env=None):
+    return subprocess.run([sys.executable, "-m", "papermill", *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env=env)
 
 
 def test_8b_plan_from_repo_root_on_cpu(tmp_path):
+    from realslurm import path_without_slurm
+
     out = tmp_path / "8b.ipynb"
-    r = _papermill(["notebooks/00_setup.ipynb", str(out), "-p", "size", "8b", "-p", "run_name", "pytest-8b"], repo_root())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env["PATH"] = path_without_slurm(tmp_path / "bin")  # a CPU machine that is not a SLURM login node either
+    r = _papermill(["notebooks/00_setup.ipynb", str(out), "-p", "size", "8b", "-p", "run_name", "pytest-8b"], repo_root(),
+                   env)
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((outputs_root() / "8b" / "pytest-8b" / "setup" / "manifest.json").read_text())
     sft = next(p for p in m["plan"] if p["stage"] == "sft")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -35,9 +36,9 @@ def test_sft_manifest_loss_falls_and_model_saved(notebook_run):
     assert text.split("\nA: ", 1)[1].strip(), "the SFT model generated nothing"
 
 
-def _papermill(args):
+def _papermill(args, env=None):
     return subprocess.run([sys.executable, "-m", "papermill", *args], cwd=repo_root(), capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, env=env)
 
 
 def test_8b_dry_run_renders_plan_and_real_run_fails_fast_without_cuda(tmp_path):
@@ -56,7 +57,12 @@ def test_8b_dry_run_renders_plan_and_real_run_fails_fast_without_cuda(tmp_path):
     shutil.rmtree(run_dir("8b", "pytest-8b-dry"))
     if torch.cuda.is_available():
         return
-    r = _papermill([nb, str(tmp_path / "real.ipynb"), "-p", "size", "8b", "-p", "run_name", "pytest-8b-dry"])
+    from realslurm import path_without_slurm
+
+    no_slurm = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    no_slurm["PATH"] = path_without_slurm(tmp_path / "bin")  # a CPU machine that is not a login node either
+    r = _papermill([nb, str(tmp_path / "real.ipynb"), "-p", "size", "8b", "-p", "run_name", "pytest-8b-dry"],
+                   env=no_slurm)
     assert r.returncode != 0
     out = (tmp_path / "real.ipynb").read_text()
     assert "HardwareError" in out and "no CUDA" in out

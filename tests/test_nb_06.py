@@ -67,3 +67,22 @@ def test_06_manifest(notebook_run, tiny_params):
 
     assert all(a["generated"] + a["cached"] == m["questions"] for a in m["answers"].values())
     assert (run_dir / "judge" / "judgments.jsonl").read_text().count("\n") == m["judgments"]
+
+
+def test_06_style_and_reliability(notebook_run, tiny_params):
+    _, run_dir = notebook_run
+    m = read_manifest(run_dir / "judge")
+    models = set(tiny_params.judge.models)
+    assert set(m["answer_length"]) == models and all(v > 0 for v in m["answer_length"].values())
+    sc = m["style_control"]
+    assert set(sc["elo"]) == models
+    for name, elo in sc["elo"].items():
+        assert sc["lower"][name] - 1e-6 <= elo <= sc["upper"][name] + 1e-6
+    assert sum(sc["elo"].values()) / len(models) == pytest.approx(tiny_params.judge.elo.initial, abs=1e-6)
+    # the reference judge scores each answer alone: the same outcome in both orders, for every pair
+    assert m["swap_agreement"] and all(v == 1.0 for v in m["swap_agreement"].values())
+    assert set(m["separability"]) == {"battle", "question"}
+    assert all(0.0 <= v <= 1.0 for v in m["separability"].values())
+    second = m["second_judge"]
+    assert second["name"].startswith("reference:") and second["name"] != m["judge"]
+    assert second["matched"] == m["judgments"] and -1.0 <= second["kappa"] <= 1.0

@@ -63,9 +63,12 @@ def test_sft_config_is_table_2(tmp_path, size, steps, accum):
     assert c.per_device_train_batch_size * accum * world * c.max_length == {"8b": 262_144, "70b": 393_216}[size]
 
 
-def test_gpu_size_fails_fast_without_cuda_unless_dry_run():
+def test_gpu_size_fails_fast_without_cuda_unless_dry_run(tmp_path, monkeypatch):
+    from realslurm import path_without_slurm
+
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
+    monkeypatch.setenv("PATH", path_without_slurm(tmp_path / "bin"))  # no sbatch: not a login node either
     p = load_params("8b")
     with pytest.raises(HardwareError, match="no CUDA"):
         check_hardware(p, dry_run=False)

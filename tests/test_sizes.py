@@ -181,11 +181,16 @@ def test_any_one_gpu_runs_gpu_smoke_and_a_cpu_box_refuses_it():
     assert all(v.startswith("yes: ") for v in runnable_sizes(ONE_H100)["workshop"].values())
 
 
-def test_gpu_smoke_03_is_refused_cleanly_on_a_machine_without_cuda(tmp_path):
+def test_gpu_smoke_03_is_refused_cleanly_on_a_machine_without_cuda(tmp_path, monkeypatch):
     import torch
+
+    from realslurm import path_without_slurm
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
+    monkeypatch.setenv("PATH", path_without_slurm(tmp_path / "bin"))  # nor a SLURM login node (it would submit)
+    for k in [k for k in __import__("os").environ if k.startswith("SLURM_")]:
+        monkeypatch.delenv(k)
     with pytest.raises(HardwareError, match="no CUDA device"):
         require_hardware(load_params("gpu_smoke").sft.hardware, "03_sft at size gpu_smoke")
     run = "pytest-smoke-refused"

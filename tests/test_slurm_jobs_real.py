@@ -26,7 +26,6 @@ def gpu_labelled_run(tmp_path, monkeypatch, real_slurm):
     from med42_utils.tiny_model import resolve_base_model
 
     real_slurm.use(monkeypatch, poll_seconds=1)
-    real_slurm.fit_scripts(monkeypatch)
     fakeslurm.use_tmp_root(tmp_path, monkeypatch)
     cfg = tmp_path / "single.yaml"
     cfg.write_text(SINGLE)

@@ -39,7 +39,6 @@ DPO_1x2 = {**DPO, "dpo.hardware.nodes": 1, "dpo.hardware.gpus_per_node": 2, "dpo
 @pytest.fixture
 def tmp_root(tmp_path, monkeypatch, real_slurm):
     real_slurm.use(monkeypatch, poll_seconds=1)
-    real_slurm.fit_scripts(monkeypatch)
     return fakeslurm.use_tmp_root(tmp_path, monkeypatch)
 
 

@@ -78,3 +78,15 @@ def judge_agreement(first: pd.DataFrame, second: pd.DataFrame, names: tuple[str,
     return {"matched": len(m), "agreement": float((m["winner_1"] == m["winner_2"]).mean()),
             "kappa": cohen_kappa(m["winner_1"], m["winner_2"]),
             "confusion": pd.crosstab(m["winner_1"].rename(names[0]), m["winner_2"].rename(names[1]))}
+
+
+def stand_in_second_judge(params):
+    """A second judge that costs nothing to run: at tiny (the reference judge), the other reference metric.
+    Elsewhere None: a second LLM judge is another GPU job, so supply its verdicts (or your own) instead."""
+    j = params.judge
+    if j.backend != "reference":
+        return None
+    from .reference import METRICS, ReferenceJudge
+
+    other = next(m for m in sorted(METRICS) if m != j.reference_metric)
+    return ReferenceJudge(other, j.tie_margin, j.allow_ties)
