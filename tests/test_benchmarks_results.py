@@ -5,6 +5,7 @@ import math
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from med42_utils.benchmarks import results as br
@@ -123,3 +124,77 @@ def test_choice_shift_compares_shift_with_the_gap():
     assert r["mean best-vs-runner-up gap (nats)"] == pytest.approx((3.0 + 0.5) / 2)
     with pytest.raises(ValueError, match="med42_medqa_4options"):
         br.choice_shift(before, {"med42_medqa_4options": after["med42_medqa_4options"][:1]})
+
+
+# ---------------------------------------------------------------- paired tests, length bias, per subject
+def test_mcnemar_exact_binomial_by_hand():
+    a = [1] * 1 + [0] * 7 + [1] * 5 + [0] * 3   # 1 question only a right, 7 only b right, 5 both, 3 neither
+    b = [0] * 1 + [1] * 7 + [1] * 5 + [0] * 3
+    r = br.mcnemar(a, b)
+    assert (r["only first right"], r["only second right"], r["questions"]) == (1, 7, 16)
+    assert r["method"] == "exact binomial"
+    assert r["p"] == pytest.approx(2 * (1 + 8) / 2 ** 8)  # two-sided P(X <= 1 | 8 fair coins)
+
+
+def test_mcnemar_chi_square_and_no_discordance():
+    from scipy.stats import chi2
+
+    a, b = [1] * 10 + [0] * 30, [0] * 10 + [1] * 30
+    r = br.mcnemar(a, b)
+    assert r["method"].startswith("chi-square")
+    assert r["p"] == pytest.approx(chi2.sf((30 - 10 - 1) ** 2 / 40, 1))
+    assert br.mcnemar([1, 0, 1], [1, 0, 1])["p"] == 1.0
+    with pytest.raises(ValueError, match="same questions"):
+        br.mcnemar([1, 0], [1])
+
+
+def _sample(doc_id, lls, conts, gold, subject="anatomy", delim=" "):
+    import numpy as np
+
+    pick = int(np.argmax(lls))
+    norm = int(np.argmax(np.asarray(lls) / np.asarray([len(c) for c in conts])))
+    return {"doc_id": doc_id, "doc": {"subject": subject}, "target": gold, "arguments": [("ctx", delim + c) for c in conts],
+            "filtered_resps": [(x, False) for x in lls], "acc": float(pick == gold), "acc_norm": float(norm == gold)}
+
+
+def test_question_records_length_bias_and_subjects():
+    conts = ["Measles", "Chickenpox in children", "Rubella"]
+    samples = [_sample(1, [-8.0, -20.0, -9.0], conts, 1, "anatomy"),        # picks the shortest; right is the longest
+               _sample(0, [-3.0, -30.0, -30.0], conts, 0, "virology")]      # right and shortest, by both metrics
+    recs = br.question_records(samples, token_count=lambda t: len(t.split()))
+    assert [r["doc_id"] for r in recs] == [0, 1]
+    assert recs[1]["pick"] == 0 and recs[1]["pick_norm"] == 1  # -20/22 chars beats -8/7
+    assert recs[1]["tokens"] == [1, 3, 1] and recs[1]["acc"] == 0 and recs[1]["acc_norm"] == 1
+    lb = br.length_bias({"base": {"med42_mmlu_medical": recs}})
+    assert lb.loc["MMLU", "base acc pick shortest %"] == 100.0
+    assert lb.loc["MMLU", "base acc_norm pick shortest %"] == 50.0
+    assert lb.loc["MMLU", "right answer shortest %"] == 50.0
+    same = [dict(r, tokens=[2, 2, 2]) for r in recs]  # equally long options: nothing to learn about length
+    assert br.length_bias({"base": {"med42_taught_facts": same}}).empty
+    subj = br.per_subject({"base": {"med42_mmlu_medical": recs}}, "med42_mmlu_medical")
+    assert subj.loc["virology", "base"] == 100.0 and subj.loc["anatomy", "base"] == 0.0
+    assert subj.loc["pooled", "base"] == 50.0 and subj.loc["pooled", "n"] == 2
+
+
+def test_paired_tests_and_verdict_match_questions_by_id():
+    conts = ["a", "b"]
+    first = [_sample(i, [0.0, -1.0], conts, 1) for i in range(10)]              # always wrong
+    second = [_sample(i, [-1.0, 0.0], conts, 1) for i in range(10)]             # always right
+    q = {"base": {"med42_taught_facts": br.question_records(first)}, "sft": {"med42_taught_facts": br.question_records(second)}}
+    paired = br.paired_tests(q, "base", "sft")
+    row = paired.loc["Taught facts"]
+    assert (row["only base right"], row["only sft right"]) == (0, 10)
+    assert row["p"] == pytest.approx(2 / 2 ** 10)
+    table = br.results_table({"base": {"med42_taught_facts": {"acc": 0.0, "n": 10}},
+                              "sft": {"med42_taught_facts": {"acc": 1.0, "n": 10}}}, "tiny-llama3")
+    v = br.stage_verdict(table, paired, "base", "sft")
+    assert v.loc["Taught facts", "sft vs that interval"] == "above"
+    assert v.loc["Taught facts", "McNemar p"] == pytest.approx(0.002, abs=1e-4)
+    assert pd.isna(table.loc["Avg.", "base"])  # the taught facts are no Table 4 column: not in its Avg.
+
+
+def test_metrics_table_names_both_metrics():
+    m = br.metrics_table({"base": {"med42_medmcqa": {"acc": 0.0, "acc_norm": 1 / 3}},
+                          "sft": {"med42_medmcqa_letters": {"acc": 0.5, "acc_norm": 0.5}}})
+    assert m.loc["MedMCQA", ("base", "acc")] == 0.0 and m.loc["MedMCQA", ("base", "acc_norm")] == 33.3
+    assert m.loc["MedMCQA (letters)", ("sft", "acc")] == 50.0

@@ -93,8 +93,10 @@ def test_card_params_match_the_seed(tiny_params):
         assert (s.sampling.temperature, s.sampling.top_k, s.sampling.top_p, s.sampling.max_new_tokens) == (0.4, 150, 0.75, 512)
         assert s.model == "prometheus-eval/prometheus-8x7b-v2.0" and s.num_questions == CARD_QUESTIONS
         assert (s.elo.k, s.elo.scale, s.elo.base, s.elo.initial) == (4, 400, 10, 1000) and s.elo.bootstrap_rounds >= 1000
+    # tiny samples plainly on purpose (params/tiny.yaml says why): the card's settings made its SFT model
+    # answer every open question with "Answer: B."
     t = tiny_params.judge.sampling
-    assert (t.temperature, t.top_k, t.top_p) == (0.4, 150, 0.75)
+    assert (t.temperature, t.top_k, t.top_p) == (1.0, 0, 1.0)
 
 
 @pytest.mark.skipif(not CARD.is_file(), reason="seed model card not in this checkout")
@@ -105,3 +107,29 @@ def test_card_elo_table_matches_the_seed():
     assert {name.strip(): int(v) for name, v in rows} == CARD_ELO
     assert "4,000 carefully curated" in text and "Prometheus-8x7b-v2.0" in text
     assert "temperature=0.4" in text and "top_k=150" in text and "top_p=0.75" in text and "max_new_tokens=512" in text
+
+
+def test_cached_answers_and_judgments_follow_what_made_them(tmp_path):
+    """An interrupted run keeps its caches; changed sampling (or a retrained model, or another judge) redoes them."""
+    from med42_utils.judging.stage import CACHE_KEY, JUDGMENTS, refresh_caches
+    from med42_utils.params import load_params
+
+    params = load_params("tiny")
+
+    def fill():
+        (tmp_path / "answers").mkdir(exist_ok=True)
+        (tmp_path / "answers" / "base.jsonl").write_text('{"question_id": "q1", "answer": "x"}\n')
+        (tmp_path / JUDGMENTS).write_text("{}\n")
+
+    fill()
+    assert "no record" in refresh_caches(params, "cachekey", tmp_path)  # caches of unknown origin are not trusted
+    assert not (tmp_path / "answers").exists() and (tmp_path / CACHE_KEY).is_file()
+    fill()
+    assert refresh_caches(params, "cachekey", tmp_path) is None  # same models and settings: resume
+    assert (tmp_path / "answers" / "base.jsonl").is_file() and (tmp_path / JUDGMENTS).is_file()
+    hotter = load_params("tiny", {"judge.sampling.temperature": 0.7})
+    why = refresh_caches(hotter, "cachekey", tmp_path)
+    assert "sampling" in why and not (tmp_path / "answers").exists() and not (tmp_path / JUDGMENTS).exists()
+    fill()
+    other_judge = load_params("tiny", {"judge.reference_metric": "token_f1"})
+    assert "judge" in refresh_caches(other_judge, "cachekey", tmp_path)

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from med42_utils.params import load_params
 from med42_utils.paths import repo_root
 
 pytestmark = pytest.mark.slow
@@ -18,12 +19,10 @@ def test_sft_manifest_loss_falls_and_model_saved(notebook_run):
     _, run = notebook_run
     d = run / "sft"
     m = json.loads((d / "manifest.json").read_text())
-    assert m["stage"] == "03_sft" and m["global_step"] == m["max_steps"] == 30
+    assert m["stage"] == "03_sft" and m["global_step"] == m["max_steps"] == load_params("tiny").sft.max_steps
     losses = [e["loss"] for e in m["log_history"]]
     assert max(losses[-3:]) < min(losses[:3]), losses
     # linear warmup then cosine: the peak is the params' max LR, the tail decays towards zero
-    from med42_utils.params import load_params
-
     peak, lrs = load_params("tiny").sft.learning_rate, [e["learning_rate"] for e in m["log_history"]]
     assert 0.9 * peak <= max(lrs) <= peak and lrs[0] < max(lrs) and lrs[-1] < 0.05 * peak, lrs
     assert (d / "model" / "config.json").is_file() and (d / "model" / "tokenizer_config.json").is_file()

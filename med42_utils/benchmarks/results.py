@@ -15,7 +15,16 @@ TASK_COLUMN = {
     "med42_usmle_sa": "UsMLE",
     "med42_pubmedqa": "PubmedQA",
     "med42_toxigen": "ToxiGen",
+    "med42_taught_facts": "Taught facts",      # course task (tiny): not a Table 4 column
 }
+# The same exam rows in the letter framing (run.LETTER_TASKS).
+LETTER_COLUMN = {f"{t}_letters": f"{c} (letters)" for t, c in TASK_COLUMN.items()
+                 if t in ("med42_mmlu_medical", "med42_mmlu_pro_health", "med42_medmcqa", "med42_medqa_4options", "med42_usmle_sa")}
+
+
+def column(task: str) -> str:
+    """The table label of a task: its Table 4 column, 'Taught facts', or '<column> (letters)'."""
+    return TASK_COLUMN.get(task) or LETTER_COLUMN.get(task) or task
 
 # Zero-shot accuracy (%) typed in from the paper's Table 4 (../shared/seeds/med42-v2-paper.txt) for the
 # Llama 3 / 3.1 Instruct base models and the Med42-v2 models trained from them; the last value is Avg.
@@ -91,7 +100,7 @@ def results_table(scores: dict[str, dict[str, dict]], display_name: str, chance:
             if got and got.get("n"):
                 low, high = binomial_ci(round(got[metric] * got["n"]), got["n"], confidence)
                 r[f"{s} low"], r[f"{s} high"] = 100 * low, 100 * high
-        if paper:
+        if paper and col in TABLE4_COLUMNS:
             r[f"paper {base_row}"] = paper_score(base_row, col)
             r[f"paper {med42_row}"] = paper_score(med42_row, col)
             first, last = r[stages[0]], r[stages[-1]]
@@ -100,10 +109,10 @@ def results_table(scores: dict[str, dict[str, dict]], display_name: str, chance:
             r["our gain - paper gain"] = (last - first) - (r[f"paper {med42_row}"] - r[f"paper {base_row}"])
         rows.append(r)
     df = pd.DataFrame(rows).set_index("benchmark")
-    avg = df.mean(numeric_only=True)  # Table 4's Avg.: the unweighted mean over tasks
+    avg = df[df.index.isin(TABLE4_COLUMNS)].mean(numeric_only=True)  # Table 4's Avg.: the unweighted mean over its tasks
     for c in df.columns:
         if c == "n":
-            avg[c] = df[c].sum()
+            avg[c] = df.loc[df.index.isin(TABLE4_COLUMNS), c].sum()
         elif c.endswith((" low", " high")):
             avg[c] = float("nan")  # an interval of a mean of tasks is not a binomial one
     df.loc["Avg."] = avg
@@ -173,7 +182,7 @@ def choice_shift(before: dict[str, list[list[float]]], after: dict[str, list[lis
             top = np.sort(b)[::-1]
             gap.append(float(top[0] - top[1]) if len(top) > 1 else float("inf"))
             changed += int(a.argmax() != b.argmax())
-        rows[TASK_COLUMN.get(task, task)] = {
+        rows[column(task)] = {
             "questions": len(shift), "mean relative shift (nats)": round(float(np.mean(shift)), 2),
             "mean best-vs-runner-up gap (nats)": round(float(np.mean(gap)), 2), "picks changed": changed,
         }
@@ -213,3 +222,147 @@ def bar_chart(table: pd.DataFrame, path: Path | None = None, title: str = ""):
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig
+
+
+# ---------------------------------------------------------------- per question: two metrics, length bias, paired tests
+def question_records(samples: list[dict], token_count=None) -> list[dict]:
+    """One record per scored question from lm-eval's logged samples (simple_evaluate(log_samples=True)).
+
+    Each: doc_id, subject, gold (index), lls (summed log-likelihood of each choice's continuation), pick (what
+    `acc` takes: the highest sum), pick_norm (what `acc_norm` takes: the highest sum divided by the choice's
+    length in characters, as lm-eval's ConfigurableTask.process_results does), acc and acc_norm (0/1, lm-eval's
+    own), and with `token_count` (text -> number of tokens) the tokens of each choice.
+    """
+    import numpy as np
+
+    out = []
+    for s in sorted(samples, key=lambda s: s["doc_id"]):
+        # the scored continuations; lm-eval prefixes target_delimiter (" ") unless the chat template is applied
+        choices = [(a[1] if isinstance(a, (list, tuple)) else a["arg_1"]).strip() for a in s["arguments"]]
+        lls = np.asarray([float(r[0]) for r in s["filtered_resps"]])
+        rec = {
+            "doc_id": int(s["doc_id"]), "subject": s["doc"].get("subject", ""), "gold": int(s["target"]),
+            "lls": lls.tolist(), "pick": int(lls.argmax()),
+            "pick_norm": int((lls / np.asarray([len(c) for c in choices], dtype=float)).argmax()),
+            "acc": int(s["acc"]), "acc_norm": int(s.get("acc_norm", s["acc"])),
+        }
+        if token_count is not None:
+            rec["tokens"] = [int(token_count(c)) for c in choices]
+        out.append(rec)
+    return out
+
+
+def metrics_table(scores: dict[str, dict[str, dict]]) -> pd.DataFrame:
+    """Both of lm-eval's multiple-choice metrics side by side, in %: `acc` (highest summed log-likelihood) and
+    `acc_norm` (highest log-likelihood per character of the answer). One row per task, columns (model, metric)."""
+    tasks = list(dict.fromkeys(t for s in scores.values() for t in s))
+    rows = {}
+    for t in tasks:
+        rows[column(t)] = {(m, k): 100 * scores[m][t][k] for m in scores for k in ("acc", "acc_norm")
+                                       if t in scores[m]}
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.columns = pd.MultiIndex.from_tuples(df.columns, names=["model", "metric"])
+    return df.round(1)
+
+
+def length_bias(questions: dict[str, dict[str, list[dict]]]) -> pd.DataFrame:
+    """The length lesson, per task and model: how often the pick is the option with the fewest tokens.
+
+    `questions` is {model: {task: question_records(...) with tokens}}. Only questions whose options differ in
+    length count (`n`; a task whose options are all equally long, like the taught facts, is left out). Columns per
+    model: the share (%) of `acc` picks and of `acc_norm` picks that are a shortest option (ties count);
+    `right answer shortest %` is how often the right answer is itself a shortest option, i.e. the accuracy of a
+    reader who always picks the shortest. A summed log-likelihood adds one negative term per token, so a model
+    that knows nothing (every token about -ln(vocabulary)) picks the shortest option every time.
+    """
+    rows = {}
+    for model, by_task in questions.items():
+        for task, recs in by_task.items():
+            recs = [r for r in recs if "tokens" in r and len(set(r["tokens"])) > 1]
+            if not recs:
+                continue
+            shortest = [{i for i, n in enumerate(r["tokens"]) if n == min(r["tokens"])} for r in recs]
+
+            def share(key: str) -> float:
+                return round(100 * sum(r[key] in s for r, s in zip(recs, shortest)) / len(recs), 1)
+
+            row = rows.setdefault(column(task), {"n": len(recs)})
+            row["right answer shortest %"] = share("gold")
+            row[f"{model} acc pick shortest %"] = share("pick")
+            row[f"{model} acc_norm pick shortest %"] = share("pick_norm")
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def per_subject(questions: dict[str, dict[str, list[dict]]], task: str, metric: str = "acc") -> pd.DataFrame:
+    """Accuracy (%) per subject of one task (MMLU's six medical subjects, as lm-eval's mmlu_* tasks report them
+    one per subject) with the number of questions, plus the pooled row (all questions, as Table 4 reports MMLU)."""
+    rows: dict[str, dict] = {}
+    for model, by_task in questions.items():
+        recs = by_task.get(task) or []
+        for subj in sorted({r["subject"] for r in recs}) + ["pooled"]:
+            got = [r[metric] for r in recs if subj == "pooled" or r["subject"] == subj]
+            row = rows.setdefault(subj, {})
+            row["n"] = len(got)
+            row[model] = round(100 * sum(got) / len(got), 1)
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def mcnemar(correct_a: list[int], correct_b: list[int], exact_below: int = 25) -> dict:
+    """McNemar's paired test of two models on the same questions (scipy).
+
+    Only the discordant questions count: b = a right and b wrong, c = a wrong and b right. Under the null
+    (equal accuracy) each discordant question is a fair coin, so with few of them (b + c < exact_below) the
+    p-value is the exact two-sided binomial test of b successes in b + c (scipy.stats.binomtest); otherwise the
+    chi-square statistic (|b - c| - 1)^2 / (b + c) with continuity correction, 1 degree of freedom.
+    """
+    from scipy.stats import binomtest, chi2
+
+    if len(correct_a) != len(correct_b):
+        raise ValueError(f"McNemar needs the same questions for both models; got {len(correct_a)} and {len(correct_b)} answers")
+    if not correct_a:
+        raise ValueError("McNemar needs at least one question")
+    b = sum(1 for x, y in zip(correct_a, correct_b) if x and not y)
+    c = sum(1 for x, y in zip(correct_a, correct_b) if y and not x)
+    n = b + c
+    if n == 0:
+        p, method = 1.0, "no discordant questions"
+    elif n < exact_below:
+        p, method = float(binomtest(b, n, 0.5).pvalue), "exact binomial"
+    else:
+        p, method = float(chi2.sf((abs(b - c) - 1) ** 2 / n, 1)), "chi-square, continuity corrected"
+    return {"questions": len(correct_a), "only first right": b, "only second right": c, "p": p, "method": method}
+
+
+def paired_tests(questions: dict[str, dict[str, list[dict]]], first: str, second: str, metric: str = "acc") -> pd.DataFrame:
+    """McNemar per task between two scored models, over the questions both answered (matched by doc_id)."""
+    rows = {}
+    for task, recs_a in questions[first].items():
+        recs_b = {r["doc_id"]: r for r in questions[second].get(task, [])}
+        common = [r for r in recs_a if r["doc_id"] in recs_b]
+        if not common:
+            continue
+        a, b = [r[metric] for r in common], [recs_b[r["doc_id"]][metric] for r in common]
+        row = {f"{first} {metric} %": round(100 * sum(a) / len(a), 1), f"{second} {metric} %": round(100 * sum(b) / len(b), 1)}
+        row.update(mcnemar(a, b))
+        rows[column(task)] = row
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    return df.rename(columns={"only first right": f"only {first} right", "only second right": f"only {second} right"})
+
+
+def stage_verdict(table: pd.DataFrame, paired: pd.DataFrame, first: str, second: str) -> pd.DataFrame:
+    """Per task: `second`'s score against `first`'s Wilson interval, and the paired McNemar p-value.
+
+    `table` is results_table's (with `<model> low/high`), `paired` is paired_tests(..., first, second). A score
+    outside the other model's interval and p < 0.05 both say the same questions tell the two apart.
+    """
+    t = table.drop(index="Avg.", errors="ignore")
+    rows = {}
+    for task, r in t.iterrows():
+        if f"{first} low" not in r or pd.isna(r.get(f"{first} low")):
+            continue
+        p = paired.loc[task, "p"] if task in paired.index else float("nan")
+        above, below = r[second] > r[f"{first} high"], r[second] < r[f"{first} low"]
+        rows[task] = {"n": r.get("n"), first: r[first], f"{first} 95% interval": f"[{r[f'{first} low']:.1f}, {r[f'{first} high']:.1f}]",
+                      second: r[second], f"{second} vs that interval": "above" if above else "below" if below else "inside",
+                      "McNemar p": round(float(p), 4)}
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -15,16 +15,25 @@ from ..chat import SYSTEM_PROMPT
 from ..hardware import require_cuda
 from ..params import Params
 from ..paths import resolve
+from . import taught
 from .data import BENCHMARKS, TASK_TO_KEY, benchmark, benchmark_sources, load_benchmark, sample_docs, sample_note
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+# Course tasks beside Table 4's: bundled, scored whole (eval.limit samples the Table 4 tasks only).
+COURSE_TASKS = (taught.TASK,)
+# The exam tasks that also run in the letter framing (tasks/med42_<x>_letters.yaml), as lm-eval's stock medqa_4options,
+# medmcqa and mmlu_* tasks and the Open Medical-LLM Leaderboard score them. PubMedQA and ToxiGen are left out: their
+# stock tasks already score the answer words (yes / no / maybe; Yes / No), which is our full-answer framing.
+LETTER_TASKS = {t: f"{t}_letters" for t in
+                ("med42_mmlu_medical", "med42_mmlu_pro_health", "med42_medmcqa", "med42_medqa_4options", "med42_usmle_sa")}
 
 
 def check_tasks(tasks: list[str]) -> list[str]:
     """Every name must be one of our med42_* tasks (a typo would otherwise fail deep inside lm-eval)."""
-    unknown = [t for t in tasks if t not in TASK_TO_KEY]
+    known = [*TASK_TO_KEY, *COURSE_TASKS]
+    unknown = [t for t in tasks if t not in known]
     if unknown:
-        raise ValueError(f"unknown task(s) {', '.join(unknown)} in eval.tasks; known: {', '.join(TASK_TO_KEY)}")
+        raise ValueError(f"unknown task(s) {', '.join(unknown)} in eval.tasks; known: {', '.join(known)}")
     return list(tasks)
 
 
@@ -32,7 +41,7 @@ def _sources(params: Params) -> tuple[dict[str, str], dict[str, str]]:
     """({benchmark key: hub|local|bundled} to evaluate, {benchmark key: why skipped}) for params.eval.tasks."""
     e = params.eval
     per = {benchmark(k).key: v for k, v in e.sources.items()}
-    keys = [TASK_TO_KEY[t] for t in check_tasks(e.tasks)]
+    keys = [TASK_TO_KEY[t] for t in check_tasks(e.tasks) if t not in COURSE_TASKS]
     return benchmark_sources(e.data_source, per, e.data_dir, keys)
 
 
@@ -53,14 +62,17 @@ def eval_tasks(params: Params) -> tuple[list[str], dict[str, str]]:
     """(the tasks to run, {task: why skipped}): tasks whose files the data folder lacks are left out with a note."""
     task_metadata(params)  # a 'local' default with no data_dir is an error of its own, said first
     chosen, skipped = _sources(params)
-    tasks = [t for t in params.eval.tasks if TASK_TO_KEY[t] in chosen]
+    tasks = [t for t in params.eval.tasks if t in COURSE_TASKS or TASK_TO_KEY[t] in chosen]
     if not tasks:
         raise ValueError("no benchmark left to evaluate: " + "; ".join(f"{benchmark(k).task}: {why}" for k, why in skipped.items()))
     return tasks, {benchmark(k).task: why for k, why in skipped.items()}
 
 
 def scored_docs(params: Params, task: str):
-    """(LoadedBenchmark, the docs lm-eval scores): every kept row, or the seeded stratified sample of eval.limit."""
+    """(LoadedBenchmark, the docs lm-eval scores): every kept row, or the seeded stratified sample of eval.limit;
+    for a course task (None, every row)."""
+    if task in COURSE_TASKS:
+        return None, taught.taught_docs(params.eval.data_dir)
     md = task_metadata(params)
     key = TASK_TO_KEY[task]
     lb = load_benchmark(key, md["med42_sources"].get(key, md["med42_data_source"]), md["med42_data_dir"])
@@ -136,9 +148,14 @@ def fit_lm_roles(lm):
     return lm
 
 
-def evaluate(params: Params, lm, tasks: list[str] | None = None, log_samples: bool = False) -> dict:
-    """simple_evaluate on our tasks, zero-shot, chat template and system prompt as params say.
+def evaluate(params: Params, lm, tasks: list[str] | None = None, log_samples: bool = False,
+             framing: str = "full") -> dict:
+    """simple_evaluate on our tasks, zero-shot.
 
+    framing "full" (the paper's): each option's whole text is the continuation, through the chat template and
+    system prompt as params say. framing "letters" (lm-eval's stock tasks, the Open Medical-LLM Leaderboard): the
+    exam tasks' _letters variants over the same rows, a plain prompt ending "Answer:", one letter per option, no
+    chat template and no system prompt.
     log_samples=True keeps the scored requests (context, continuation) per doc under results["samples"].
     """
     import logging
@@ -148,15 +165,21 @@ def evaluate(params: Params, lm, tasks: list[str] | None = None, log_samples: bo
     # lm-eval warns once per custom_dataset task that kwargs come through --metadata: we know.
     logging.getLogger("lm_eval.api.task").setLevel(logging.ERROR)
     e = params.eval
-    if e.apply_chat_template and e.system_prompt:
+    tasks = check_tasks(tasks or eval_tasks(params)[0])
+    if framing == "letters":
+        tasks = [LETTER_TASKS[t] for t in tasks if t in LETTER_TASKS]
+    elif framing != "full":
+        raise ValueError(f"unknown framing {framing!r}; use 'full' (the paper's) or 'letters' (lm-eval's stock tasks)")
+    chat = e.apply_chat_template and framing == "full"
+    if chat and e.system_prompt:
         fit_lm_roles(lm)
     return simple_evaluate(
         model=lm,
-        tasks=check_tasks(tasks or eval_tasks(params)[0]),
+        tasks=tasks,
         num_fewshot=0,
         limit=None,  # eval.limit is a seeded stratified sample drawn by the tasks' loader (med42_limit), not the first rows
-        apply_chat_template=e.apply_chat_template,
-        system_instruction=SYSTEM_PROMPT if e.system_prompt else None,
+        apply_chat_template=chat,
+        system_instruction=SYSTEM_PROMPT if chat and e.system_prompt else None,
         task_manager=task_manager(params),
         log_samples=log_samples,
         random_seed=params.seed,
@@ -164,6 +187,18 @@ def evaluate(params: Params, lm, tasks: list[str] | None = None, log_samples: bo
         torch_random_seed=params.seed,
         fewshot_random_seed=params.seed,
     )
+
+
+def evaluate_all(params: Params, lm, tasks: list[str], letters: bool) -> dict:
+    """One model on `tasks` in the full-answer framing and, with `letters`, on the exams again in the letter
+    framing; lm-eval's two results merged into one dict, samples logged."""
+    runs = [evaluate(params, lm, tasks, log_samples=True)]
+    if letters and any(t in LETTER_TASKS for t in tasks):
+        runs.append(evaluate(params, lm, tasks, log_samples=True, framing="letters"))
+    merged = dict(runs[0])
+    for key in ("results", "n-samples", "samples", "configs", "versions"):
+        merged[key] = {k: v for r in runs for k, v in (r.get(key) or {}).items()}
+    return merged
 
 
 def scores(results: dict) -> dict[str, dict[str, float]]:
@@ -186,6 +221,23 @@ def save_raw(results: dict, path: Path) -> Path:
     doc = {k: v for k, v in results.items() if k != "samples"}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2, default=handle_non_serializable))
+    return path
+
+
+def token_counter(lm):
+    """text -> number of tokens, with the model's own tokenizer (lm-eval's tok_encode), or None if it has none."""
+    enc = getattr(lm, "tok_encode", None)
+    return None if enc is None else (lambda text: len(enc(text, add_special_tokens=False)))
+
+
+def save_questions(results: dict, path: Path, token_count=None) -> Path:
+    """Per task, one record per scored question (results.question_records): picks under acc and acc_norm, 0/1
+    scores, each choice's log-likelihood and tokens; what 05's length, per-subject and paired tables read."""
+    from .results import question_records
+
+    out = {task: question_records(samples, token_count) for task, samples in results.get("samples", {}).items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out))
     return path
 
 
@@ -215,21 +267,29 @@ def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] |
         print(f"skipping {t}: {why}")
     require_cuda(params, "05_benchmarks")
     paths = {s: resolve_model(params, run_name, s) for s in stages}  # fail before any run if one is missing
+    letter_models = stages if params.eval.letter_models is None else params.eval.letter_models
+    unknown = [m for m in letter_models if m not in stages]
+    if unknown:
+        raise ValueError(f"eval.letter_models names {', '.join(unknown)}, not in eval.models ({', '.join(stages)}); "
+                         f"list models that are evaluated, or null for all of them")
     out = {}
     for stage, path in paths.items():
-        print(f"[{stage}] evaluating {path} on {len(tasks)} tasks")
+        letters = stage in letter_models
+        print(f"[{stage}] evaluating {path} on {len(tasks)} tasks" + (" (+ letter framing)" if letters else ""))
         lm = make_lm(params, path)
-        results = evaluate(params, lm, log_samples=True)
+        results = evaluate_all(params, lm, tasks, letters)
         raw = save_raw(results, Path(out_dir) / "raw" / f"{stage}.json")
         choices = save_choices(results, Path(out_dir) / "raw" / f"{stage}.choices.json")
-        out[stage] = {"model": str(path), "raw": str(raw), "choices": str(choices), "scores": scores(results)}
+        questions = save_questions(results, Path(out_dir) / "raw" / f"{stage}.questions.json", token_counter(lm))
+        out[stage] = {"model": str(path), "raw": str(raw), "choices": str(choices), "questions": str(questions),
+                      "scores": scores(results)}
         del lm
     return out
 
 
 def dropped_rows(params: Params) -> dict[str, dict[str, int]]:
     """Rows left out per benchmark and reason (e.g. USMLE image questions), for the manifest."""
-    return {TASK_TO_KEY[t]: scored_docs(params, t)[0].dropped for t in eval_tasks(params)[0]}
+    return {TASK_TO_KEY[t]: scored_docs(params, t)[0].dropped for t in eval_tasks(params)[0] if t not in COURSE_TASKS}
 
 
 def benchmark_overview(params: Params) -> list[dict]:
@@ -238,6 +298,12 @@ def benchmark_overview(params: Params) -> list[dict]:
     tasks, skipped = eval_tasks(params)
     out = []
     for t in check_tasks(params.eval.tasks):
+        if t in COURSE_TASKS:
+            docs = scored_docs(params, t)[1]
+            out.append({"task": t, "source": "bundled", "layout": taught.FILE_NAME, "note": "course task: facts the SFT samples teach",
+                        "rows": len(docs), "kept": len(docs), "scored": len(docs), "sample": "every row", "image questions": 0,
+                        "dropped": "-", "chance %": round(100 * sum(1 / len(d["choices"]) for d in docs) / len(docs), 1)})
+            continue
         key = TASK_TO_KEY[t]
         if t in skipped:
             out.append({"task": t, "source": "skipped", "layout": "-", "note": skipped[t], "rows": 0, "kept": 0,

@@ -1,6 +1,8 @@
 """What 06_elo_judging runs, in a few calls: answer with every model, judge every pair, rate."""
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -14,12 +16,61 @@ from .progress import ProgressLine
 from .verdicts import rate_battles
 
 JUDGMENTS = "judgments.jsonl"
+SECOND_JUDGMENTS = "judgments_second_judge.jsonl"  # 06's reliability check: a second judge's verdicts
+CACHE_KEY = "cache_key.json"
 
 
 def reset(judge_dir: Path) -> None:
     """force=True: forget cached answers and judgments of this run."""
     shutil.rmtree(Path(judge_dir) / "answers", ignore_errors=True)
-    (Path(judge_dir) / JUDGMENTS).unlink(missing_ok=True)
+    for name in (JUDGMENTS, SECOND_JUDGMENTS):
+        (Path(judge_dir) / name).unlink(missing_ok=True)
+
+
+def cache_key(params, run_name: str) -> dict:
+    """What the cached answers and judgments were made from: each model (its stage manifest, or the base model
+    and, at tiny, its build), the answer sampling, the system prompt, and the judge's settings."""
+    from ..chat import SYSTEM_PROMPT
+    from ..manifest import MANIFEST, fingerprint
+    from ..models import stage_model_dir
+    from ..tiny_model import BUILD_INFO
+
+    models = {}
+    for stage in params.judge.models:
+        if stage == "base":
+            info = Path(resolve_model(params, run_name, "base")) / BUILD_INFO
+            models[stage] = info.read_text() if info.is_file() else params.model.base
+        else:
+            d = stage_model_dir(params, run_name, stage).parent
+            models[stage] = fingerprint(d) if (d / MANIFEST).is_file() else "missing"
+    j = params.judge
+    judge = j.model_dump(include={"backend", "model", "prompt", "allow_ties", "tie_margin", "reference_metric",
+                                  "judge_sampling", "max_retries"})
+    return {"models": models, "sampling": j.sampling.model_dump(),
+            "system_prompt": hashlib.sha256(SYSTEM_PROMPT.encode()).hexdigest()[:16], "judge": judge}
+
+
+def refresh_caches(params, run_name: str, judge_dir: Path) -> str | None:
+    """Keep cached answers and judgments only while what they were made from is unchanged (an interrupted run
+    resumes); after a retrained model or changed sampling or judge they are forgotten, and the reason returned."""
+    judge_dir = Path(judge_dir)
+    key = cache_key(params, run_name)
+    path = judge_dir / CACHE_KEY
+    old = json.loads(path.read_text()) if path.is_file() else None
+    why = None
+    if old is not None and old != key:
+        changed = [k for k in key if old.get(k) != key[k]]
+        if "models" in changed:
+            changed = [f"model {m}" for m in key["models"] if old.get("models", {}).get(m) != key["models"][m]] + \
+                      [c for c in changed if c != "models"]
+        why = "cached answers and judgments were made for another " + ", ".join(changed) + ": redoing them"
+        reset(judge_dir)
+    elif old is None and ((judge_dir / "answers").exists() or (judge_dir / JUDGMENTS).exists()):
+        why = "cached answers and judgments carry no record of what made them: redoing them"
+        reset(judge_dir)
+    judge_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(key, indent=1, sort_keys=True))
+    return why
 
 
 def answer_all(params, run_name: str, questions: list[dict], judge_dir: Path,
@@ -29,6 +80,9 @@ def answer_all(params, run_name: str, questions: list[dict], judge_dir: Path,
     progress: True prints plain lines per model ("answers sft: 8/14 (57%), 2.1/s, ETA 0:00:03"); or give a
     factory label -> (done, total) hook.
     """
+    why = refresh_caches(params, run_name, judge_dir)
+    if why:
+        print(why, flush=True)
     if progress is True:
         progress = ProgressLine.factory("answers")
     rows, answers = [], {}

@@ -24,6 +24,8 @@ class EvalParams(StrictModel):
     sources: dict[str, Literal["hub", "local", "bundled"]] = Field(
         default_factory=dict, description="per benchmark (key or task name), e.g. {medqa: local}: overrides "
         "data_source; a benchmark meant to come from files that data_dir lacks is skipped with a note")
+    letter_models: list[str] | None = Field(default=None, description="models also scored in the letter framing "
+                                            "(lm-eval's stock tasks); null = every model in eval.models, [] = none")
 
 
 class SamplingParams(StrictModel):

@@ -12,7 +12,7 @@ from functools import partial
 
 import datasets
 
-from med42_utils.benchmarks.data import load_benchmark, sample_docs
+from med42_utils.benchmarks.data import LETTERS, load_benchmark, sample_docs
 
 
 def load_docs(key: str, **metadata) -> datasets.DatasetDict:
@@ -30,3 +30,21 @@ load_medqa = partial(load_docs, "medqa")
 load_usmle = partial(load_docs, "usmle")
 load_pubmedqa = partial(load_docs, "pubmedqa")
 load_toxigen = partial(load_docs, "toxigen")
+
+
+def load_taught_facts(**metadata) -> datasets.DatasetDict:
+    """The course's taught-facts questions (tiny: facts the bundled SFT samples state in other words)."""
+    from med42_utils.benchmarks.taught import taught_docs
+
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(taught_docs(metadata.get("med42_data_dir")))})
+
+
+def letter_prompt(doc: dict) -> str:
+    """The stock lm-eval framing (medqa_4options, medmcqa): 'Question: ...', lettered options, 'Answer:'."""
+    options = "".join(f"{LETTERS[i]}. {c}\n" for i, c in enumerate(doc["choices"]))
+    return f"Question: {doc['question']}\n{options}Answer:"
+
+
+def letter_choices(doc: dict) -> list[str]:
+    """One letter per option: the continuation scored is the letter, not the answer text."""
+    return list(LETTERS[: len(doc["choices"])])
