@@ -139,12 +139,15 @@ def python_bin() -> str:
 
 
 def render_slurm(stage: str, hw: Hardware, accelerate_line: str, job_name: str, log_dir: Path,
-                 site: "slurm_site.SiteRequest | None" = None) -> str:
+                 site: "slurm_site.SiteRequest | None" = None, signal_seconds: int | None = None) -> str:
     """An sbatch script: one task per node, each running one `accelerate launch` through srun.
 
     `site`: the options of params' slurm section (partition, account, time, cpus per task, exclusive, extra);
     None renders the site defaults. Every path is quoted; the job's non-secret settings (HF_HOME,
-    HF_HUB_OFFLINE, MED42_OUTPUTS, ...) are exported in the script, so SBATCH_EXPORT=NONE cannot drop them."""
+    HF_HUB_OFFLINE, MED42_OUTPUTS, ...) are exported in the script, so SBATCH_EXPORT=NONE cannot drop them.
+    The job is requeueable (a preempted job goes back to the queue). With `signal_seconds` (training stages), SLURM
+    sends SIGUSR1 that long before the time limit: the trainer saves a checkpoint and stops, and the script requeues
+    the job, which resumes from that checkpoint (docs/resume.md)."""
     site = site or slurm_site.site_request(SlurmOptions(), hw, None)
     sbatch = "".join(f"#SBATCH {line}\n" for line in site.lines)
     env = "\n".join(slurm_site.environment_lines())
@@ -155,7 +158,9 @@ def render_slurm(stage: str, hw: Hardware, accelerate_line: str, job_name: str, 
 #SBATCH --ntasks-per-node=1
 #SBATCH --gres=gpu:{hw.gpus_per_node}
 {sbatch}#SBATCH --output={q(f"{log_dir}/%x-%j.out")}
-# Med42-v2 {stage}: {hw.nodes} nodes x {hw.gpus_per_node} GPUs, FSDP through accelerate.
+#SBATCH --requeue
+#SBATCH --open-mode=append
+{_signal_lines(signal_seconds)}# Med42-v2 {stage}: {hw.nodes} nodes x {hw.gpus_per_node} GPUs, FSDP through accelerate.
 # Secrets (HF_TOKEN) come from the environment of the submitting shell, never from this file.
 set -euo pipefail
 # This job's settings, written here so that a site's SBATCH_EXPORT=NONE cannot drop them (no secrets):
@@ -168,8 +173,42 @@ export TORCH_NCCL_ASYNC_ERROR_HANDLING=1
 # (without --cpus-per-task, e.g. --exclusive where sinfo could not say: every CPU the job has on the node)
 if [ -n "${{SLURM_CPUS_PER_TASK:-}}" ]; then export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK;
 else export SRUN_CPUS_PER_TASK=${{SLURM_CPUS_ON_NODE:-1}}; fi
-# --export=ALL: under SBATCH_EXPORT=NONE srun would start the step with an empty environment (not even PATH)
-srun --export=ALL --kill-on-bad-exit=1 bash -c {q(accelerate_line)}
+{_srun_lines(accelerate_line, log_dir, job_name, signal_seconds)}"""
+
+
+def _signal_lines(signal_seconds: int | None) -> str:
+    if not signal_seconds:
+        return ""
+    return (f"#SBATCH --signal=B:USR1@{signal_seconds}\n"
+            f"# SIGUSR1 to this script {signal_seconds} s before the time limit: training saves a checkpoint, "
+            "stops, and the job requeues itself (docs/resume.md)\n")
+
+
+def _srun_lines(line: str, log_dir: Path, job_name: str, signal_seconds: int | None) -> str:
+    """srun of the node command (--export=ALL: under SBATCH_EXPORT=NONE srun would start the step with an empty
+    environment, not even PATH). With a time-limit signal, this script (not the step) gets SIGUSR1 and leaves
+    $MED42_STOP_FILE, which the trainer checks after every step (a signal that comes while the step is still
+    starting is not lost); a trainer that stopped at a checkpoint leaves $MED42_REQUEUE_FILE, and the job is
+    requeued."""
+    srun = f"srun --export=ALL --kill-on-bad-exit=1 bash -c {shlex.quote(line)}"
+    if not signal_seconds:
+        return srun + "\n"
+    logs = shlex.quote(str(log_dir))
+    return f"""export MED42_STOP_FILE={logs}/{job_name}-"${{SLURM_JOB_ID:-local}}".stop
+export MED42_REQUEUE_FILE={logs}/{job_name}-"${{SLURM_JOB_ID:-local}}".requeue
+rm -f "$MED42_STOP_FILE" "$MED42_REQUEUE_FILE"
+trap 'echo "SIGUSR1: the time limit is near; asking training to save a checkpoint and stop"; touch "$MED42_STOP_FILE"' USR1
+{srun} &
+step=$!
+while :; do  # a trapped signal ends `wait` early: wait again until srun itself has ended
+  rc=0; wait "$step" || rc=$?
+  kill -0 "$step" 2>/dev/null || break
+done
+[ "$rc" -eq 0 ] || exit "$rc"
+if [ -f "$MED42_REQUEUE_FILE" ]; then
+  echo "stopped at a checkpoint before the time limit: requeueing job $SLURM_JOB_ID (restarts so far: ${{SLURM_RESTART_COUNT:-0}})"
+  scontrol requeue "$SLURM_JOB_ID" || {{ echo "scontrol requeue refused: submit the job again to continue from the checkpoint" >&2; exit 1; }}
+fi
 """
 
 
@@ -237,11 +276,18 @@ def plan_launch(
     elif stage == "dpo":
         notes.append("time: pass num_pairs to estimate DPO wall time")
     from .budget import plan_notes
+    from .checkpoints import plan_note
 
     notes += plan_notes(params, stage)
     if hw.accelerator == "cpu":
         notes.append("CPU run: the time estimate assumes H100s and does not apply")
         hours = None
+    if stage == "sft":
+        notes.append(plan_note(params, stage, hours, params.sft.max_steps))
+    else:
+        d = params.dpo
+        steps = -(-num_pairs * d.num_train_epochs // d.batch_size) * len(d.rounds) if num_pairs else None
+        notes.append(plan_note(params, stage, hours, steps))
     if stage == "dpo" and params.dpo.method == "lora":
         notes.append("reference model: the policy with its LoRA adapters switched off (no second model in memory)")
     elif stage == "dpo" and not params.dpo.precompute_ref_log_probs:
@@ -263,7 +309,8 @@ def plan_launch(
         slurm_path = sdir / f"launch_{job}.slurm"
         job_name = f"med42-{job}-{params.size}"
         site = slurm_site.site_request(params.slurm.for_stage(stage), hw, slurm_site.read_sinfo())
-        slurm_text = render_slurm(stage, hw, line, job_name, sdir / "logs", site)
+        slurm_text = render_slurm(stage, hw, line, job_name, sdir / "logs", site,
+                                  signal_seconds=getattr(params, stage).stop_signal_seconds)
         notes += site.notes
         limit = slurm_site.time_hours(site.options.time) if site.options.time else None
         if site.options.time is None and hours is not None:
@@ -272,7 +319,8 @@ def plan_launch(
                          f"does not end it part way")
         if limit is not None and hours is not None and hours > limit:
             notes.append(f"slurm time {site.options.time} is shorter than the estimated {hours:,.1f} h: the job will "
-                         f"end at its time limit part way; raise slurm.{stage}.time")
+                         f"reach its time limit part way, save a checkpoint and requeue itself (docs/resume.md); "
+                         f"raise slurm.{stage}.time to run it in one go")
         if multinode:
             commands = [f"mkdir -p {shlex.quote(str(sdir / 'logs'))}", f"sbatch {shlex.quote(str(slurm_path))}"]
         else:

@@ -196,7 +196,10 @@ class RealSlurm:
             "SlurmctldPort": str(self.ctl_port),
             "SlurmdPort": "6818",                 # one per network namespace
             "SlurmUser": "root", "SlurmdUser": "root",
-            "AuthType": "auth/munge", "CredType": "cred/munge", "AuthInfo": f"socket={self.munge_socket}",
+            "AuthType": "auth/munge", "CredType": "cred/munge",
+            # cred_expire: a requeued job waits this long before it starts again (default 120 s; read at start only)
+            "AuthInfo": f"socket={self.munge_socket},cred_expire=10",
+            "SchedulerParameters": "bf_interval=5",  # start a requeued job soon after it may start again
             "StateSaveLocation": str(self.root / "state"),
             "SlurmdSpoolDir": str(self.root / "spool-%n"),
             "SlurmctldPidFile": str(self.root / "slurmctld.pid"),

@@ -227,7 +227,8 @@ def test_script_quotes_overrides_with_spaces_and_brackets(tmp_path):
     path.write_text(plan.slurm_script)
     assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
     srun_line = next(line for line in plan.slurm_script.splitlines() if line.startswith("srun "))
-    inner = shlex.split(srun_line)[-1]  # what bash -c receives on each node
+    inner = shlex.split(srun_line.removesuffix(" &"))[-1]  # what bash -c receives on each node (srun runs in the
+    # background while the script waits for it: see launch._srun_lines)
     assert 'eval.models=["base", "sft"]' in shlex.split(inner)
 
 

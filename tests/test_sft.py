@@ -107,7 +107,8 @@ def test_tiny_sft_loss_falls_and_model_is_saved(packed_run, capsys):
 
 
 @pytest.mark.slow
-def test_resume_ends_where_an_uninterrupted_run_ends(packed_run):
+def test_rerun_after_an_interruption_ends_where_an_uninterrupted_run_ends(packed_run):
+    """Stopped after step 3, then started again with nothing set: it continues from checkpoint-3 on its own."""
     from safetensors.torch import load_file
 
     a, b = packed_run(), packed_run()
@@ -118,10 +119,12 @@ def test_resume_ends_where_an_uninterrupted_run_ends(packed_run):
     assert (bdir / "checkpoints" / "checkpoint-3").is_dir()
     assert not list((bdir / "checkpoints").rglob("README.md")), "TRL's draft model card (linking to [None]) is off"
     assert not (bdir / "manifest.json").exists(), "an interrupted run must not look finished"
-    assert main(["--size", "tiny", "--run-name", b, *s, "--resume"]) == 0
+    assert main(["--size", "tiny", "--run-name", b, *s]) == 0
     mb = json.loads((bdir / "manifest.json").read_text())
     ma = json.loads((run_dir("tiny", a) / "sft" / "manifest.json").read_text())
-    assert mb["resumed_from"].endswith("checkpoint-3") and mb["global_step"] == 6
+    assert ma["resumed_from"] is None
+    assert mb["resumed_from"].endswith("checkpoint-3") and mb["global_step"] == ma["global_step"] == 6
+    assert not (bdir / "checkpoints").exists(), "a finished stage deletes its checkpoints"
     assert [e["loss"] for e in mb["log_history"]] == pytest.approx([e["loss"] for e in ma["log_history"]], abs=1e-5)
     wa = load_file(str(run_dir("tiny", a) / "sft" / "model" / "model.safetensors"))
     wb = load_file(str(bdir / "model" / "model.safetensors"))

@@ -75,12 +75,13 @@ def _fake_round_trainer(calls):
     """Stands in for dpo.train.train_round: saves a model stub and the round's manifest as the real one does."""
     from med42_utils.dpo.train import init_dir, round_dir
 
-    def train_round(params, run_name, name):
+    def train_round(params, run_name, name, force=False):
         calls.append(name)
         out = round_dir(params, run_name, name)
         (out / "model").mkdir(parents=True, exist_ok=True)
         (out / "model" / "config.json").write_text(json.dumps({"trained": len(calls)}))
         write_manifest(out, f"04_dpo/{name}", params, inputs=[init_dir(params, run_name, name)], round=name)
+        return {"round": name}
 
     return train_round
 

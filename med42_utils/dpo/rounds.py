@@ -58,12 +58,15 @@ def plan_rounds(params: Params, run_name: str, round: str | int | None = None, f
     return plans
 
 
-def launch_plan(params: Params, run_name: str, name: str, overrides: Mapping[str, Any] | None = None):
-    """The shared launcher's plan (med42_utils.launch) for one round of `python -m med42_utils.dpo.train`."""
+def launch_plan(params: Params, run_name: str, name: str, overrides: Mapping[str, Any] | None = None,
+                force: bool = False):
+    """The shared launcher's plan (med42_utils.launch) for one round of `python -m med42_utils.dpo.train`
+    (force: the round discards its checkpoints and starts at step 0)."""
     from ..launch import override_args, plan_launch
     from ..progress import PROGRESS
 
-    return plan_launch(params, "dpo", run_name, MODULE, ["--round", name, *override_args(overrides)], job=f"dpo_{name}",
+    args = ["--round", name, *override_args(overrides), *(["--force"] if force else [])]
+    return plan_launch(params, "dpo", run_name, MODULE, args, job=f"dpo_{name}",
                        progress_file=round_dir(params, run_name, name) / PROGRESS)
 
 
@@ -84,14 +87,16 @@ def run_rounds(params: Params, run_name: str, round: str | int | None = None, fo
             print(f"{p.name}: already trained in {p.out_dir} (skipped; force=True retrains it)")
             continue
         if dry_run:
-            print(render_plan(launch_plan(params, run_name, p.name, overrides)))
+            print(render_plan(launch_plan(params, run_name, p.name, overrides, force)))
             continue
         init = resolve_init(params, run_name, p.name)  # fails early, naming a missing previous round
         print(f"{p.name}: training on {', '.join(p.datasets)} from {init} (also the frozen reference)")
         if params.dpo.hardware.launcher == "inprocess":
-            train_round(params, run_name, p.name)
+            if "stopped_at" in train_round(params, run_name, p.name, force=force):
+                print(f"{p.name}: stopped at a checkpoint before its last step; run again to continue from it")
+                return plans
         else:
-            job = execute(launch_plan(params, run_name, p.name, overrides), wait=wait)
+            job = execute(launch_plan(params, run_name, p.name, overrides, force), wait=wait)
             if job is not None and not wait:
                 raise JobPending(job)
         stale = stale_after(params, run_name, p.name, [q.name for q in plans])

@@ -6,22 +6,25 @@ Run in-process (size tiny) or once per process under `accelerate launch` (FSDP):
 
 Round 1 starts from the SFT model; round N>1 starts from round N-1's saved model, which is also its
 frozen reference. Writes outputs/<size>/<run>/dpo/<round>/model/ (model + tokenizer),
-log_history.json and manifest.json.
+log_history.json and manifest.json. Checkpoints go to <round>/trainer/ every dpo.save_steps; an
+interrupted round continues from the last one when started again (med42_utils.checkpoints).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 
+from ..checkpoints import checkpoint_args, resume_for, resume_key, training_callbacks
 from ..fsdp_cpu import enable_cpu_fsdp
 from ..launch import parse_override_args
 from ..notebook import fresh_transforms
 from ..quiet import without_model_card
-from ..manifest import StageMissingError, write_manifest
+from ..manifest import StageMissingError, input_fingerprints, write_manifest
 from ..models import load_model, load_tokenizer, resolve_model, stage_model_dir
 from ..params import Params, load_params
 from ..progress import PROGRESS, progress_callback
@@ -31,6 +34,7 @@ from .lengths import pair_lengths
 from .preference_data import drop_long_prompts, load_preferences
 
 LOG_HISTORY = "log_history.json"
+CHECKPOINTS = "trainer"  # <round>/trainer/checkpoint-N
 
 
 def round_names(params: Params) -> list[str]:
@@ -104,7 +108,7 @@ def build_dpo_config(params: Params, output_dir: str | Path, **extra: Any):
         seed=d.seed,
         data_seed=d.seed,
         use_cpu=d.hardware.accelerator == "cpu",
-        save_strategy="no",  # the final model is saved once, in <round>/model
+        **checkpoint_args(d),  # checkpoints in <round>/trainer; the final model in <round>/model
         report_to="none",
         trust_remote_code=params.model.trust_remote_code,
         disable_tqdm=True,
@@ -139,7 +143,7 @@ def build_trainer(params: Params, init_path: str, train_dataset, output_dir: str
         ref_model = load_model(params, init_path, stage="dpo")
     # with precompute_ref_log_probs, TRL scores the data with the untouched policy (= init_path) before training
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=train_dataset,
-                         processing_class=tokenizer, peft_config=peft_config)
+                         processing_class=tokenizer, peft_config=peft_config, callbacks=training_callbacks())
     return without_model_card(trainer)  # no TRL draft README.md linking to "[None]"
 
 
@@ -174,17 +178,36 @@ def prepare_round_data(params: Params, run_name: str, name: str, init_path: str,
     return ds, report
 
 
-def train_round(params: Params, run_name: str, name: str) -> dict[str, Any]:
-    """Train one round and save model, tokenizer, logs and manifest; returns the manifest fields."""
+def train_round(params: Params, run_name: str, name: str, force: bool = False,
+                stop_after_step: int | None = None) -> dict[str, Any]:
+    """Train one round and save model, tokenizer, logs and manifest; returns the manifest fields.
+
+    A round started again after an interruption continues from its last checkpoint in <round>/trainer/ made from
+    the same params, starting model and datasets (force=True discards them). A round stopped before its last step
+    (SLURM's signal, stop_after_step) returns {"stopped_at": step} and writes no model or manifest."""
     init_path = resolve_init(params, run_name, name)
     out = round_dir(params, run_name, name)
+    ckpt_dir = out / CHECKPOINTS
     tokenizer = load_tokenizer(params, init_path)
     ds, report = prepare_round_data(params, run_name, name, init_path, tokenizer)
-    trainer = build_trainer(params, init_path, ds, out / "trainer", tokenizer=tokenizer,
+    trainer = build_trainer(params, init_path, ds, ckpt_dir, tokenizer=tokenizer,
                             **trainer_kwargs(params, run_name, f"dpo_{name}"))
-    quiet_trainer(trainer, params, out, f"dpo {name}")  # progress lines; curves in dpo/<round>/tensorboard/
     trainer.add_callback(progress_callback(out / PROGRESS))
-    result = trainer.train()
+    if stop_after_step:
+        from ..sft.train import _StopAfter
+
+        trainer.add_callback(_StopAfter(stop_after_step))
+    if force and trainer.is_world_process_zero():
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    key = resume_key(params, "dpo", input_fingerprints(out, [init_dir(params, run_name, name)]),
+                     round=name, datasets=round_spec(params, name).datasets)
+    resumed_from = resume_for(trainer, ckpt_dir, key)
+    # progress lines; curves in dpo/<round>/tensorboard/ (a resumed round appends, a new one starts them)
+    quiet_trainer(trainer, params, out, f"dpo {name}", fresh=resumed_from is None)
+    result = trainer.train(resume_from_checkpoint=resumed_from)
+    if trainer.state.global_step < trainer.state.max_steps:
+        return {"stopped_at": trainer.state.global_step, "resumed_from": resumed_from}
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     model_dir = out / "model"
     save_round_model(trainer, params, model_dir)
@@ -214,11 +237,13 @@ def train_round(params: Params, run_name: str, name: str) -> dict[str, Any]:
             fsdp=bool(trainer.is_fsdp_enabled),
             reference_wrapped=type(trainer.ref_model).__name__ if trainer.ref_model is not None else None,
             global_steps=trainer.state.global_step,
+            resumed_from=resumed_from,
             train_loss=result.training_loss,
             final={k: last.get(k) for k in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")},
             dpo_config={k: getattr(trainer.args, k) for k in CONFIG_FIELDS},
         )
         write_manifest(out, f"04_dpo/{name}", params, inputs=[init_dir(params, run_name, name)], **fields)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # the round is done: <round>/model is what the next one reads
     trainer.accelerator.wait_for_everyone()
     return fields
 
@@ -237,10 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-name", required=True)
     ap.add_argument("--round", required=True, help="round name from params, e.g. round1")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override, repeatable")
+    ap.add_argument("--force", action="store_true", help="discard the round's checkpoints and train from step 0")
+    ap.add_argument("--stop-after-step", type=int, default=None, help="stop after this step (tests resuming)")
     args = ap.parse_args(argv)
     fresh_transforms()
     params = load_params(args.size, parse_override_args(args.set))
-    train_round(params, args.run_name, args.round)
+    train_round(params, args.run_name, args.round, force=args.force, stop_after_step=args.stop_after_step)
     return 0
 
 

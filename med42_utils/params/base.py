@@ -83,3 +83,13 @@ class SpeedParams(StrictModel):
         default=False,
         description="TrainingArguments.torch_compile; do not combine with liger_kernel (its kernels break the graph)",
     )
+
+
+def save_total_limit_field():
+    return Field(ge=1, description="checkpoints kept (transformers' save_total_limit): a sharded 70B checkpoint with "
+                 "optimizer state is about 0.85 TB")
+
+
+def stop_signal_field():
+    return Field(ge=10, description="on SLURM, SIGUSR1 this many seconds before the time limit: training saves a "
+                 "checkpoint and the job requeues itself (#SBATCH --signal); leave room for one step and one save")

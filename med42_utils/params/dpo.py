@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .base import Hardware, SpeedParams, StrictModel
+from .base import Hardware, SpeedParams, StrictModel, save_total_limit_field, stop_signal_field
 from .sft import LoraParams
 
 
@@ -58,6 +58,9 @@ class DpoParams(StrictModel):
     precompute_ref_log_probs: bool
     max_samples_per_source: int | None = Field(default=None, ge=1, description="cap for tiny runs; null = all")
     logging_steps: int = Field(ge=1)
+    save_steps: int = Field(ge=1, description="a checkpoint of the round every this many steps (resumed on its own)")
+    save_total_limit: int = save_total_limit_field()
+    stop_signal_seconds: int = stop_signal_field()
     seed: int
     data_source: Literal["hub", "local", "bundled"] = Field(
         description="hub: datasets.load_dataset(<hub id>); local: <data_dir>/<name>/<split>.jsonl|parquet; bundled: package samples"

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import Hardware, SpeedParams, StrictModel
+from .base import Hardware, SpeedParams, StrictModel, save_total_limit_field, stop_signal_field
 
 
 class PackingParams(StrictModel):
@@ -40,7 +40,9 @@ class SftParams(StrictModel):
     bf16: bool
     gradient_checkpointing: bool
     logging_steps: int = Field(ge=1)
-    save_steps: int = Field(ge=1)
+    save_steps: int = Field(ge=1, description="a checkpoint every this many steps (resumed on its own)")
+    save_total_limit: int = save_total_limit_field()
+    stop_signal_seconds: int = stop_signal_field()
     seed: int
     hardware: Hardware
     lora: LoraParams

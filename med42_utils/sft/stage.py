@@ -11,11 +11,10 @@ from ..paths import run_dir
 MODULE = "med42_utils.sft.train"
 
 
-def sft_plan(params: Params, run_name: str, overrides: dict | None = None, force: bool = False,
-             resume: bool = False) -> LaunchPlan:
-    """The launch plan of SFT for these params (overrides travel to the entry point as --set;
-    resume continues from the last checkpoint in sft/checkpoints/)."""
-    extra = override_args(overrides) + (["--force"] if force else []) + (["--resume"] if resume else [])
+def sft_plan(params: Params, run_name: str, overrides: dict | None = None, force: bool = False) -> LaunchPlan:
+    """The launch plan of SFT for these params (overrides travel to the entry point as --set). An interrupted
+    run continues from its last checkpoint on its own; force=True starts again at step 0."""
+    extra = override_args(overrides) + (["--force"] if force else [])
     return plan_launch(params, "sft", run_name, MODULE, extra)
 
 

@@ -1,9 +1,10 @@
 """Clinical SFT with TRL's SFTTrainer, from params (paper Table 2).
 
-    python -m med42_utils.sft.train --size tiny --run-name demo [--set sft.max_steps=10] [--resume]
+    python -m med42_utils.sft.train --size tiny --run-name demo [--set sft.max_steps=10]
 
 The same entry point runs in-process (tiny), under `accelerate launch` (FSDP, one node) and
-under SLURM (one `accelerate launch` per node); see med42_utils.launch.
+under SLURM (one `accelerate launch` per node); see med42_utils.launch. An interrupted run (time limit,
+preemption, a crash) continues from its last checkpoint when started again (med42_utils.checkpoints).
 """
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 
+from ..checkpoints import checkpoint_args, resume_for, resume_key, training_callbacks
 from ..fsdp_cpu import enable_cpu_fsdp, fsdp_wrapped_modules
 from ..launch import parse_override_args
 from ..notebook import fresh_transforms
 from ..quiet import without_model_card
-from ..manifest import require_stage, stage_done, write_manifest
+from ..manifest import input_fingerprints, require_stage, stage_done, write_manifest
 from .. import models
 from ..params import Params, load_params
 from ..paths import run_dir
@@ -60,8 +62,7 @@ def build_sft_config(params: Params, output_dir: Path, **overrides: Any):
         bf16=s.bf16,
         activation_checkpointing=s.gradient_checkpointing,  # transformers 5 name of gradient checkpointing
         logging_steps=s.logging_steps,
-        save_steps=s.save_steps,
-        save_strategy="steps",
+        **checkpoint_args(s),
         seed=s.seed,
         data_seed=s.seed,
         max_length=p.max_length,
@@ -72,7 +73,6 @@ def build_sft_config(params: Params, output_dir: Path, **overrides: Any):
         report_to="none",
         dataset_num_proc=None,
         use_cpu=params.sft.hardware.accelerator == "cpu",
-        save_only_model=False,
     )
     if s.gradient_checkpointing:
         kw["activation_checkpointing_kwargs"] = {"use_reentrant": False}
@@ -123,26 +123,24 @@ class _StopAfter:
         return StopAfter()
 
 
-def last_checkpoint(out: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+def train_sft(params: Params, run_name: str, stop_after_step: int | None = None, force: bool = False) -> dict:
+    """Train, save sft/model (model + tokenizer) and sft/manifest.json; returns the manifest fields.
 
-    return get_last_checkpoint(str(out)) if out.is_dir() else None
-
-
-def train_sft(params: Params, run_name: str, resume: bool = False, stop_after_step: int | None = None,
-              force: bool = False) -> dict:
-    """Train, save sft/model (model + tokenizer) and sft/manifest.json; returns the manifest fields."""
+    A finished stage (same params and packed data) is not trained again unless force=True. An unfinished one
+    continues from the last checkpoint in sft/checkpoints/ that was made from the same params and data;
+    force=True discards the checkpoints and starts at step 0. A run stopped before max_steps (SLURM's signal,
+    stop_after_step) returns without a final model or manifest."""
     from transformers import set_seed
     from trl import SFTTrainer
 
     out = sft_dir(params, run_name)
     packing = run_dir(params.size, run_name) / "packing"
-    if stage_done(out, params, inputs=[packing]) and not (force or resume) and stop_after_step is None:
+    if stage_done(out, params, inputs=[packing]) and not force and stop_after_step is None:
         print(f"03_sft already done in {out} (force=True re-trains)")
         return json.loads((out / "manifest.json").read_text())
     set_seed(params.sft.seed)
     ckpt_dir = out / CHECKPOINTS
-    if force and not resume and ckpt_dir.exists() and _is_main():
+    if force and ckpt_dir.exists() and _is_main():
         shutil.rmtree(ckpt_dir)
     require_packages(params, "sft")
     train = load_train_dataset(params, run_name)
@@ -154,15 +152,15 @@ def train_sft(params: Params, run_name: str, resume: bool = False, stop_after_st
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=train, processing_class=tok,
         peft_config=lora_config(params) if params.sft.method == "lora" else None,
-        callbacks=[progress_callback(out / PROGRESS)] + ([_StopAfter(stop_after_step)] if stop_after_step else []),
+        callbacks=[progress_callback(out / PROGRESS), *training_callbacks()]
+        + ([_StopAfter(stop_after_step)] if stop_after_step else []),
     )
     without_model_card(trainer)  # no TRL draft README.md linking to "[None]" beside the checkpoints
-    quiet_trainer(trainer, params, out, "sft", fresh=not resume)  # progress lines; curves in sft/tensorboard/
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
-    resume_from = last_checkpoint(ckpt_dir) if resume else None
-    if resume and resume_from is None:
-        print(f"no checkpoint in {ckpt_dir}; training from the start")
+    resume_from = resume_for(trainer, ckpt_dir, resume_key(params, "sft", input_fingerprints(out, [packing])))
+    # progress lines; curves in sft/tensorboard/ (a resumed run appends to its curves, a new one starts them)
+    quiet_trainer(trainer, params, out, "sft", fresh=resume_from is None)
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=resume_from)
     wall = time.time() - t0
@@ -197,6 +195,7 @@ def train_sft(params: Params, run_name: str, resume: bool = False, stop_after_st
     _save_final(trainer, params, out / MODEL, tok)
     if _is_main():
         write_manifest(out, "03_sft", params, inputs=[packing], **fields)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # the stage is done: sft/model is what later stages read
     return fields
 
 
@@ -225,13 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", required=True)
     ap.add_argument("--run-name", required=True)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override (repeatable)")
-    ap.add_argument("--resume", action="store_true", help="resume from the last checkpoint in sft/checkpoints/")
     ap.add_argument("--stop-after-step", type=int, default=None, help="stop after this step (tests resuming)")
-    ap.add_argument("--force", action="store_true", help="re-train even if sft/manifest.json exists")
+    ap.add_argument("--force", action="store_true",
+                    help="re-train from step 0 even if sft/manifest.json exists (discards sft/checkpoints/)")
     a = ap.parse_args(argv)
     fresh_transforms()
     params = load_params(a.size, parse_override_args(a.set))
-    fields = train_sft(params, a.run_name, resume=a.resume, stop_after_step=a.stop_after_step, force=a.force)
+    fields = train_sft(params, a.run_name, stop_after_step=a.stop_after_step, force=a.force)
     if _is_main():
         f = fields
         loss = f"loss {f['first_loss']:.3f} -> {f['last_loss']:.3f}, " if f.get("last_loss") is not None else ""
