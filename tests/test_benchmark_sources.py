@@ -77,13 +77,15 @@ def test_local_for_some_hub_for_others_and_missing_files_skipped(tmp_path, monke
     dcache, _ = use_caches(monkeypatch, tmp_path / "hf")
     _fake_hub_benchmarks(dcache)
     shutil.copytree(FIXTURES, tmp_path / "data")
-    p = load_params("tiny", {"eval.data_source": "hub", "eval.data_dir": str(tmp_path / "data"),
+    # the published benchmarks only (tiny's course task, the taught facts, is bundled and has no source)
+    table4 = {"eval.tasks": [b.task for b in bd.BENCHMARKS.values()]}
+    p = load_params("tiny", {**table4, "eval.data_source": "hub", "eval.data_dir": str(tmp_path / "data"),
                              "eval.sources": {k: "local" for k in LOCAL}})
     rows = {r["task"]: r for r in bench.benchmark_overview(p)}
     assert {t: r["layout"] for t, r in rows.items()} == {
         **{bd.BENCHMARKS[k].task: "official" for k in LOCAL}, **{bd.BENCHMARKS[k].task: "hub" for k in HUB}}
     # every benchmark from files: USMLE and ToxiGen have none, so they are skipped with a note, not an error
-    p = load_params("tiny", {"eval.data_source": "local", "eval.data_dir": str(tmp_path / "data")})
+    p = load_params("tiny", {**table4, "eval.data_source": "local", "eval.data_dir": str(tmp_path / "data")})
     tasks, skipped = bench.eval_tasks(p)
     assert set(skipped) == {"med42_usmle_sa", "med42_toxigen"} and len(tasks) == 5
     assert "no official file distribution" in skipped["med42_usmle_sa"] and "toxigen=hub" in skipped["med42_toxigen"]
@@ -93,7 +95,7 @@ def test_local_for_some_hub_for_others_and_missing_files_skipped(tmp_path, monke
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ValueError, match="no benchmark left to evaluate: med42_mmlu_medical: no files for it in"):
-        bench.eval_tasks(load_params("tiny", {"eval.data_source": "local", "eval.data_dir": str(empty)}))
+        bench.eval_tasks(load_params("tiny", {**table4, "eval.data_source": "local", "eval.data_dir": str(empty)}))
 
 
 def test_notebook_knobs_become_params():
