@@ -30,11 +30,20 @@ def stage_model_dir(params: Params, run_name: str, stage: str) -> Path:
 def model_stage_dirs(params: Params, run_name: str, stages) -> list[Path]:
     """The stage folders (with their manifests) of trained model stages, e.g. ['sft', 'dpo_round1'];
     'base' has none. A stage that reads these models records their manifests (stage chaining)."""
-    return [stage_model_dir(params, run_name, s).parent for s in stages if s != "base"]
+    from .extra_models import find_extra
+
+    return [stage_model_dir(params, run_name, s).parent for s in stages
+            if s != "base" and find_extra(params, s) is None]
 
 
 def resolve_model(params: Params, run_name: str, stage: str) -> str:
-    """Path or Hub id for a stage's model ('base', 'sft', 'dpo_round1', ...); a missing stage names its notebook."""
+    """Path or Hub id for a stage's model ('base', 'sft', 'dpo_round1', ...) or an extra model's name (params
+    extra_models); a missing stage names its notebook."""
+    from .extra_models import find_extra, resolve_extra
+
+    extra = find_extra(params, stage)
+    if extra is not None:
+        return resolve_extra(params, extra)
     if stage == "base":
         return resolve_base_model(params)
     d = stage_model_dir(params, run_name, stage)

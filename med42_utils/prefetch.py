@@ -131,6 +131,9 @@ def needs(params: Params) -> list[Need]:
     op = params.dpo.onpolicy
     if op.enabled and op.scorer == "reward_model" and op.reward_model and _is_hub_id(op.reward_model):
         out.append(_model(op.reward_model, "reward model (on-policy DPO)"))
+    for m in params.extra_models:
+        if m.hub is not None and _is_hub_id(m.hub):
+            out.append(_model(m.hub, f"extra model {m.name}"))
     j = params.judge
     if j.backend in ("transformers", "vllm", "logprob") and _is_hub_id(j.model):
         out.append(_model(j.model, f"judge ({j.backend})"))

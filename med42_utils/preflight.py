@@ -41,8 +41,14 @@ def _run_hint(notebook: str, size: str, run_name: str, extra: str = "") -> str:
 
 def _add_model(needs: Needs, params: Params, run_name: str, stage: str) -> None:
     """'base' is the Hub model; 'sft'/'dpo_<round>' a trained model folder of this run."""
+    from .extra_models import find_extra
     from .models import stage_model_dir
 
+    extra = find_extra(params, stage)
+    if extra is not None:
+        if extra.hub is not None and _hub_id(extra.hub):
+            needs.models.append((extra.hub, f"extra model {stage}"))
+        return
     if stage == "base":
         if _hub_id(params.model.base):
             needs.models.append((params.model.base, "base model"))
@@ -76,6 +82,8 @@ def stage_needs(params: Params, run_name: str, job: str, models: list[str] | Non
     else:
         stages = models if models is not None else (
             params.eval.models if job == "eval" else params.judge.models if job == "judge" else [])
+        if models is None and job in ("eval", "judge"):  # extra models beside the stages (params extra_models)
+            stages = [*stages, *(m.name for m in params.extra_models if m.name not in stages)]
         for s in stages:
             _add_model(needs, params, run_name, s)
         if job == "judge" and params.judge.backend in LOCAL_JUDGES and _hub_id(params.judge.model):

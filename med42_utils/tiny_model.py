@@ -146,3 +146,19 @@ def resolve_base_model(params: Params) -> str:
     if params.model.base == "tiny":
         return str(ensure_tiny_model(params.model.tiny))
     return params.model.base
+
+
+def _release_cfg(params: Params, seed: int) -> TinyModelConfig:
+    return params.model.tiny.model_copy(update={"seed": seed})
+
+
+def release_fingerprint(params: Params, seed: int) -> str:
+    return _fingerprint(_release_cfg(params, seed))
+
+
+def ensure_tiny_release(params: Params, seed: int, directory: Path) -> Path:
+    """A second tiny model, initialised with another seed (same tokenizer, same shape): tiny's stand-in for a
+    released model in 05 and 06 (params extra_models, tiny_seed). Built once, reused while unchanged."""
+    if params.model.tiny is None:
+        raise ValueError("extra_models tiny_seed needs model.base 'tiny'")
+    return ensure_tiny_model(_release_cfg(params, seed), directory)

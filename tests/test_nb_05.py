@@ -17,7 +17,8 @@ def test_05_benchmarks_manifest(notebook_run):
     m = read_manifest(eval_dir)
     assert m["stage"] == "05_benchmarks" and m["size"] == "tiny"
     assert m["tasks"] == params.eval.tasks
-    assert list(m["models"]) == params.eval.models
+    assert list(m["models"]) == [*params.eval.models, "tiny-release"]  # the stages, then the extra model
+    assert m["models"]["tiny-release"]["model"].endswith("extra_models/tiny-release")
     for stage, entry in m["models"].items():
         raw = json.loads((eval_dir / "raw" / f"{stage}.json").read_text())
         for task in params.eval.tasks:

@@ -11,8 +11,11 @@ pytestmark = pytest.mark.slow
 def test_06_manifest(notebook_run, tiny_params):
     _, run_dir = notebook_run
     m = read_manifest(run_dir / "judge")
+    from med42_utils.extra_models import judged_models
+
     j = tiny_params.judge
-    models = list(j.models)
+    models = judged_models(tiny_params)  # the stages, then the extra model standing in for the release
+    assert models[len(j.models):] == ["tiny-release"]
     n_pairs = len(models) * (len(models) - 1) // 2
     assert m["stage"] == "06_elo_judging" and m["models"] == models
     assert m["questions"] >= 8
@@ -45,7 +48,7 @@ def test_06_manifest(notebook_run, tiny_params):
 
     # stage chaining: the judge manifest records the model stages whose answers it judged
     assert m["inputs"] == {f"../{s.replace('dpo_', 'dpo/')}": fingerprint(run_dir / s.replace("dpo_", "dpo/"))
-                           for s in models if s != "base"}
+                           for s in j.models if s != "base"}
 
     # position bias: the reference judge reads each answer on its own, so no first-position preference
     pb = m["position_bias"]
@@ -66,13 +69,16 @@ def test_06_manifest(notebook_run, tiny_params):
     assert eff["battle"] < eff["question"] and eff["battle"] < 0.92 and width["battle"] < width["question"]
 
     assert all(a["generated"] + a["cached"] == m["questions"] for a in m["answers"].values())
+    assert set(m["answers"]) == set(models)
     assert (run_dir / "judge" / "judgments.jsonl").read_text().count("\n") == m["judgments"]
 
 
 def test_06_style_and_reliability(notebook_run, tiny_params):
     _, run_dir = notebook_run
     m = read_manifest(run_dir / "judge")
-    models = set(tiny_params.judge.models)
+    from med42_utils.extra_models import judged_models
+
+    models = set(judged_models(tiny_params))
     assert set(m["answer_length"]) == models and all(v > 0 for v in m["answer_length"].values())
     sc = m["style_control"]
     assert set(sc["elo"]) == models

@@ -255,13 +255,17 @@ def save_choices(results: dict, path: Path) -> Path:
 
 
 def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] | None = None) -> dict[str, dict]:
-    """Evaluate each model stage (base, sft, dpo_round1..3) in turn; raw JSON to out_dir/raw/<stage>.json.
+    """Evaluate each model stage (base, sft, dpo_round1..3), then each extra model with weights (params
+    extra_models), in turn; raw JSON to out_dir/raw/<stage>.json.
 
     Returns {stage: {"model": path or Hub id, "raw": file, "scores": {task: {...}}}}.
     """
+    from ..extra_models import eval_models, find_extra
     from ..models import resolve_model
 
-    stages = models or params.eval.models
+    stages, notes = eval_models(params, models)
+    for name, why in notes.items():
+        print(f"skipping extra model {name}: {why}")
     tasks, skipped = eval_tasks(params)
     for t, why in skipped.items():
         print(f"skipping {t}: {why}")
@@ -282,7 +286,7 @@ def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] |
         choices = save_choices(results, Path(out_dir) / "raw" / f"{stage}.choices.json")
         questions = save_questions(results, Path(out_dir) / "raw" / f"{stage}.questions.json", token_counter(lm))
         out[stage] = {"model": str(path), "raw": str(raw), "choices": str(choices), "questions": str(questions),
-                      "scores": scores(results)}
+                      "scores": scores(results), "extra": find_extra(params, stage) is not None}
         del lm
     return out
 

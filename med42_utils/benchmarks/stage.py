@@ -93,7 +93,7 @@ def training_shift(evaluated: dict[str, dict]) -> pd.DataFrame | None:
     """choice_shift from the first trained stage (sft) to the last one; None without both or without choices."""
     import json
 
-    stages = [s for s in evaluated if s != "base"]
+    stages = [s for s in evaluated if s != "base" and not evaluated[s].get("extra")]
     if len(stages) < 2 or not all("choices" in evaluated[s] for s in (stages[0], stages[-1])):
         return None
     first, last = (json.loads(Path(evaluated[s]["choices"]).read_text()) for s in (stages[0], stages[-1]))

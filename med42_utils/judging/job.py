@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from .cache import JudgmentCache
     from .progress import ProgressLine
     from .questions import questions_from_params
+    from ..extra_models import judged_models
     from .stage import JUDGMENTS, answer_all
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     answers, info = answer_all(params, a.run_name, questions, judge_dir, progress=True)
     print(info.to_string(), flush=True)
     judge = make_judge(params)
-    counts = judge_all(questions, answers, judge, JudgmentCache(judge_dir / JUDGMENTS), list(params.judge.models),
+    counts = judge_all(questions, answers, judge, JudgmentCache(judge_dir / JUDGMENTS), judged_models(params),
                        batch_size=params.judge.batch_size, progress=ProgressLine("verdicts"))
     (judge_dir / JOB_RECORD).write_text(json.dumps({"judge": judge.name, "counts": counts}, indent=1, default=str))
     print(counts, flush=True)

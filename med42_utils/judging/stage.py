@@ -29,13 +29,17 @@ def reset(judge_dir: Path) -> None:
 
 def cache_key(params, run_name: str) -> dict:
     """What the cached answers and judgments were made from: each model (its stage manifest, or the base model
-    and, at tiny, its build), the answer sampling, the system prompt, and the judge's settings."""
+    and, at tiny, its build; an extra model's Hub id, folder, answers file hash or tiny seed), the answer sampling, the system prompt, and the judge's settings."""
     from ..chat import SYSTEM_PROMPT
     from ..manifest import MANIFEST, fingerprint
     from ..models import stage_model_dir
     from ..tiny_model import BUILD_INFO
 
+    from ..extra_models import extra_fingerprint
+
     models = {}
+    for m in params.extra_models:
+        models[m.name] = extra_fingerprint(params, m)
     for stage in params.judge.models:
         if stage == "base":
             info = Path(resolve_model(params, run_name, "base")) / BUILD_INFO
@@ -75,7 +79,9 @@ def refresh_caches(params, run_name: str, judge_dir: Path) -> str | None:
 
 def answer_all(params, run_name: str, questions: list[dict], judge_dir: Path,
                progress: bool | Callable[[str], Callable[[int, int], None]] = False) -> tuple[dict, pd.DataFrame]:
-    """Answers of every params.judge.models stage: ({model: {question_id: text}}, one row of counts per model).
+    """Answers of every params.judge.models stage and every extra model: ({model: {question_id: text}}, one row
+    of counts per model). An extra model given as a file of answers is read, never generated; a question it
+    does not answer is an error naming the file.
 
     progress: True prints plain lines per model ("answers sft: 8/14 (57%), 2.1/s, ETA 0:00:03"); or give a
     factory label -> (done, total) hook.
@@ -85,8 +91,23 @@ def answer_all(params, run_name: str, questions: list[dict], judge_dir: Path,
         print(why, flush=True)
     if progress is True:
         progress = ProgressLine.factory("answers")
+    from ..extra_models import answers_file, find_extra, judged_models
+
     rows, answers = [], {}
-    for stage in params.judge.models:
+    for stage in judged_models(params):
+        extra = find_extra(params, stage)
+        if extra is not None and extra.answers is not None:
+            path = answers_file(extra)
+            given = read_answers(path)
+            missing = [str(q["id"]) for q in questions if str(q["id"]) not in given]
+            if missing:
+                raise ValueError(f"extra model '{stage}': {path} has no answer for {len(missing)} of {len(questions)} "
+                                 f"questions (e.g. question_id {missing[0]!r}); add lines "
+                                 f'{{"question_id": ..., "answer": ...}} for them')
+            answers[stage] = {str(q["id"]): given[str(q["id"])] for q in questions}
+            rows.append({"model": stage, "path": str(path), "backend": "answers file", "cached": len(questions),
+                         "generated": 0, "model_path": str(path)})
+            continue
         path = resolve_model(params, run_name, stage)
         hook = progress(stage) if progress else None
         info = generate_answers(params, stage, path, questions, Path(judge_dir) / "answers", progress=hook)

@@ -7,6 +7,7 @@ from .base import ModelParams, StrictModel
 from .data import DataParams
 from .dpo import DpoParams
 from .evaluation import EvalParams, JudgeParams
+from .extra import ExtraModel
 from .logs import TrainingLogsParams
 from .sft import PackingParams, SftParams
 from .slurm import SlurmParams
@@ -24,6 +25,8 @@ class Params(StrictModel):
     dpo: DpoParams
     eval: EvalParams
     judge: JudgeParams
+    extra_models: list[ExtraModel] = Field(default_factory=list, description="models beside the run's stages, "
+                                           "scored in 05 and rated in 06 (docs/elo.md, docs/benchmarks.md)")
     training_logs: TrainingLogsParams = Field(default_factory=TrainingLogsParams)
     slurm: SlurmParams = Field(default_factory=SlurmParams,
                                description="site options of sbatch jobs (partition, account, time, ...); see docs/cluster-options.md")
@@ -61,6 +64,12 @@ class Params(StrictModel):
                 f"gradient_accumulation_steps ({d.gradient_accumulation_steps}) x world size "
                 f"({d.hardware.world_size}) = {self.dpo_batch_size}; change one so they agree"
             )
+        names = [m.name for m in self.extra_models]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"extra_models names {', '.join(dup)} more than once; give each model its own name")
+        if self.model.base != "tiny" and any(m.tiny_seed is not None for m in self.extra_models):
+            raise ValueError("extra_models: tiny_seed is for model.base 'tiny' only; give a hub id or path instead")
         if self.dpo.max_prompt_length >= self.dpo.max_length:
             raise ValueError("dpo.max_prompt_length must be smaller than dpo.max_length")
         return self
