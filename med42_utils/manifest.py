@@ -31,8 +31,8 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "02_packing": _CHAIN[:5],
     "03_sft": _CHAIN[:6],
     "04_dpo": _CHAIN,
-    "05_benchmarks": _CHAIN,
-    "06_elo_judging": (*_CHAIN, "judge"),
+    "05_benchmarks": (*_CHAIN, "extra_models"),
+    "06_elo_judging": (*_CHAIN, "judge", "extra_models"),
 }
 
 
