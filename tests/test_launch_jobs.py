@@ -31,7 +31,8 @@ def gpu_labelled_run(tmp_path, monkeypatch, real_slurm):
     ov = {"sft.hardware.accelerator": "h100", "sft.hardware.launcher": "accelerate",
           "sft.hardware.accelerate_config": str(cfg), "eval.models": ["base", "sft"], "eval.limit": 2,
           "eval.tasks": ["med42_pubmedqa", "med42_usmle_sa"],
-          "judge.models": ["base", "sft"], "judge.num_questions": 2}
+          "judge.models": ["base", "sft"], "judge.num_questions": 2,
+          "extra_models": []}  # the stages only: the tests count their jobs and answers
     run = start("tiny", f"pytest-jobs-{uuid.uuid4().hex[:6]}", ov)
     # the SFT stage's model: a copy of the base model stands in for a trained one
     sft = run.dir / "sft"

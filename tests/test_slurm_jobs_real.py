@@ -30,7 +30,8 @@ def gpu_labelled_run(tmp_path, monkeypatch, real_slurm):
     cfg = tmp_path / "single.yaml"
     cfg.write_text(SINGLE)
     ov = {"sft.hardware.accelerator": "h100", "sft.hardware.launcher": "accelerate",
-          "sft.hardware.accelerate_config": str(cfg), "judge.models": ["base", "sft"], "judge.num_questions": 2}
+          "sft.hardware.accelerate_config": str(cfg), "judge.models": ["base", "sft"], "judge.num_questions": 2,
+          "extra_models": []}  # the stages only: the tests count their jobs and answers
     run = start("tiny", f"pytest-jobs-{uuid.uuid4().hex[:6]}", ov)
     sft = run.dir / "sft"   # a copy of the base model stands in for a trained one
     shutil.copytree(resolve_base_model(run.params), sft / "model")
