@@ -493,3 +493,12 @@ def stop_session_cluster() -> None:
     if _CLUSTER is not None:
         _CLUSTER.stop()
         _CLUSTER = None
+
+
+# One CPU process, no sharding: the accelerate config the jobs in these tests launch with
+SINGLE_CPU_CONFIG = """compute_environment: LOCAL_MACHINE
+distributed_type: 'NO'
+mixed_precision: 'no'
+num_machines: 1
+num_processes: 1
+"""

@@ -14,7 +14,7 @@ from med42_utils.hardware import in_kernel
 from med42_utils.launch import params_overrides
 from med42_utils.params import load_params
 
-SINGLE = "compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nmixed_precision: 'no'\nnum_machines: 1\nnum_processes: 1\n"
+from realslurm import SINGLE_CPU_CONFIG as SINGLE  # noqa: E402
 
 
 @pytest.fixture

@@ -21,12 +21,7 @@ from med42_utils.params import load_params
 from med42_utils.paths import run_dir
 
 CPU_BOX = {"cuda": False, "gpus": []}
-SINGLE_CPU_CONFIG = """compute_environment: LOCAL_MACHINE
-distributed_type: 'NO'
-mixed_precision: 'no'
-num_machines: 1
-num_processes: 1
-"""
+from realslurm import SINGLE_CPU_CONFIG  # noqa: E402
 
 
 

@@ -18,12 +18,7 @@ from med42_utils.paths import run_dir
 
 pytestmark = pytest.mark.slurm
 
-SINGLE_CPU_CONFIG = """compute_environment: LOCAL_MACHINE
-distributed_type: 'NO'
-mixed_precision: 'no'
-num_machines: 1
-num_processes: 1
-"""
+from realslurm import SINGLE_CPU_CONFIG  # noqa: E402
 STEPS = 30
 # TEST ONLY: each step sleeps this long in the job, so that tiny SFT (a few seconds of compute) outlasts SLURM's
 # smallest --time, one minute (checkpoints.slow_steps_for_tests; off unless the variable is set)

@@ -15,7 +15,7 @@ import fakeslurm
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-SINGLE = "compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nmixed_precision: 'no'\nnum_machines: 1\nnum_processes: 1\n"
+from realslurm import SINGLE_CPU_CONFIG as SINGLE  # noqa: E402
 
 
 @pytest.fixture

@@ -20,12 +20,7 @@ from med42_utils.paths import repo_root, run_dir
 
 pytestmark = pytest.mark.slurm
 
-SINGLE_CPU_CONFIG = """compute_environment: LOCAL_MACHINE
-distributed_type: 'NO'
-mixed_precision: 'no'
-num_machines: 1
-num_processes: 1
-"""
+from realslurm import SINGLE_CPU_CONFIG  # noqa: E402
 
 
 @pytest.fixture
