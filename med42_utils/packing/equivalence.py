@@ -71,11 +71,9 @@ class Equivalence:
     mean_loss_concatenated: float
 
 
-def loss_equivalence(model, input_ids: list[int], seq_lengths: list[int], mode: str = "position_ids") -> Equivalence:
-    """Per-token losses of one bfd chunk three ways: samples alone, packed with restarting
-    positions (boundary-aware), and packed as one continuous sequence (concatenate-and-chunk)."""
-    if len(seq_lengths) < 2:
-        raise ValueError("the demonstration needs a chunk holding at least two samples")
+def _three_ways(model, input_ids: list[int], seq_lengths: list[int], mode: str = "position_ids"):
+    """Per-token next-token losses of a chunk's samples: each run alone, inside the chunk boundary-aware (`mode`),
+    and inside the chunk plainly concatenated. In eval mode (no dropout); the model's mode is restored."""
     was_training = model.training
     model.eval()  # no dropout; use_cache=False keeps packed position ids honoured in eval mode
     try:
@@ -84,11 +82,19 @@ def loss_equivalence(model, input_ids: list[int], seq_lengths: list[int], mode: 
             seg = input_ids[start:start + n]
             alone.append(per_token_nll(chunk_logits(model, seg, None), seg, [n]))
             start += n
-        alone_t = torch.cat(alone)
         packed = per_token_nll(chunk_logits(model, input_ids, seq_lengths, mode), input_ids, seq_lengths)
         concat = per_token_nll(chunk_logits(model, input_ids, None), input_ids, seq_lengths)
     finally:
         model.train(was_training)
+    return torch.cat(alone), packed, concat
+
+
+def loss_equivalence(model, input_ids: list[int], seq_lengths: list[int], mode: str = "position_ids") -> Equivalence:
+    """Per-token losses of one bfd chunk three ways: samples alone, packed with restarting
+    positions (boundary-aware), and packed as one continuous sequence (concatenate-and-chunk)."""
+    if len(seq_lengths) < 2:
+        raise ValueError("the demonstration needs a chunk holding at least two samples")
+    alone_t, packed, concat = _three_ways(model, input_ids, seq_lengths, mode)
     return Equivalence(
         samples=len(seq_lengths),
         tokens=int(alone_t.numel()),
@@ -103,18 +109,8 @@ def loss_equivalence(model, input_ids: list[int], seq_lengths: list[int], mode: 
 def per_sample_losses(model, input_ids: list[int], seq_lengths: list[int]) -> dict:
     """Mean next-token loss of each sample in a chunk, three ways (alone, boundary-aware, concatenated), and the
     per-token difference concatenated - alone along the chunk (0 at each sample's first token: nothing predicts it)."""
-    was_training = model.training
-    model.eval()
-    try:
-        alone, start = [], 0
-        for n in seq_lengths:
-            seg = input_ids[start:start + n]
-            alone.append(per_token_nll(chunk_logits(model, seg, None), seg, [n]))
-            start += n
-        packed = per_token_nll(chunk_logits(model, input_ids, seq_lengths), input_ids, seq_lengths)
-        concat = per_token_nll(chunk_logits(model, input_ids, None), input_ids, seq_lengths)
-    finally:
-        model.train(was_training)
+    alone_t, packed, concat = _three_ways(model, input_ids, seq_lengths)
+    alone = torch.split(alone_t, [n - 1 for n in seq_lengths])
     rows, diff, i = [], [], 0
     for k, a in enumerate(alone):
         n = a.numel()
