@@ -87,8 +87,9 @@ def test_build_pairs_keeps_best_and_worst_and_counts_drops():
 def test_reward_model_scorer_on_tiny_is_deterministic(tiny_model_path):
     """Mechanism test only: the tiny model with a seeded, untrained score head."""
     responses = ["Sixty to one hundred beats per minute.", "Blue.", "It depends on fitness."]
-    a = RewardModelScorer.from_pretrained(tiny_model_path, seed=3).score(PROMPT[0]["content"], responses)
-    b = RewardModelScorer.from_pretrained(tiny_model_path, seed=3).score(PROMPT[0]["content"], responses)
+    params = load_params("tiny")
+    a = RewardModelScorer.load(params, tiny_model_path, seed=3).score(PROMPT[0]["content"], responses)
+    b = RewardModelScorer.load(params, tiny_model_path, seed=3).score(PROMPT[0]["content"], responses)
     assert len(a) == 3 and a == b and len(set(a)) == 3
 
 
