@@ -71,7 +71,11 @@ def stage_needs(params: Params, run_name: str, job: str, models: list[str] | Non
     elif job.startswith("dpo_") and not job.endswith("_samples"):  # a round; 04's "dpo_samples" reads `models`
         from .dpo.train import init_stage
 
-        name = job.removeprefix("dpo_")
+        _add_model(needs, params, run_name, init_stage(params, job.removeprefix("dpo_")))
+    elif job.startswith("onpolicy_"):  # a round's on-policy generation job: its starting model and the scorer
+        from .dpo.train import init_stage
+
+        name = job.removeprefix("onpolicy_")
         _add_model(needs, params, run_name, init_stage(params, name))
         op = params.dpo.onpolicy
         if op.enabled and name in op.rounds:
