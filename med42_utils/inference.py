@@ -65,9 +65,9 @@ class Placement:
         if self.mode == "one_gpu":
             return (f"{self.device}: one GPU per replica ({self.weights_gib:.1f} GiB of weights on a "
                     f"{self.gpu_mem_gib:.0f} GiB GPU; {self.replicas} replica(s) fit the node)")
-        return (f"spread over {self.gpus_per_replica} GPUs with device_map='auto', max_memory "
-                f"{self.per_gpu_gib:.1f} GiB per GPU ({self.weights_gib:.1f} GiB of weights, "
-                f"{self.gpu_mem_gib:.0f} GiB GPUs; {self.replicas} replica(s) per node)")
+        return (f"spread over {self.gpus_per_replica} GPUs with device_map='auto' ({self.weights_gib:.1f} GiB of "
+                f"weights, about {self.per_gpu_gib:.1f} GiB per GPU under a max_memory cap of {self.max_memory[0]}; "
+                f"{self.gpu_mem_gib:.0f} GiB GPUs)")
 
 
 def usable_gib(gpu_mem_gib: float) -> float:
@@ -97,7 +97,8 @@ def placement_for(n_params: float, dtype_bytes: int, gpus_per_node: int, gpu_mem
         raise PlacementError(
             f"{what}: {weights:.1f} GiB of weights need {need} GPUs of {gpu_mem_gib:.0f} GiB (keeping "
             f"{GPU_RESERVE_FRACTION:.0%} of each for activations and KV cache), but the node has {gpus_per_node}; "
-            "use a node with more or larger GPUs (the stage's hardware.gpus_per_node), a smaller model, or the "
+            "use a node with more or larger GPUs (sft.hardware.gpus_per_node sizes the GPU jobs' node), a smaller "
+            "model, or the "
             "vLLM server route with tensor parallelism")
     # one replica over the whole node: an even share leaves every GPU the most room for activations and KV cache
     n = gpus_per_node

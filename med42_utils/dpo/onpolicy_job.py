@@ -117,7 +117,8 @@ def generate_where_gpus_are(params: Params, run_name: str, name: str, force: boo
     GPU node (launch.run_job), whose model and scorer the inference loader places on that node's GPUs.
     dry_run prints the job's plan. wait=False raises launch.JobPending after submitting."""
     from ..hardware import in_kernel
-    from ..launch import override_args, params_overrides, plan_job, render_plan, run_job
+    from ..cli import override_args
+    from ..launch import params_overrides, plan_job, render_plan, run_job
     from .train import init_dir, round_dir
 
     if dry_run:
@@ -141,7 +142,7 @@ def generate_where_gpus_are(params: Params, run_name: str, name: str, force: boo
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..launch import parse_override_args
+    from ..cli import parse_override_args
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", required=True)
