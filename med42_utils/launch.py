@@ -320,7 +320,7 @@ def plan_job(params: Params, job: str, run_name: str, stage_dir: Path, module: s
     command = shlex.join(["python", "-m", module, *args])
     slurm_path = slurm_text = site = None
     job_name = f"med42-{job}-{params.size}"
-    site_stage = "samples" if job.endswith("_samples") else job
+    site_stage = "samples" if job.endswith("_samples") else "dpo" if job.startswith("onpolicy_") else job
     notes = [f"one process on 1 node x {hw.gpus_per_node} {hw.accelerator}"]
     if hw.launcher != "inprocess":
         slurm_path = Path(stage_dir) / f"launch_{job}.slurm"

@@ -70,14 +70,15 @@ def load_tokenizer(params: Params, name_or_path: str):
 
 
 def load_model(params: Params, name_or_path: str, dtype: str | None = None, stage: str | None = None,
-               **model_kwargs):
-    """AutoModelForCausalLM with the params' dtype (or `dtype`), attention and trust_remote_code.
-    `stage` ('sft'/'dpo') loads it for training with that stage's kernel; None for inference."""
+               auto_class=None, **model_kwargs):
+    """AutoModelForCausalLM (or `auto_class`) with the params' dtype (or `dtype`), attention and trust_remote_code.
+    `stage` ('sft'/'dpo') loads it for training with that stage's kernel; None for inference, which goes through
+    inference.load_for_inference (it places the model on the job's GPUs)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     with hub_load("model", name_or_path, params.size):
-        return AutoModelForCausalLM.from_pretrained(
+        return (auto_class or AutoModelForCausalLM).from_pretrained(
             name_or_path,
             dtype=getattr(torch, dtype or params.model.torch_dtype),
             attn_implementation=attn_implementation(params, stage),

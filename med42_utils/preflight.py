@@ -69,7 +69,9 @@ def stage_needs(params: Params, run_name: str, job: str, models: list[str] | Non
                              f"{_run_hint(data, params.size, run_name)}, then {_run_hint(packing, params.size, run_name)}"))
         _add_model(needs, params, run_name, "base")
     elif job.startswith("dpo_") and not job.endswith("_samples"):  # a round; 04's "dpo_samples" reads `models`
-        name = job.removeprefix("dpo_")
+        _add_model(needs, params, run_name, init_stage(params, job.removeprefix("dpo_")))
+    elif job.startswith("onpolicy_"):  # a round's on-policy generation job: its starting model and the scorer
+        name = job.removeprefix("onpolicy_")
         _add_model(needs, params, run_name, init_stage(params, name))
         op = params.dpo.onpolicy
         if op.enabled and name in op.rounds:

@@ -139,15 +139,14 @@ def judge(cpu: bool) -> int:
     from med42_utils.judging.prometheus import REL_SYSTEM_PROMPT
     from med42_utils.judging.prompt import judge_messages
     from med42_utils.judging.questions import BUNDLED
-    from med42_utils.models import load_model_and_tokenizer
+    from med42_utils.inference import load_for_inference
     from med42_utils.params import load_params
     from med42_utils.tiny_model import resolve_base_model
 
     device = device_of(cpu)
     params = load_params("tiny" if cpu else "gpu_smoke")  # gpu_smoke: the tiny model in bfloat16
     path = resolve_base_model(params)
-    model, tok = load_model_and_tokenizer(params, path)
-    model.to(device).eval()
+    model, tok, placed = load_for_inference(params, path, what="judge model")  # the loader 06 uses: it places it
     tok.chat_template = judge_template()
     j8 = load_params("8b").judge  # the GPU sizes' judge settings: prompt style, ties, sampling, retries
     style = j8.prompt
@@ -189,7 +188,8 @@ def judge(cpu: bool) -> int:
             f"verdicts in {lp_s:.1f}s; generating judge ran {sum(v.attempts for v in gen)} generations in {gen_s:.1f}s, "
             f"{sum(v.parsed for v in gen)} parseable (a random tiny model rarely writes '[RESULT] A')"
             + (f"; backend errors: {errors[0]}" if errors else ""))
-    return result(ok, line, device=str(model.device), dtype=str(model.dtype), render_checks=checks,
+    return result(ok, line, device=str(model.device), placement=placed.describe(), dtype=str(model.dtype),
+                  render_checks=checks,
                   prompt_tokens=len(tok(text)["input_ids"]), logprob_verdicts=[v.winner for v in lp],
                   logprob_seconds=round(lp_s, 2), generated_parsed=sum(v.parsed for v in gen),
                   generations=sum(v.attempts for v in gen), generate_seconds=round(gen_s, 2),

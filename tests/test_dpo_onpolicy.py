@@ -87,8 +87,9 @@ def test_build_pairs_keeps_best_and_worst_and_counts_drops():
 def test_reward_model_scorer_on_tiny_is_deterministic(tiny_model_path):
     """Mechanism test only: the tiny model with a seeded, untrained score head."""
     responses = ["Sixty to one hundred beats per minute.", "Blue.", "It depends on fitness."]
-    a = RewardModelScorer.from_pretrained(tiny_model_path, seed=3).score(PROMPT[0]["content"], responses)
-    b = RewardModelScorer.from_pretrained(tiny_model_path, seed=3).score(PROMPT[0]["content"], responses)
+    params = load_params("tiny")
+    a = RewardModelScorer.load(params, tiny_model_path, seed=3).score(PROMPT[0]["content"], responses)
+    b = RewardModelScorer.load(params, tiny_model_path, seed=3).score(PROMPT[0]["content"], responses)
     assert len(a) == 3 and a == b and len(set(a)) == 3
 
 
@@ -116,10 +117,15 @@ def test_onpolicy_pairs_on_tiny_with_the_reward_model(tiny_params, tiny_model_pa
     assert report.dropped["snorkel:train_iteration_2"]["empty_rejected"] == 1
 
 
-def test_onpolicy_round_trains_on_its_own_pairs(tiny_model_path):
-    """A round listed in dpo.onpolicy.rounds trains on pairs sampled from its starting model."""
+def test_onpolicy_round_trains_on_its_own_pairs(tiny_model_path, monkeypatch):
+    """A round listed in dpo.onpolicy.rounds trains on pairs sampled from its starting model: the generation step
+    writes them to disk before training starts, training reads that file and never samples (issue 29.4)."""
+    import datasets
+
+    from med42_utils.dpo import onpolicy, train
+    from med42_utils.dpo.onpolicy_job import META, pairs_dir, read_pairs
     from med42_utils.dpo.rounds import run_rounds
-    from med42_utils.manifest import read_manifest, write_manifest
+    from med42_utils.manifest import StageMissingError, read_manifest, write_manifest
     from med42_utils.models import stage_model_dir
     from med42_utils.paths import run_dir
 
@@ -127,17 +133,99 @@ def test_onpolicy_round_trains_on_its_own_pairs(tiny_model_path):
             "dpo.onpolicy.k": 3, "dpo.max_samples_per_source": 4, "dpo.warmup_ratio": 0.0}
     params = load_params("tiny", over)
     run = f"pytest-dpo-op-{uuid.uuid4().hex[:6]}"
+    events = []
+    sample, train_round = onpolicy.generate_responses, train.train_round
+
+    def spy_sample(*a, **k):
+        events.append(("sample", (pairs_dir(params, run, "round1") / META).is_file()))
+        return sample(*a, **k)
+
+    def spy_train(*a, **k):
+        events.append(("train", (pairs_dir(params, run, "round1") / META).is_file()))
+        out = train_round(*a, **k)
+        events.append(("trained", None))
+        return out
+
+    monkeypatch.setattr(onpolicy, "generate_responses", spy_sample)
+    monkeypatch.setattr(train, "train_round", spy_train)
     try:
         d = stage_model_dir(params, run, "sft")
         shutil.copytree(tiny_model_path, d)
         write_manifest(d.parent, "03_sft", params, standin=True)
         run_rounds(params, run, round="round1")
+        # sampled once, before training, with no pairs file yet; training started with the file there
+        assert events == [("sample", False), ("train", True), ("trained", None)]
         m = read_manifest(stage_model_dir(params, run, "dpo_round1").parent)
         assert m["onpolicy"] is True
-        assert list(m["rows"]["kept"]) == ["onpolicy:ultrafeedback:train_prefs+snorkel:train_iteration_1"]
-        assert 1 <= m["train_pairs"] <= 4
+        src = "onpolicy:ultrafeedback:train_prefs+snorkel:train_iteration_1"
+        assert list(m["rows"]["kept"]) == [src]
+        on_disk = datasets.load_from_disk(str(pairs_dir(params, run, "round1")))
+        assert 1 <= m["train_pairs"] == len(on_disk) <= 4
+        assert m["rows"]["kept"][src] == len(on_disk)
+
+        # training alone reads the file: run it again with sampling forbidden
+        def no_sampling(*a, **k):
+            raise AssertionError("training sampled on-policy responses")
+
+        monkeypatch.setattr(onpolicy, "generate_responses", no_sampling)
+        again = train_round(params, run, "round1", force=True)
+        assert again["train_pairs"] == len(on_disk)
+        # without the file, training refuses and names the generation job
+        shutil.rmtree(pairs_dir(params, run, "round1"))
+        with pytest.raises(StageMissingError, match="med42_utils.dpo.onpolicy_job"):
+            train_round(params, run, "round1", force=True)
+        with pytest.raises(StageMissingError, match="missing"):
+            read_pairs(params, run, "round1")
     finally:
         shutil.rmtree(run_dir("tiny", run), ignore_errors=True)
+
+
+def test_pairs_are_made_again_only_when_their_inputs_change(tiny_model_path, monkeypatch):
+    from med42_utils.dpo import onpolicy
+    from med42_utils.dpo.onpolicy_job import generate_where_gpus_are, pairs_ready
+    from med42_utils.manifest import write_manifest
+    from med42_utils.models import stage_model_dir
+    from med42_utils.paths import run_dir
+
+    over = {"dpo.onpolicy.enabled": True, "dpo.onpolicy.rounds": ["round1"], "dpo.onpolicy.num_prompts": 2,
+            "dpo.onpolicy.k": 2, "dpo.max_samples_per_source": 2}
+    params = load_params("tiny", over)
+    run = f"pytest-dpo-opk-{uuid.uuid4().hex[:6]}"
+    calls = []
+    sample = onpolicy.generate_responses
+    monkeypatch.setattr(onpolicy, "generate_responses", lambda *a, **k: calls.append(1) or sample(*a, **k))
+    try:
+        d = stage_model_dir(params, run, "sft")
+        shutil.copytree(tiny_model_path, d)
+        write_manifest(d.parent, "03_sft", params, standin=True)
+        generate_where_gpus_are(params, run, "round1")
+        generate_where_gpus_are(params, run, "round1")
+        assert len(calls) == 1 and pairs_ready(params, run, "round1")
+        assert not pairs_ready(load_params("tiny", {**over, "dpo.onpolicy.k": 3}), run, "round1")
+        write_manifest(d.parent, "03_sft", params, standin=True, retrained=True)  # a new SFT model
+        assert not pairs_ready(params, run, "round1")
+        generate_where_gpus_are(params, run, "round1")
+        assert len(calls) == 2
+    finally:
+        shutil.rmtree(run_dir("tiny", run), ignore_errors=True)
+
+
+def test_the_generation_job_is_planned_before_the_round_at_gpu_sizes(capsys):
+    """At 8b the pairs come from their own one-process GPU job (rendered in the dry run before the training
+    launch), which needs the starting model and the reward model; the training job no longer needs the latter."""
+    from med42_utils.dpo.onpolicy_job import MODULE
+    from med42_utils.dpo.rounds import run_rounds
+    from med42_utils.preflight import stage_needs
+
+    params = load_params("8b", {"dpo.onpolicy.enabled": True, "dpo.onpolicy.rounds": ["round2"]})
+    run_rounds(params, "pytest-plan-only", round="round2", dry_run=True)
+    out = capsys.readouterr().out
+    assert MODULE in out and "med42_utils.dpo.train" in out
+    assert out.index(MODULE) < out.index("med42_utils.dpo.train")
+    assert "--round round2" in out
+    gen = stage_needs(params, "r", "onpolicy_round2")
+    assert [m for m, _ in gen.models] == [params.dpo.onpolicy.reward_model]
+    assert stage_needs(params, "r", "dpo_round2").models == []
 
 
 def test_judge_scorer_with_the_06_logprob_judge_on_tiny(tiny_params):

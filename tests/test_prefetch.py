@@ -221,7 +221,7 @@ def test_models_offline():
             load(p, MISSING)
         _assert_names(e, MISSING, "8b")
     with pytest.raises(HubUnreachableError) as e:
-        RewardModelScorer.from_pretrained(MISSING)
+        RewardModelScorer.load(p, MISSING)
     _assert_names(e, MISSING, "8b")
     assert "reward model" in str(e.value)
     with pytest.raises(HubUnreachableError) as e:

@@ -100,12 +100,11 @@ def make_lm(params: Params, name_or_path: str):
     from lm_eval.models.huggingface import HFLM
 
     from ..hub import hub_load
-    from ..models import attn_implementation, load_model_and_tokenizer
+    from ..inference import load_for_inference, plan_placement
 
     e = params.eval
     if params.model.base == "tiny":
-        model, tokenizer = load_model_and_tokenizer(params, name_or_path)
-        model.eval()
+        model, tokenizer, _ = load_for_inference(params, name_or_path)
         from ..quiet import quiet_lm
 
         # in the notebook's process: no progress bars for requests that take milliseconds
@@ -120,10 +119,25 @@ def make_lm(params: Params, name_or_path: str):
             return VLLM(pretrained=name_or_path, dtype=params.model.torch_dtype, batch_size="auto",
                         tensor_parallel_size=max(torch.cuda.device_count(), 1),
                         trust_remote_code=params.model.trust_remote_code)
+    args = hflm_args(params, name_or_path, plan_placement(params, name_or_path))
     with hub_load("model", name_or_path, params.size):
-        return HFLM(pretrained=name_or_path, dtype=params.model.torch_dtype, batch_size=e.batch_size,
-                    attn_implementation=attn_implementation(params), parallelize=params.size == "70b",
-                    trust_remote_code=params.model.trust_remote_code)
+        return HFLM(**args)
+
+
+def hflm_args(params: Params, name_or_path: str, placement) -> dict:
+    """lm-eval's HFLM model_args at GPU sizes, placed as inference.placement_for says: a model that fits one GPU
+    loads on it (HFLM's default device); one that does not is spread by lm-eval's own `parallelize`
+    (device_map='auto') with the placement's per-GPU cap as `max_memory_per_gpu`."""
+    from ..models import attn_implementation
+
+    args = dict(pretrained=name_or_path, dtype=params.model.torch_dtype, batch_size=params.eval.batch_size,
+                attn_implementation=attn_implementation(params), trust_remote_code=params.model.trust_remote_code,
+                parallelize=placement.mode == "spread")
+    if placement.mode == "spread":
+        args["max_memory_per_gpu"] = placement.max_memory[0]
+    else:  # one GPU: the one the placement names; no GPU: the CPU (HFLM's own default is "cuda")
+        args["device"] = placement.device
+    return args
 
 
 def fit_lm_roles(lm):

@@ -20,7 +20,7 @@ def generate_responses(model, tokenizer, prompts: Sequence[list[dict]], k: int, 
     out = []
     for i, prompt in enumerate(prompts):
         enc = tokenizer.apply_chat_template(fit_roles(tokenizer, list(prompt)), add_generation_prompt=True,
-                                            return_tensors="pt", return_dict=True)
+                                            return_tensors="pt", return_dict=True).to(model.device)
         torch.manual_seed(seed + i)
         with torch.no_grad():
             gen = model.generate(
@@ -77,7 +77,8 @@ def build_pairs(prompts: Sequence[list[dict]], responses: Sequence[list[str]], s
 
 def onpolicy_pairs(params: Params, model_path: str, specs: Sequence[str], scorer: Scorer, model=None, tokenizer=None):
     """Prompts of `specs` -> K samples from the model at model_path -> scored best/worst pairs."""
-    from ..models import ensure_pad_token, load_model_and_tokenizer
+    from ..inference import load_for_inference
+    from ..models import ensure_pad_token
 
     d, op = params.dpo, params.dpo.onpolicy
     base, prompt_report = load_preferences(specs, d.data_source, d.data_dir, d.max_samples_per_source, seed=d.seed)
@@ -86,13 +87,16 @@ def onpolicy_pairs(params: Params, model_path: str, specs: Sequence[str], scorer
         report.dropped[src].update(reasons)
     if op.num_prompts is not None and len(base) > op.num_prompts:
         base = base.select(range(op.num_prompts))
-    if model is None or tokenizer is None:
-        model, tokenizer = load_model_and_tokenizer(params, model_path)
+    loaded_here = model is None or tokenizer is None
+    if loaded_here:
+        model, tokenizer, _ = load_for_inference(params, model_path, what="on-policy model")
     ensure_pad_token(tokenizer)
     responses = generate_responses(
         model, tokenizer, base["prompt"], op.k, temperature=op.temperature, top_k=op.top_k, top_p=op.top_p,
         max_new_tokens=op.max_new_tokens, seed=op.seed,
     )
+    if loaded_here:  # the policy leaves the GPUs before the scorer's forward passes
+        del model
     source = "onpolicy:" + "+".join(specs)
     ds, report = build_pairs(base["prompt"], responses, scorer, source, base["prompt_id"], report)
     if len(ds) == 0:

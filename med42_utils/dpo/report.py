@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ..chat import SYSTEM_PROMPT
-from ..models import load_model_and_tokenizer, resolve_model
+from ..inference import load_for_inference
+from ..models import resolve_model
 from ..params import Params
 
 CURVES = [
@@ -69,13 +70,15 @@ def sample_answers(params: Params, run_name: str, question: str, stages: list[st
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
     rows = []
     for stage in stages:
-        model, tok = load_model_and_tokenizer(params, resolve_model(params, run_name, stage))
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        model.to(device)
-        enc = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True).to(device)
+        model, tok, _ = load_for_inference(params, resolve_model(params, run_name, stage), what=f"{stage} model")
+        enc = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                      return_dict=True).to(model.device)
         torch.manual_seed(seed)
         with torch.no_grad():
             out = model.generate(**enc, do_sample=True, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
                                  max_new_tokens=s.max_new_tokens, pad_token_id=tok.pad_token_id)
         rows.append({"model": stage, "answer": tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)})
+        del model, out  # one stage's model at a time on the GPUs
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     return pd.DataFrame(rows)

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from ..manifest import read_manifest, stage_done, write_manifest
 from ..params import Params
+from .onpolicy_job import generate_where_gpus_are, is_onpolicy
 from .train import LOG_HISTORY, init_dir, init_stage, resolve_init, round_dir, round_names, round_spec
 
 MODULE = "med42_utils.dpo.train"
@@ -86,10 +87,15 @@ def run_rounds(params: Params, run_name: str, round: str | int | None = None, fo
         if not force and round_done(params, run_name, p.name):
             print(f"{p.name}: already trained in {p.out_dir} (skipped; force=True retrains it)")
             continue
+        onpolicy = is_onpolicy(params, p.name)
         if dry_run:
+            if onpolicy:  # its pairs' generation job comes first
+                generate_where_gpus_are(params, run_name, p.name, dry_run=True)
             print(render_plan(launch_plan(params, run_name, p.name, overrides, force)))
             continue
         init = resolve_init(params, run_name, p.name)  # fails early, naming a missing previous round
+        if onpolicy:  # pairs sampled where the GPUs are, written once, before the training launch reads them
+            generate_where_gpus_are(params, run_name, p.name, force=force, wait=wait)
         print(f"{p.name}: training on {', '.join(p.datasets)} from {init} (also the frozen reference)")
         if params.dpo.hardware.launcher == "inprocess":
             if "stopped_at" in train_round(params, run_name, p.name, force=force):

@@ -36,19 +36,13 @@ class RewardModelScorer:
             model.config.pad_token_id = tokenizer.pad_token_id
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, seed: int = 0, trust_remote_code: bool = False, dtype: str = "float32"):
-        """Load a reward model; `seed` fixes any newly initialised head (the tiny mechanism test)."""
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    def load(cls, params: Params, name_or_path: str, seed: int = 0):
+        """Load a reward model with the params' dtype and trust_remote_code, placed on the job's GPUs
+        (inference.load_for_inference); `seed` fixes any newly initialised head (the tiny mechanism test)."""
+        from ..inference import load_for_inference
 
-        from ..hub import hub_load
-
-        torch.manual_seed(seed)
-        with hub_load("reward model", name_or_path):
-            tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                name_or_path, num_labels=1, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
-            )
+        model, tok, _ = load_for_inference(params, name_or_path, kind="sequence_classification", seed=seed,
+                                           what="reward model")
         return cls(model, tok)
 
     def score(self, prompt: str, responses: list[str]) -> list[float]:
@@ -61,7 +55,7 @@ class RewardModelScorer:
         out: list[float] = []
         for i in range(0, len(texts), self.batch_size):
             enc = self.tokenizer(texts[i : i + self.batch_size], return_tensors="pt", padding=True,
-                                 add_special_tokens=False)
+                                 add_special_tokens=False).to(self.model.device)
             with torch.no_grad():
                 logits = self.model(**enc).logits
             out.extend(logits[:, 0].float().tolist())
@@ -118,6 +112,4 @@ def make_scorer(params: Params, judge=None) -> Scorer:
         from ..tiny_model import resolve_base_model
 
         name = resolve_base_model(params)
-    return RewardModelScorer.from_pretrained(
-        name, seed=op.seed, trust_remote_code=params.model.trust_remote_code, dtype=params.model.torch_dtype
-    )
+    return RewardModelScorer.load(params, name, seed=op.seed)

@@ -142,14 +142,14 @@ def save_round_model(trainer, params: Params, model_dir: Path) -> None:
 
 
 def prepare_round_data(params: Params, run_name: str, name: str, init_path: str, tokenizer):
-    """The round's pairs (from its datasets, or on-policy) after dropping long prompts -> (Dataset, DropReport)."""
+    """The round's pairs (from its datasets, or the on-policy pairs its generation job wrote before training:
+    dpo.onpolicy_job) after dropping long prompts -> (Dataset, DropReport). Training never samples."""
     d = params.dpo
     spec = round_spec(params, name)
     if d.onpolicy.enabled and name in d.onpolicy.rounds:
-        from .onpolicy import onpolicy_pairs
-        from .scorers import make_scorer
+        from .onpolicy_job import read_pairs
 
-        ds, report = onpolicy_pairs(params, init_path, spec.datasets, make_scorer(params))
+        ds, report = read_pairs(params, run_name, name)
     else:
         ds, report = load_preferences(
             spec.datasets, d.data_source, d.data_dir, d.max_samples_per_source, seed=d.seed

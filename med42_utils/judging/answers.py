@@ -41,18 +41,17 @@ def pick_backend(params) -> str:
 def _generate_transformers(params, model_path: str, questions: list[dict], batch_size: int):
     import torch
 
-    from ..models import load_model_and_tokenizer
+    from ..inference import load_for_inference
 
     s = params.judge.sampling
-    model, tok = load_model_and_tokenizer(params, model_path)
-    model.eval()
+    model, tok, _ = load_for_inference(params, model_path, what="answers model")
     tok.padding_side = "left"
     eos = [i for i in {tok.eos_token_id, tok.convert_tokens_to_ids("<|eot_id|>")} if isinstance(i, int)]
     torch.manual_seed(params.seed)
     for i in range(0, len(questions), batch_size):
         chunk = questions[i : i + batch_size]
         texts = [render(tok, _conv(q["question"]), add_generation_prompt=True) for q in chunk]
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         with torch.no_grad():
             gen = model.generate(**enc, do_sample=True, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
                                  max_new_tokens=s.max_new_tokens, eos_token_id=eos, pad_token_id=tok.pad_token_id)

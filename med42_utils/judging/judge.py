@@ -290,10 +290,9 @@ def make_judge(params, model=None, tokenizer=None, batch_size: int | None = None
     if j.backend == "vllm":
         return VllmJudge(name, sampling, j.max_retries, params.model.trust_remote_code, allow_ties=ties, style=style)
     if model is None or tokenizer is None:
-        from ..models import load_model_and_tokenizer
+        from ..inference import load_for_inference
 
-        model, tokenizer = load_model_and_tokenizer(params, name)
-        model.eval()
+        model, tokenizer, _ = load_for_inference(params, name, what="judge model")
     if j.backend == "logprob":
         judge = LogprobJudge(model, tokenizer, name, batch_size=bs, allow_ties=ties, style=style)
     else:

@@ -68,11 +68,12 @@ def generate(params: Params, model_path: str, question: str, max_new_tokens: int
     """Greedy answer of a model to a clinical question, with the model card's system prompt."""
     import torch
 
-    from ..models import load_model_and_tokenizer
+    from ..inference import load_for_inference
 
-    model, tok = load_model_and_tokenizer(params, model_path)
+    model, tok, _ = load_for_inference(params, model_path, what="SFT model")
     msgs = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
-    enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt",
+                                  return_dict=True).to(model.device)
     with torch.no_grad():
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                              pad_token_id=tok.pad_token_id)
