@@ -169,3 +169,102 @@ def test_judge_prompt_fits_mixtral_context_with_card_length_answers(size, mixtra
           f"{len(mixtral(answer_a, add_special_tokens=False).input_ids)} Mixtral tokens) + "
           f"{p.judge.judge_sampling.max_new_tokens} to generate = {total:,} of {MIXTRAL_CONTEXT:,}")
     assert total <= MIXTRAL_CONTEXT
+    from med42_utils.budget import JUDGE_PROMPT_TOKENS
+
+    assert len(prompt_ids) <= JUDGE_PROMPT_TOKENS  # 00's judge KV-cache estimate sizes the prompt at this
+
+
+def test_lm_eval_renders_05s_prompts_for_llama3(llama3, tiny_model_path):
+    """05's full-answer prompts as lm-eval itself renders and encodes them (HFLM.apply_chat_template, _encode_pair)
+    with the Llama 3 tokenizer and its published template: the card's system prompt, the question, one
+    <|begin_of_text|>, and each option's whole text as the continuation after the assistant header (lm-eval scores
+    the header's closing "\n\n" with it, the same token for every option). The
+    tiny model stands in for the 8B weights (never run: loglikelihood records the encoded requests instead)."""
+    import copy
+
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoModelForCausalLM
+
+    from med42_utils.benchmarks.data import BENCHMARKS, load_benchmark
+    from med42_utils.benchmarks.run import evaluate
+    from med42_utils.chat import SYSTEM_PROMPT
+    from med42_utils.params import load_params
+
+    tok = copy.deepcopy(llama3)
+    tok.chat_template = _llama3_published_template()
+    lm = HFLM(pretrained=AutoModelForCausalLM.from_pretrained(tiny_model_path), tokenizer=tok, batch_size=1)
+    seen = []
+
+    def record(requests, disable_tqdm=False):
+        for r in requests:
+            ctx, cont = r.args
+            seen.append((ctx, cont, *lm._encode_pair(ctx, cont)))
+        return [(-1.0, False)] * len(requests)
+
+    lm.loglikelihood = record
+    p = load_params("8b", {"eval.limit": 2, "eval.data_source": "bundled"})  # 8b's framing, the bundled rows
+    assert p.eval.apply_chat_template and p.eval.system_prompt
+    tasks = [b.task for b in BENCHMARKS.values()][:3]
+    out = evaluate(p, lm, tasks, log_samples=True)
+    assert seen and set(out["samples"]) == set(tasks)
+    queries = {d["query"]: d for t in tasks for d in load_benchmark(t, "bundled").docs}
+    for ctx, cont, ctx_ids, cont_ids in seen:
+        head = f"<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{SYSTEM_PROMPT}<|eot_id|>"
+        assert ctx.startswith(head + "<|start_header_id|>user<|end_header_id|>\n\n")
+        assert ctx.endswith("<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+        query = ctx[len(head) + len("<|start_header_id|>user<|end_header_id|>\n\n"):-len(
+            "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")]
+        assert query in queries and cont in queries[query]["choices"]
+        assert ctx_ids[:2] == [128000, 128006] and ctx_ids.count(128000) == 1  # one BOS, not two
+        # lm-eval moves the context's trailing whitespace into the continuation (_encode_pair): the header's "\n\n"
+        # (one token, 271) is scored with every option, the same for all of them; then the whole answer
+        assert ctx_ids[-1] == 128007 and cont_ids[0] == 271 and tok.decode(cont_ids) == "\n\n" + cont
+    # 00's budget assumes eval_tokens_per_row tokens scored per question; measured here on the bundled sample rows
+    # (made-up questions of the published shape), so this is a projection from samples, not the benchmarks' figure
+    from med42_utils.budget import CALIBRATION
+
+    per_doc: dict[str, int] = {}
+    for ctx, _, ctx_ids, cont_ids in seen:
+        per_doc[ctx] = per_doc.get(ctx, 0) + len(ctx_ids) + len(cont_ids)
+    mean = sum(per_doc.values()) / len(per_doc)
+    print(f"\n05 with Llama 3: {mean:.0f} tokens scored per question on {len(per_doc)} bundled sample questions "
+          f"(00's budget assumes {CALIBRATION['eval_tokens_per_row'].value:.0f}, {CALIBRATION['eval_tokens_per_row'].kind})")
+    assert mean <= CALIBRATION["eval_tokens_per_row"].value
+
+
+def test_02_tokenizes_with_the_base_tokenizer_at_8b(curated, llama3, tiny_model_path, monkeypatch):
+    """02's chunk statistics at 8b come from the base model's tokenizer (Llama 3, loaded as the Hub would give it;
+    only the download is replaced), not the tiny one: the counted tokens are Llama 3's."""
+    import copy
+
+    import transformers
+    from transformers import AutoTokenizer
+
+    from med42_utils.packing.pack import pack, packing_stats
+    from med42_utils.packing.stage import load_tokenizer
+    from med42_utils.params import load_params
+
+    p = load_params("8b")
+    hub = copy.deepcopy(llama3)
+    hub.chat_template = _llama3_published_template()  # as Meta-Llama-3-8B-Instruct's tokenizer_config.json has it
+    asked = []
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
+                        lambda name, **kw: asked.append(name) or copy.deepcopy(hub))
+    tok = load_tokenizer(p)
+    assert asked == [p.model.base] and tok.pad_token_id == 128009  # Llama 3 naming: pad falls back to <|eot_id|>
+    from med42_utils.packing.labels import tokenize_dataset
+
+    tokenized, drops = tokenize_dataset(curated, tok)
+    stats = packing_stats(tokenized, {"bfd": pack(tokenized, p.packing.max_length, "bfd")}, p.packing.max_length,
+                          p.sft.micro_batch_size)
+    def count(t, msgs):
+        return len(t.apply_chat_template([dict(m) for m in msgs], tokenize=True, return_dict=True)["input_ids"])
+
+    llama_total = sum(count(hub, msgs) for msgs in curated["messages"])
+    monkeypatch.undo()
+    tiny = AutoTokenizer.from_pretrained(tiny_model_path)
+    tiny_total = sum(count(tiny, msgs) for msgs in curated["messages"])
+    assert stats["tokens"] == llama_total < tiny_total
+    print(f"\n02 at 8b: {stats['tokens']:,} Llama 3 tokens for {stats['samples']} conversations "
+          f"(the tiny tokenizer: {tiny_total:,}); {stats['strategies']['bfd']['chunks']} bfd chunks of "
+          f"{p.packing.max_length}")
