@@ -190,7 +190,7 @@ def test_every_source_folder_with_test_dev_valid_files_loads_only_its_training_f
     rows = _sample(key)
     folder = tmp_path / key
     listed = listed_files(spec)
-    train = list(listed) if listed else [f"{spec.split}.jsonl"]
+    train = list(listed) if listed else [f"{spec.data_dirs[0] + '/' if spec.data_dirs else ''}{spec.split}.jsonl"]
     for rel in train:
         _write(folder / rel, rows)
     ext = Path(train[0]).suffix
@@ -230,3 +230,35 @@ def test_training_files_with_different_columns_name_the_file_not_a_cast_error(tm
     with pytest.raises(SchemaMismatchError, match=r"'medqa': its files do not share one schema: .*"
                        r"train_metadata\.jsonl \(columns id, source\).*Fix: keep only the train file"):
         load_source_traced(get_source("medqa"), "local", tmp_path)
+
+
+HUB_LAYOUTS = {  # Hub repos as their files are named (registry evidence), copied whole into <local_dir>/<key>/
+    "medqa": (["phrases_no_exclude_train.jsonl"], ["phrases_no_exclude_test.jsonl"]),
+    "ultrachat": (["data/train_sft-00000-of-00003.parquet", "data/train_sft-00001-of-00003.parquet"],
+                  ["data/test_sft-00000-of-00001.parquet", "data/train_gen-00000-of-00003.parquet",
+                   "data/test_gen-00000-of-00001.parquet"]),
+    "headqa": (["en/train.parquet"], ["en/test.parquet", "en/validation.parquet", "es/train.parquet",
+                                      "es/test.parquet"]),
+    "pubmedqa": (["pqa_labeled/train-00000-of-00001.parquet"], ["pqa_artificial/train-00000-of-00001.parquet",
+                                                                 "pqa_unlabeled/train-00000-of-00001.parquet"]),
+    "niv2": (["train/task001_quoref_question_generation.jsonl", "train/task1195_disflqa_disfluent_to_fluent.jsonl"],
+             ["test/task001_quoref_question_generation.jsonl"]),
+    "medmcqa": (["data/train-00000-of-00001.parquet"], ["data/validation-00000-of-00001.parquet",
+                                                        "data/test-00000-of-00001.parquet"]),
+    "stackexchange": ([f"{d}/train-00000-of-00001.parquet" for d in get_source("stackexchange").data_dirs[:2]]
+                      + ["data/medicalsciences.stackexchange.com/train-00000-of-00001.parquet"],
+                      ["data/askubuntu.com/train-00000-of-00005.parquet"]),
+}
+
+
+@pytest.mark.parametrize("key", sorted(HUB_LAYOUTS))
+def test_hub_repositories_copied_whole_load_their_split_only(tmp_path, key):
+    train, other = HUB_LAYOUTS[key]
+    rows = _sample(key)
+    for rel in train:
+        _write(tmp_path / key / rel, rows)
+    for rel in other:
+        _write(tmp_path / key / rel, rows[:1])
+    got = load_source_traced(get_source(key), "local", tmp_path)
+    assert len(got.dataset) == len(rows) * len(train)
+    assert sorted(got.ignored) == sorted(other)

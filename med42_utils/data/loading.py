@@ -96,8 +96,9 @@ def local_files(folder: Path, spec: SourceSpec) -> LocalFiles:
 
     <folder>/<key>.{jsonl,json,parquet,csv}: that file. A folder <folder>/<key>/: the files the source's definition
     lists (listed_files) and exactly those; for a source with no list, the files whose names say they are its
-    training split (training_named), inside the folder named after its config where there is one. Anything else
-    in the folder is ignored and named; a folder whose files cannot be told apart is refused, naming them."""
+    training split (training_named), inside its config's folder where there is one (its sites' folders for
+    StackExchange). Anything else in the folder is ignored and named; a folder whose files cannot be told apart
+    is refused, naming them."""
     for ext, builder in _LOCAL_EXTS.items():
         p = folder / f"{spec.key}{ext}"
         if p.is_file():
@@ -130,6 +131,15 @@ def local_files(folder: Path, spec: SourceSpec) -> LocalFiles:
                 f"files named test/dev/valid or with no split in their name are never read for training. Fix: "
                 f"name the {spec.split} file(s) {spec.split}.jsonl (or .json/.parquet/.csv, e.g. "
                 f"{spec.split}-00000-of-00001.parquet) in {sub}, or put it at {folder / spec.key}.jsonl")
+        if spec.data_dirs:  # StackExchange: the six sites' folders only (a renamed site by its new name too)
+            dirs = [*spec.data_dirs, *spec.extra.get("data_dir_aliases", {}).values()]
+            chosen = [p for p in chosen if any(Path(d) in p.relative_to(sub).parents or Path(d).name in
+                                               p.relative_to(sub).parts[:-1] for d in dirs)]
+            if not chosen:
+                raise SourceLoadError(
+                    f"source '{spec.key}': no training file in {sub} lies in a folder of its sites "
+                    f"({', '.join(Path(d).name for d in spec.data_dirs)}); found {names}. Fix: copy those folders "
+                    f"of {spec.hub_id} (e.g. {spec.data_dirs[0]}/train-00000-of-00001.parquet) there")
         if spec.config and any(spec.config in p.relative_to(sub).parts[:-1] for p in chosen):
             chosen = [p for p in chosen if spec.config in p.relative_to(sub).parts[:-1]]  # e.g. cais/mmlu's all/
         ext = next(e for e in _LOCAL_EXTS if any(p.suffix == e for p in chosen))  # one type, in _LOCAL_EXTS order
