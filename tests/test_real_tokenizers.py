@@ -268,3 +268,42 @@ def test_02_tokenizes_with_the_base_tokenizer_at_8b(curated, llama3, tiny_model_
     print(f"\n02 at 8b: {stats['tokens']:,} Llama 3 tokens for {stats['samples']} conversations "
           f"(the tiny tokenizer: {tiny_total:,}); {stats['strategies']['bfd']['chunks']} bfd chunks of "
           f"{p.packing.max_length}")
+
+
+def test_dpo_completions_keep_their_end_of_turn_when_it_is_the_pad(llama3, tmp_path):
+    """04's preference pairs (conversational prompt/chosen/rejected) through TRL's own DPO tokenization and collator
+    with Meta-Llama-3-Instruct's tokenizer, whose pad falls back to <|eot_id|>: each completion's closing
+    <|eot_id|> is in the completion mask (it is trained on), the padding after it is not."""
+    import copy
+    from types import SimpleNamespace
+
+    import datasets
+    from trl import DPOConfig
+    from trl.trainer.dpo_trainer import DataCollatorForPreference, DPOTrainer
+
+    from med42_utils.models import ensure_pad_token
+
+    tok = copy.deepcopy(llama3)
+    tok.chat_template = _llama3_published_template()
+    ensure_pad_token(tok)
+    assert tok.pad_token_id == 128009
+    prompt = [{"role": "system", "content": "You are a careful clinician."},
+              {"role": "user", "content": "First test for crushing chest pain?"}]
+    ds = datasets.Dataset.from_list([
+        {"prompt": prompt, "chosen": [{"role": "assistant", "content": "A 12-lead ECG within ten minutes."}],
+         "rejected": [{"role": "assistant", "content": "A chest X-ray."}]},
+        {"prompt": prompt, "chosen": [{"role": "assistant", "content": "ECG."}],
+         "rejected": [{"role": "assistant", "content": "Troponin first, then an ECG and a chest X-ray."}]},
+    ])
+    args = DPOConfig(output_dir=str(tmp_path), max_length=None, dataset_num_proc=None, report_to=[], use_cpu=True,
+                     bf16=False)
+    rows = list(DPOTrainer._prepare_dataset(SimpleNamespace(_tokenizer=tok), ds, tok, args, "train"))
+    for r in rows:
+        for key in ("chosen_ids", "rejected_ids"):
+            assert r[key][-1] == 128009 and r[key].count(128009) == 1
+    batch = DataCollatorForPreference(pad_token_id=tok.pad_token_id)(rows)
+    for ids, mask, attn in zip(batch["input_ids"], batch["completion_mask"], batch["attention_mask"]):
+        last = int(attn.sum()) - 1
+        assert ids[last] == 128009 and mask[last] == 1  # the completion's own <|eot_id|>: trained on
+        assert (mask[last + 1:] == 0).all() and (ids[last + 1:] == 128009).all()  # the padding: not
+    assert any(int(a.sum()) < len(a) for a in batch["attention_mask"])  # the batch did pad
