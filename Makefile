@@ -36,11 +36,22 @@ $(REFDIR)/.unpacked: | $(STAMP)
 	  $(PY) -m zipfile -e $(REFDIR)/prometheus_eval-*.whl $(REFDIR) && touch $@; \
 	else echo "note: $(PROMETHEUS_EVAL) could not be downloaded; the prompt comparison tests will skip"; fi
 
+# The real tokenizers the params name, for tests/test_real_tokenizers.py, without the Hub: Llama 3's tiktoken BPE
+# from Meta's llama-models wheel, Mistral's v1 SentencePiece model (Mixtral / Prometheus 2 8x7B) from mistral-common's.
+# Files only, never imported; not committed. Offline: those tests skip and say why.
+TOKENIZER_PACKAGES := llama-models==0.3.0 mistral-common==1.13.1
+TOKDIR := $(REFDIR)/tokenizers
+$(TOKDIR)/.unpacked: | $(STAMP)
+	@mkdir -p $(TOKDIR)
+	@if $(PY) -m pip download -q --no-deps -d $(TOKDIR) $(TOKENIZER_PACKAGES) 2>/dev/null; then \
+	  for w in $(TOKDIR)/*.whl; do $(PY) -m zipfile -e $$w $(TOKDIR); done && touch $@; \
+	else echo "note: $(TOKENIZER_PACKAGES) could not be downloaded; the real-tokenizer tests will skip"; fi
+
 demo: setup  ## build the tiny model and run every notebook at size=tiny into outputs/tiny/$(RUN)/
 	$(PY) -m med42_utils.runner --size tiny --run-name $(RUN)
 
-test: setup $(REFDIR)/.unpacked  ## the whole pytest suite (offline)
-	PROMETHEUS_EVAL_SRC=$(REFDIR) $(PY) -m pytest
+test: setup $(REFDIR)/.unpacked $(TOKDIR)/.unpacked  ## the whole pytest suite (offline)
+	PROMETHEUS_EVAL_SRC=$(REFDIR) MED42_TOKENIZER_PACKAGES=$(TOKDIR) $(PY) -m pytest
 
 lab: setup
 	$(PY) -m pip install -q -e ".[lab]"

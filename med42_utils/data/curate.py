@@ -93,7 +93,8 @@ class CurationResult:
 
     def outcome_frame(self):
         """One row per selected source: loaded / loaded via a fallback / failed (with the reason), rows read, rows
-        kept, its target, Table 5's count and the shortfall against both, and why a shortfall is expected."""
+        kept, its target, Table 5's count and the shortfall against both, why a shortfall is expected, and the other
+        data files in its local folder that were not read (test splits, metadata)."""
         return outcome_frame(self.sources, self.targets, self.achieved, self.funnel)
 
     def funnel_frame(self):
@@ -140,6 +141,7 @@ def outcome_frame(sources: Mapping[str, dict], targets: Mapping[str, int], achie
             "kept": got, "target": targets.get(key, 0), "table 5": spec.paper_count,
             "short of target": max(targets.get(key, 0) - got, 0), "short of table 5": max(spec.paper_count - got, 0),
             "read from": o.get("origin", ""), "fallback used": o.get("fallback", ""),
+            "ignored files": ", ".join(o.get("ignored", [])),
             "note": "; ".join(x for x in (o.get("reason", ""), "UNRESOLVED mapping" if spec.status == "unresolved"
                                           else "", spec.shortfall_note if got < spec.paper_count else "") if x),
         })
@@ -191,7 +193,8 @@ def curate(
         loaded = got if isinstance(got, Loaded) else Loaded(got, "custom loader")
         raw = loaded.dataset
         outcomes[key] = {"status": "loaded (fallback)" if loaded.fallback else "loaded", "rows": len(raw),
-                         "origin": loaded.origin, "fallback": loaded.fallback, "reason": ""}
+                         "origin": loaded.origin, "fallback": loaded.fallback, "reason": "",
+                         "ignored": list(loaded.ignored)}
         fingerprints[f"raw/{key}"] = raw._fingerprint
         processed = adapt_source(raw, spec, d.num_proc)
         reasons = _counts(processed, "drop_reason")

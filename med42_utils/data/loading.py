@@ -24,23 +24,179 @@ class SchemaMismatchError(ValueError):
     """A source's columns do not match what its adapter reads."""
 
 
-def _local_file(folder: Path, spec: SourceSpec) -> tuple[str, str]:
-    """(builder, path) of <folder>/<key>.{jsonl,json,parquet,csv} or <folder>/<key>/ (any of those inside)."""
+# Words that mark a held-out split in a file's name, in the spellings the sources ship (ACI-Bench's valid.csv
+# and clef_taskC_test3.csv, MTS-Dialog's ValidationSet and TestSet-1, PUBHEALTH's dev.tsv, MedQA's dev/test).
+HELD_OUT_WORDS = frozenset({"test", "dev", "valid", "validation", "val", "eval", "evaluation", "heldout"})
+
+
+def name_words(rel: str | Path) -> list[str]:
+    """The words of a path inside a source folder, lower-cased: 'Main-Dataset/MTS-Dialog-TestSet-1.csv' ->
+    ['main', 'dataset', 'mts', 'dialog', 'test', 'set', '1']. CamelCase, digits and separators split words."""
+    import re
+
+    parts = Path(rel).with_suffix("").parts
+    return [w.lower() for part in parts for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", part)]
+
+
+def _says(words: list[str], split: str) -> bool:
+    """Whether the words hold the split's own words in a row ('train' also as 'training')."""
+    want = name_words(split.replace("_", "-")) or [split]
+    alts = [want] + ([["training"] + want[1:]] if want[0] == "train" else [])
+    return any(words[i:i + len(a)] == a for a in alts for i in range(len(words)))
+
+
+def training_named(spec: SourceSpec, rel: str | Path) -> bool:
+    """A file whose name says it is the source's own split (spec.split, e.g. 'train', 'train_sft', MMLU's
+    'validation') and no other held-out split."""
+    words = name_words(rel)
+    splits = spec.split.split("+")
+    if not any(_says(words, s) for s in splits):
+        return False
+    own = {w for s in splits for w in name_words(s.replace("_", "-"))}
+    return not (set(words) & (HELD_OUT_WORDS - own))
+
+
+def listed_files(spec: SourceSpec) -> tuple[str, ...] | None:
+    """The files a source's definition names (paths inside its folder), or None when it names none: the authors'
+    published files, a local-files fallback's originals, or the Hub file params read (data_files)."""
+    if spec.published is not None:
+        return spec.published.files
+    local = [f for fb in spec.fallbacks if fb.kind == "local_files" for f in fb.files]
+    if local:
+        return tuple(local)
+    if spec.data_files:
+        return (spec.data_files,)
+    return None
+
+
+_READABLE = {**_LOCAL_EXTS, ".tsv": "tsv"}
+
+
+def _data_files(folder: Path) -> list[Path]:
+    """Every file of a readable type under folder (recursive), hidden folders (a clone's .git) left out."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in _READABLE
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+@dataclass
+class LocalFiles:
+    """What a source folder gives: the files read (one builder), and the other data files in it, ignored."""
+
+    builder: str
+    files: list[Path]
+    ignored: list[Path]
+
+
+def _find_in(folder: Path, rel: str) -> Path | None:
+    return next((p for p in (folder / rel, folder / Path(rel).name) if p.is_file()), None)
+
+
+def local_files(folder: Path, spec: SourceSpec) -> LocalFiles:
+    """The files a source is read from under data.local_dir, and those ignored beside them.
+
+    <folder>/<key>.{jsonl,json,parquet,csv}: that file. A folder <folder>/<key>/: the files the source's definition
+    lists (listed_files) and exactly those; for a source with no list, the files whose names say they are its
+    training split (training_named), inside its config's folder where there is one (its sites' folders for
+    StackExchange). Anything else in the folder is ignored and named; a folder whose files cannot be told apart
+    is refused, naming them."""
     for ext, builder in _LOCAL_EXTS.items():
         p = folder / f"{spec.key}{ext}"
         if p.is_file():
-            return builder, str(p)
+            return LocalFiles(builder, [p], [])
     sub = folder / spec.key
-    if sub.is_dir():
-        for ext, builder in _LOCAL_EXTS.items():
-            files = sorted(sub.glob(f"*{ext}"))
-            if files:
-                return builder, str(sub / f"*{ext}")
-    raise SourceLoadError(
-        f"source '{spec.key}': no file {spec.key}.jsonl/.json/.parquet/.csv or folder {spec.key}/ in {folder}. "
-        f"Fix: export the {spec.hub_id or spec.name} data there in its original schema "
-        f"(fields {', '.join(spec.required)}), or set this source's target to 0 in data.targets"
-    )
+    if not sub.is_dir():
+        raise SourceLoadError(
+            f"source '{spec.key}': no file {spec.key}.jsonl/.json/.parquet/.csv or folder {spec.key}/ in {folder}. "
+            f"Fix: export the {spec.hub_id or spec.name} data there in its original schema "
+            f"(fields {', '.join(spec.required)}), or set this source's target to 0 in data.targets"
+        )
+    present = _data_files(sub)
+    names = ", ".join(str(p.relative_to(sub)) for p in present) or "no .jsonl/.json/.parquet/.csv/.tsv file"
+    listed = listed_files(spec)
+    if listed is not None:
+        found = [_find_in(sub, rel) for rel in listed]
+        missing = [rel for rel, f in zip(listed, found) if f is None]
+        if missing:
+            raise SourceLoadError(
+                f"source '{spec.key}': {sub} lacks {', '.join(missing)} (the files this source is read from); "
+                f"found {names}. Fix: put {', '.join(Path(r).name for r in missing)} there as published"
+                + (f" ({spec.published.repo_url}, commit {spec.published.commit[:7]})" if spec.published else "")
+                + f", or set data.targets.{spec.key}: 0")
+        files = [f for f in found if f is not None]
+    else:
+        chosen = [p for p in present if p.suffix in _LOCAL_EXTS and training_named(spec, p.relative_to(sub))]
+        if not chosen:
+            raise SourceLoadError(
+                f"source '{spec.key}': no file in {sub} is named as its '{spec.split}' split (found {names}); "
+                f"files named test/dev/valid or with no split in their name are never read for training. Fix: "
+                f"name the {spec.split} file(s) {spec.split}.jsonl (or .json/.parquet/.csv, e.g. "
+                f"{spec.split}-00000-of-00001.parquet) in {sub}, or put it at {folder / spec.key}.jsonl")
+        if spec.data_dirs:  # StackExchange: the six sites' folders only (a renamed site by its new name too)
+            dirs = [*spec.data_dirs, *spec.extra.get("data_dir_aliases", {}).values()]
+            chosen = [p for p in chosen if any(Path(d) in p.relative_to(sub).parents or Path(d).name in
+                                               p.relative_to(sub).parts[:-1] for d in dirs)]
+            if not chosen:
+                raise SourceLoadError(
+                    f"source '{spec.key}': no training file in {sub} lies in a folder of its sites "
+                    f"({', '.join(Path(d).name for d in spec.data_dirs)}); found {names}. Fix: copy those folders "
+                    f"of {spec.hub_id} (e.g. {spec.data_dirs[0]}/train-00000-of-00001.parquet) there")
+        if spec.config and any(spec.config in p.relative_to(sub).parts[:-1] for p in chosen):
+            chosen = [p for p in chosen if spec.config in p.relative_to(sub).parts[:-1]]  # e.g. cais/mmlu's all/
+        ext = next(e for e in _LOCAL_EXTS if any(p.suffix == e for p in chosen))  # one type, in _LOCAL_EXTS order
+        files = [p for p in chosen if p.suffix == ext]
+    kinds = {_READABLE[f.suffix] for f in files}
+    if len(kinds) > 1:
+        raise SourceLoadError(f"source '{spec.key}': its files {', '.join(map(str, files))} are of different types")
+    types = {f.suffix for f in files}
+    ignored = [p for p in present if p not in files and p.suffix in types]
+    return LocalFiles(kinds.pop(), files, ignored)
+
+
+def _read_files(spec: SourceSpec, lf: LocalFiles):
+    """Read the files of a source as one Dataset; files with other columns than the rest are named, with the fix."""
+    import datasets
+
+    if lf.builder == "tsv":
+        rows = []
+        for f in lf.files:
+            rows += _read_original(spec, f)
+        return datasets.Dataset.from_list(rows)
+    try:
+        return datasets.load_dataset(lf.builder, data_files=[str(f) for f in lf.files], split="train")
+    except datasets.exceptions.DatasetGenerationError as e:  # DatasetGenerationCastError: files disagree on columns
+        columns = {str(f): _columns(lf.builder, f) for f in lf.files}
+        bad = [f"{f} (columns {', '.join(c)})" for f, c in columns.items() if any(r not in c for r in spec.required)]
+        raise SchemaMismatchError(
+            f"source '{spec.key}': its files do not share one schema: "
+            + ("; ".join(bad) or "; ".join(f"{f}: {', '.join(c)}" for f, c in columns.items()))
+            + f" lack(s) field(s) of {', '.join(spec.required)}. Fix: keep only the {spec.split} file(s) of "
+            f"{spec.hub_id or spec.name} in its folder, or set data.targets.{spec.key}: 0") from e
+
+
+def _columns(builder: str, path: Path) -> list[str]:
+    """A file's column names, read from its head (csv header, first json row, parquet schema)."""
+    import json
+
+    if builder == "csv":
+        import csv
+
+        with path.open(newline="", encoding="utf-8") as f:
+            return next(csv.reader(f), [])
+    if builder == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(path).names
+    with path.open(encoding="utf-8") as f:
+        head = f.read(1 << 20).lstrip()
+    try:
+        first = json.loads(head.splitlines()[0]) if head and head[0] == "{" else json.loads(head)[0]
+    except (ValueError, IndexError, KeyError):
+        return []
+    return list(first) if isinstance(first, dict) else []
+
+
+def _ignored_note(folder: Path, ignored: list[Path]) -> tuple[str, ...]:
+    return tuple(str(p.relative_to(folder)) for p in ignored)
 
 
 @dataclass
@@ -50,6 +206,7 @@ class Loaded:
     dataset: object
     origin: str                   # e.g. 'openlifescienceai/medmcqa (train)', a file list, 'bundled sample'
     fallback: str = ""            # '' when the primary copy was read; else which fallback and why the primary failed
+    ignored: tuple[str, ...] = ()  # other data files in the source's local folder, not read (test splits, metadata)
 
 
 def load_source(spec: SourceSpec, mode: str, local_dir: str | Path | None = None):
@@ -74,18 +231,25 @@ def load_source_traced(spec: SourceSpec, mode: str, local_dir: str | Path | None
         if not folder.is_dir():
             raise SourceLoadError(f"data.local_dir {folder} is not a folder; fix data.local_dir")
         try:
-            builder, path = _local_file(folder, spec)
-            out = Loaded(datasets.load_dataset(builder, data_files=path, split="train"), path)
-        except SourceLoadError:
-            if spec.published is None or find_published(spec, local_dir) is None:
+            lf = local_files(folder, spec)
+        except SourceLoadError:  # a published source with no folder here: the copy prefetch downloaded
+            if spec.published is None or (folder / spec.key).exists() or find_published(spec) is None:
                 raise
-            out = load_published(spec, local_dir)  # the official files, as published, in <local_dir>/<key>/
+            out = load_published(spec)
+        else:
+            out = Loaded(_read_files(spec, lf), _origin(spec, lf.files),
+                         ignored=_ignored_note(folder / spec.key, lf.ignored))
     elif mode == "hub":
         out = _load_hub(spec, local_dir)
     else:
         raise ValueError(f"unknown data.source '{mode}'; use hub, local or bundled")
     check_schema(spec, out.dataset.column_names, where=f"{mode}: {out.origin}")
     return out
+
+
+def _origin(spec: SourceSpec, files: list[Path]) -> str:
+    where = ", ".join(str(f) for f in files)
+    return f"{spec.published.repo_url}@{spec.published.commit[:7]}: {where}" if spec.published else where
 
 
 def _load_hub(spec: SourceSpec, local_dir) -> Loaded:
@@ -129,13 +293,13 @@ def _load_export_or_fallback(spec: SourceSpec, local_dir) -> Loaded:
         attempts.append((export, e))
     for fb in spec.fallbacks:
         try:
-            ds, origin = _load_fallback(spec, fb, local_dir)
+            ds, origin, ignored = _load_fallback(spec, fb, local_dir)
             check_schema(spec, ds.column_names, where=origin)
         except Exception as e:
             attempts.append((fb.label, e))
             continue
         why = "; ".join(f"{what}: {_short(err)}" for what, err in attempts)
-        return Loaded(ds, origin, fallback=f"{fb.label} (because {why})")
+        return Loaded(ds, origin, fallback=f"{fb.label} (because {why})", ignored=ignored)
     unreachable = [isinstance(e, HubUnreachableError) or is_unreachable(e) for _, e in attempts]
     if any(unreachable) and all(u or isinstance(e, FallbackFilesAbsent) for u, (_, e) in zip(unreachable, attempts)):
         local = [fb for fb in spec.fallbacks if fb.kind == "local_files"]
@@ -161,7 +325,7 @@ def _how_to_get(fb: Fallback) -> str:
     return f"put {', '.join(fb.files)} from {fb.where} under <data.local_dir>/<key>/"
 
 
-def _load_fallback(spec: SourceSpec, fb: Fallback, local_dir) -> tuple[object, str]:
+def _load_fallback(spec: SourceSpec, fb: Fallback, local_dir) -> tuple[object, str, tuple[str, ...]]:
     import datasets
 
     if fb.kind == "hub_files":
@@ -172,14 +336,42 @@ def _load_fallback(spec: SourceSpec, fb: Fallback, local_dir) -> tuple[object, s
         with hub_load(f"dataset (SFT source {spec.key}, fallback)", fb.hub_id):
             paths = [hf_hub_download(fb.hub_id, f, repo_type="dataset") for f in fb.files]
         builder = "parquet" if paths[0].endswith(".parquet") else "json"
-        return datasets.load_dataset(builder, data_files=paths, split="train"), f"{fb.hub_id} ({', '.join(fb.files)})"
+        return (datasets.load_dataset(builder, data_files=paths, split="train"),
+                f"{fb.hub_id} ({', '.join(fb.files)})", ())
     folder = resolve(local_dir) / spec.key if local_dir else None
     if folder is None or not all((folder / f).is_file() for f in fb.files):
         raise FallbackFilesAbsent(f"no {', '.join(fb.files)} in {folder or '<data.local_dir unset>/' + spec.key}")
+    files = [folder / f for f in fb.files]
+    ignored = [p for p in _data_files(folder) if p not in files and p.suffix in {f.suffix for f in files}]
+    return (_read_files(spec, LocalFiles(_READABLE[files[0].suffix], files, ignored)),
+            ", ".join(map(str, files)), _ignored_note(folder, ignored))
+
+
+# PUBHEALTH's train.tsv/dev.tsv columns, in file order, as the Hub's loading script (health_fact.py) names them
+PUBHEALTH_COLUMNS = ("claim_id", "claim", "date_published", "explanation", "fact_checkers", "main_text", "sources",
+                     "label", "subjects")
+
+
+def _read_pubhealth(path: Path) -> list[dict]:
+    """PUBHEALTH's train.tsv read as health_fact.py reads it (its Hub loading script, ImperialCollegeLondon/health_fact):
+    tab-separated, the header line skipped, columns by position, 'nan' -> '', a short row padded with ''. A row
+    with more than nine fields, which that script could not unpack either, is an error naming the line."""
+    import csv
+
+    csv.field_size_limit(1 << 30)
     rows = []
-    for f in fb.files:
-        rows += _read_original(spec, folder / f)
-    return datasets.Dataset.from_list(rows), ", ".join(str(folder / f) for f in fb.files)
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter="\t")
+        next(reader, None)  # the header line (its names are not used; health_fact.py skips it too)
+        for row in reader:
+            if len(row) > len(PUBHEALTH_COLUMNS):
+                raise SchemaMismatchError(
+                    f"source 'pubhealth': {path} line {reader.line_num} has {len(row)} tab-separated fields, more "
+                    f"than PUBHEALTH's {len(PUBHEALTH_COLUMNS)} ({', '.join(PUBHEALTH_COLUMNS)}). Fix: use train.tsv "
+                    "from PUBHEALTH.zip as published (github.com/neemakot/Health-Fact-Checking), unedited")
+            row = [x if x != "nan" else "" for x in row] + [""] * (len(PUBHEALTH_COLUMNS) - len(row))
+            rows.append(dict(zip(PUBHEALTH_COLUMNS, row)))
+    return rows
 
 
 def _read_original(spec: SourceSpec, path: Path) -> list[dict]:
@@ -187,8 +379,11 @@ def _read_original(spec: SourceSpec, path: Path) -> list[dict]:
     import csv
 
     csv.field_size_limit(1 << 30)
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ","))
+    if spec.key == "pubhealth":
+        rows = _read_pubhealth(path)
+    else:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ","))
     missing = [c for c in spec.required if rows and c not in rows[0]]
     if not rows or missing:
         raise SchemaMismatchError(f"source '{spec.key}': {path} lacks column(s) {', '.join(missing) or 'rows'}; "
@@ -196,9 +391,9 @@ def _read_original(spec: SourceSpec, path: Path) -> list[dict]:
     if spec.key == "pubhealth":
         from .adapters import HEALTH_FACT_LABELS
 
-        for r in rows:
-            word = (r.get("label") or "").strip().lower()
-            r["label"] = HEALTH_FACT_LABELS.index(word) if word in HEALTH_FACT_LABELS else -1  # as the Hub copy
+        for r in rows:  # health_fact.py: a label outside its four words becomes -1 (our adapter counts those)
+            word = r["label"]
+            r["label"] = HEALTH_FACT_LABELS.index(word) if word in HEALTH_FACT_LABELS else -1
     return rows
 
 
@@ -265,11 +460,13 @@ def _published_fix(spec: SourceSpec, why: str) -> str:
 
 def load_published(spec: SourceSpec, local_dir=None) -> Loaded:
     """A source from its authors' published CSV files: a local copy if there is one, else downloaded."""
-    import datasets
-
     files = find_published(spec, local_dir) or download_published(spec)
-    ds = datasets.load_dataset("csv", data_files=[str(f) for f in files], split="train")
-    return Loaded(ds, f"{spec.published.repo_url}@{spec.published.commit[:7]}: " + ", ".join(str(f) for f in files))
+    folder = resolve(local_dir) / spec.key if local_dir else None
+    ignored = []
+    if folder is not None and folder.is_dir() and all(folder in f.parents for f in files):
+        ignored = [p for p in _data_files(folder) if p not in files and p.suffix in {f.suffix for f in files}]
+    ds = _read_files(spec, LocalFiles("csv", list(files), ignored))
+    return Loaded(ds, _origin(spec, files), ignored=_ignored_note(folder, ignored) if ignored else ())
 
 
 def parquet_export_files(hub_id: str, config: str | None, split: str) -> str:
@@ -342,10 +539,14 @@ def source_plan(data_params) -> list[dict]:
             try:
                 if not d.local_dir:
                     raise SourceLoadError("data.local_dir is not set")
-                _local_file(resolve(d.local_dir), spec)
+                folder = resolve(d.local_dir)
+                lf = local_files(folder, spec)
+                row["from"] = ", ".join(str(f.relative_to(folder)) for f in lf.files) + (
+                    f" (ignored: {', '.join(_ignored_note(folder / key, lf.ignored))})" if lf.ignored else "")
             except SourceLoadError as e:
-                if spec.published is not None and find_published(spec, d.local_dir):
-                    row["from"] = f"{d.local_dir}/{key}/ (published files)"
+                if (spec.published is not None and d.local_dir and not (resolve(d.local_dir) / key).exists()
+                        and find_published(spec)):
+                    row["from"] = f"{files_cache_dir() / key}/ (published files, downloaded)"
                 else:
                     row.update(status="missing", how=str(e))
         elif spec.hub_id is None and spec.published is not None:

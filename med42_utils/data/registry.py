@@ -333,9 +333,10 @@ REGISTRY: dict[str, SourceSpec] = {
                     evidence=(
                         "partly verified: github.com/neemakot/Health-Fact-Checking data/README.md: train.tsv (9,817), "
                         "dev.tsv (1,227), test.tsv (1,235), tab-separated, columns claim ID, claim, date published, "
-                        "explanation, fact checkers, main text, sources, label, subjects, ...; the header names "
-                        "claim_id/claim/explanation/label are assumed (those of the Hub copy); label is a word "
-                        "(true/false/mixture/unproven) and is mapped to the Hub's ClassLabel index."
+                        "explanation, fact checkers, main text, sources, label, subjects. Read as the Hub's own "
+                        "loading script health_fact.py (_generate_examples) reads train/dev: csv.reader with tab "
+                        "delimiter, header line skipped, nine columns by position, 'nan' -> '', short rows padded, "
+                        "a label outside false/mixture/true/unproven -> -1; the header's spelling is not relied on."
                     ),
                 ),
             ),
