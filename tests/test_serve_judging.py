@@ -15,14 +15,14 @@ pytestmark = pytest.mark.slow
 SERVED = ["judge.backend=openai", "judge.answers_backend=openai", "judge.server=transformers",
           "judge.server_timeout_s=300", "judge.concurrency=4"]
 IN_PROCESS = ["judge.backend=transformers", "judge.answers_backend=transformers"]
-COMMON = ['judge.models=["base","sft"]', "judge.num_questions=3", "extra_models=[]", "judge.model=tiny",
-          "judge.batch_size=4"]
+COMMON = ['judge.models=["base","sft"]', "judge.num_questions=2", "extra_models=[]", "judge.model=tiny",
+          "judge.batch_size=4", "judge.sampling.max_new_tokens=12", "judge.judge_sampling.max_new_tokens=12"]
 
 
 @pytest.fixture
 def runs(tmp_path, monkeypatch):
     """Two tiny runs in a temporary root, each with a copy of the base model standing in for a trained SFT."""
-    from med42_utils.launch import parse_override_args
+    from med42_utils.cli import parse_override_args
     from med42_utils.manifest import write_manifest
     from med42_utils.notebook import start
     from med42_utils.tiny_model import resolve_base_model
@@ -58,8 +58,8 @@ def test_06_job_through_started_servers_matches_the_in_process_route(runs, capsy
     rec, judge_dir, out = _job(served_run, served, capsys)
     ref, ref_dir, _ = _job(local_run, local, capsys)
 
-    # the same work: 3 answers per model, 3 questions x 1 pair x 2 orders judged
-    assert rec["counts"] == ref["counts"] == {"tasks": 6, "from_cache": 0, "judged_now": 6}
+    # the same work: 2 answers per model, 2 questions x 1 pair x 2 orders judged
+    assert rec["counts"] == ref["counts"] == {"tasks": 4, "from_cache": 0, "judged_now": 4}
     got, want = _answers(judge_dir), _answers(ref_dir)
     assert sorted(got) == sorted(want) == ["base", "sft"]
     for m in got:
@@ -75,6 +75,6 @@ def test_06_job_through_started_servers_matches_the_in_process_route(runs, capsy
 
     # re-run: everything cached, no server started at all
     rec2, _, out2 = _job(served_run, served, capsys)
-    assert rec2["counts"] == {"tasks": 6, "from_cache": 6, "judged_now": 0}
+    assert rec2["counts"] == {"tasks": 4, "from_cache": 4, "judged_now": 0}
     assert not list((judge_dir / "servers").glob("*.log")), "a server was started for cached work"
     assert _answers(judge_dir) == got
