@@ -226,3 +226,37 @@ def test_transformers_serve_lifecycle(tmp_path, tiny_model_path):
     assert srv.proc is None and not port_in_use(port)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_make_judge_refuses_a_server_it_would_not_stop(tiny_params):
+    from med42_utils.judging.judge import make_judge
+
+    p = tiny_params.model_copy(update={"judge": tiny_params.judge.model_copy(
+        update={"backend": "openai", "server": "transformers", "api_base": None})})
+    with pytest.raises(ValueError, match="judge.server 'transformers'.*serving_judge"):
+        make_judge(p)
+
+
+def test_serving_judge_starts_no_server_without_work_and_stops_it_after(tiny_params, tmp_path, monkeypatch):
+    """The judge's server starts on the first judgment only and is gone after the block (stub server command)."""
+    from med42_utils.judging import judge as judge_mod
+
+    started = []
+
+    def fake_server_for(params, path, name, log_dir, **kw):
+        port = free_port()
+        srv = Server(_run_stub(port), port, Path(log_dir) / f"server-{name}.log", path, timeout_s=30)
+        started.append(srv)
+        return srv
+
+    monkeypatch.setattr(serve, "server_for", fake_server_for)
+    p = tiny_params.model_copy(update={"judge": tiny_params.judge.model_copy(
+        update={"backend": "openai", "server": "transformers", "concurrency": 3})})
+    with judge_mod.serving_judge(p, tmp_path) as j:
+        assert j.name == "openai:tiny+ties" and started[0].proc is None  # not started yet
+    assert started[0].proc is None
+    with judge_mod.serving_judge(p, tmp_path) as j:
+        out = j.generate([[{"role": "user", "content": f"q{i}"}] for i in range(5)])
+        port = started[1].port
+        assert out == [f"echo: q{i}" for i in range(5)] and port_in_use(port)
+    assert started[1].proc is None and not port_in_use(port)

@@ -318,6 +318,10 @@ def make_judge(params, model=None, tokenizer=None, batch_size: int | None = None
                              "set judge.reference_field (the bundled questions use 'reference')")
         return ReferenceJudge(metric=j.reference_metric, margin=j.tie_margin, allow_ties=ties)
     if j.backend == "openai":
+        if j.server != "none" and not j.api_base:
+            raise ValueError(f"judge.server '{j.server}' starts the judge's server inside a block (serving_judge, as "
+                             "06's job does: python -m med42_utils.judging.job); make_judge talks to a running "
+                             "server: give judge.api_base, or use serving_judge")
         return OpenAIJudge(j.model, j.api_base, j.api_key_env, sampling, j.max_retries, allow_ties=ties, style=style,
                            concurrency=j.concurrency)
     name = j.model
