@@ -69,24 +69,25 @@ class Parallel:
 
 
 def parallel_sizes(shape: Served, gpus: int, gpu_gib: float, kv_tokens: int,
-                   utilization: float = 0.9) -> Parallel:
+                   utilization: float = 0.9, overhead_gib: float = 4.0) -> Parallel:
     """Tensor- and data-parallel sizes for one node: the fewest GPUs (a power of two dividing `gpus`) whose
     memory holds the weights and a KV cache of `kv_tokens` tokens; the rest of the node runs replicas.
 
-    On 8 GPUs of 80 GB (8 x 4096 tokens of KV cache): 8B 1 GPU x 8 replicas; 70B (131 GiB of weights) and
-    the 8x7B judge (87 GiB) 2 GPUs x 4 replicas.
+    Each GPU holds gpu_gib x utilization (vLLM's --gpu-memory-utilization) less `overhead_gib` (our allowance for
+    activations, CUDA graphs and communication buffers). On 8 GPUs of 80 GB (8 x 4096 tokens of KV cache): 8B
+    1 GPU x 8 replicas; the 8x7B judge (87 GiB of weights) 2 GPUs x 4; 70B (131 GiB) 4 GPUs x 2.
     """
     if gpus < 1:
         raise ValueError(f"no GPUs to serve {shape.name} on (gpus={gpus}); run the judging job on a GPU node")
     need = shape.weights_gib() + shape.kv_gib_per_token() * kv_tokens
-    per = gpu_gib * utilization
+    per = gpu_gib * utilization - overhead_gib
     tp = 1
     while tp * per < need or gpus % tp:
         tp *= 2
         if tp > gpus:
             raise ValueError(f"{shape.name} needs {need:.0f} GiB (weights + KV cache of {kv_tokens} tokens) but "
                              f"{gpus} GPU(s) of {gpu_gib:.0f} GiB hold {gpus * per:.0f} GiB at utilization "
-                             f"{utilization}: ask for more GPUs per node (params slurm.judge) or a smaller model")
+                             f"{utilization} less {overhead_gib} GiB each: ask for more GPUs per node (params slurm.judge) or a smaller model")
     return Parallel(tp, gpus // tp, round(need, 1), round(per, 1))
 
 

@@ -32,7 +32,7 @@ KV = 8 * 4096  # 8 requests of 4096 tokens in flight
 
 @pytest.mark.parametrize("shape,gpus,tp,dp", [
     (LLAMA3_8B, 1, 1, 1), (LLAMA3_8B, 8, 1, 8),
-    (LLAMA3_70B, 8, 2, 4), (MIXTRAL_8X7B, 8, 2, 4),
+    (LLAMA3_70B, 8, 4, 2), (MIXTRAL_8X7B, 8, 2, 4), (MIXTRAL_8X7B, 2, 2, 1),
 ])
 def test_parallel_sizes_fit_weights_and_kv_cache(shape, gpus, tp, dp):
     p = parallel_sizes(shape, gpus, 80.0, KV)
@@ -84,7 +84,7 @@ def test_vllm_command_uses_only_the_pinned_releases_arguments():
     assert cmd[:3] == ["vllm", "serve", "meta-llama/Meta-Llama-3-70B-Instruct"]
     flags = [a for a in cmd if a.startswith("--")]
     assert flags and set(flags) <= known, sorted(set(flags) - known)
-    assert cmd[cmd.index("--tensor-parallel-size") + 1] == "2" and cmd[cmd.index("--data-parallel-size") + 1] == "4"
+    assert cmd[cmd.index("--tensor-parallel-size") + 1] == "4" and cmd[cmd.index("--data-parallel-size") + 1] == "2"
 
 
 def test_vllm_environment_pins_agree_with_the_release_requirements():
