@@ -274,6 +274,18 @@ def node_gpus() -> tuple[int, float]:  # pragma: no cover - reads the GPU
     return n, torch.cuda.get_device_properties(0).total_memory / GIB
 
 
+def vllm_executable() -> str:
+    """The `vllm` of environment-vllm.txt's venv: $MED42_VLLM, else `vllm` on PATH; a clear error when neither."""
+    import shutil
+
+    exe = os.environ.get("MED42_VLLM") or "vllm"
+    found = shutil.which(exe)
+    if not found:
+        raise ServerError(f"judge.server 'vllm' needs the vllm executable ({exe!r} not found): install vLLM in its own "
+                          "venv from environment-vllm.txt and export MED42_VLLM=<venv>/bin/vllm (docs/serving.md)")
+    return found
+
+
 def server_for(params, model_path: str, name: str, log_dir: Path, kind: str | None = None,
                port: int | None = None, gpus: tuple[int, float] | None = None) -> Server:
     """The server the params ask for to serve one model (judge.server: vllm or transformers)."""
@@ -288,7 +300,7 @@ def server_for(params, model_path: str, name: str, log_dir: Path, kind: str | No
         n, gib = gpus or node_gpus()
         kv_tokens = j.concurrency * (j.server_max_model_len or 4096)
         par = parallel_sizes(served_shape(model_path), n, gib, kv_tokens)
-        vllm = os.environ.get("MED42_VLLM", "vllm")  # the vllm executable of environment-vllm.txt's venv
+        vllm = vllm_executable()
         cmd = vllm_command(model_path, port, par, name, dtype=params.model.torch_dtype, seed=params.seed,
                            max_model_len=j.server_max_model_len, trust_remote_code=params.model.trust_remote_code,
                            vllm=vllm)
@@ -299,4 +311,4 @@ def server_for(params, model_path: str, name: str, log_dir: Path, kind: str | No
 
 __all__ = ["Served", "LLAMA3_8B", "LLAMA3_70B", "MIXTRAL_8X7B", "served_shape", "Parallel", "parallel_sizes",
            "vllm_command", "transformers_command", "port_in_use", "free_port", "log_tail", "ServerError", "Server",
-           "chat", "chat_many", "node_gpus", "server_for"]
+           "chat", "chat_many", "node_gpus", "vllm_executable", "server_for"]

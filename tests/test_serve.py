@@ -260,3 +260,20 @@ def test_serving_judge_starts_no_server_without_work_and_stops_it_after(tiny_par
         port = started[1].port
         assert out == [f"echo: q{i}" for i in range(5)] and port_in_use(port)
     assert started[1].proc is None and not port_in_use(port)
+
+
+def test_vllm_server_for_the_job_sized_from_the_node(tiny_params, tmp_path, monkeypatch):
+    """judge.server vllm: the executable from MED42_VLLM (a clear error when missing) and the node's GPUs."""
+    p = tiny_params.model_copy(update={"judge": tiny_params.judge.model_copy(update={"server": "vllm"})})
+    monkeypatch.setenv("MED42_VLLM", str(tmp_path / "no-venv" / "vllm"))
+    with pytest.raises(ServerError, match="environment-vllm.txt.*MED42_VLLM"):
+        serve.server_for(p, "meta-llama/Meta-Llama-3-70B-Instruct", "policy", tmp_path, gpus=(8, 80.0))
+    exe = tmp_path / "vllm"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("MED42_VLLM", str(exe))
+    srv = serve.server_for(p, "meta-llama/Meta-Llama-3-70B-Instruct", "policy", tmp_path, port=8123, gpus=(8, 80.0))
+    cmd = srv.command
+    assert cmd[:3] == [str(exe), "serve", "meta-llama/Meta-Llama-3-70B-Instruct"] and srv.model_name == "policy"
+    assert cmd[cmd.index("--tensor-parallel-size") + 1] == "4" and cmd[cmd.index("--port") + 1] == "8123"
+    assert set(a for a in cmd if a.startswith("--")) <= set(_fixture_lines("vllm-0.34.0-serve-args.txt"))
