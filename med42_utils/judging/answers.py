@@ -1,6 +1,8 @@
 """Answers from each model to every question, with the model card's sampling and the same system prompt.
 
-transformers generate at size tiny (and wherever vLLM is missing); vLLM when installed for 8b/70b.
+transformers generate at size tiny (and wherever vLLM is missing); vLLM when installed for 8b/70b; or, with
+judge.answers_backend 'openai', an OpenAI-compatible server per model (med42_utils.serve: the job starts
+`vllm serve` or `transformers serve` for each model when judge.server says so, and stops it after).
 Saved per model as answers/<model>.jsonl and resumable: questions already answered are skipped.
 A `progress(done, total)` hook (e.g. progress.ProgressLine) hears about every answer written.
 """
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +36,8 @@ def read_answers(path: Path) -> dict[str, str]:
 
 
 def pick_backend(params) -> str:
+    if params.judge.answers_backend != "auto":
+        return params.judge.answers_backend
     if params.model.base != "tiny" and importlib.util.find_spec("vllm") is not None:
         return "vllm"
     return "transformers"
@@ -83,6 +88,29 @@ def _generate_vllm(params, model_path: str, questions: list[dict]):  # pragma: n
             yield q["id"], o.outputs[0].text.strip(), len(o.outputs[0].token_ids)
 
 
+def _generate_openai(params, model_name: str, model_path: str, questions: list[dict], log_dir: Path):
+    """Through an OpenAI-compatible server: one started here for this model (judge.server), or judge.api_base."""
+    from contextlib import nullcontext
+
+    from ..serve import chat_many, server_for
+
+    j = params.judge
+    s = j.sampling
+    sampling = {"temperature": s.temperature, "top_p": s.top_p, "max_new_tokens": s.max_new_tokens}
+    extra = {"top_k": s.top_k} if j.server == "vllm" and s.top_k else {}
+    if j.server == "none" and not j.api_base:
+        raise ValueError("judge.answers_backend 'openai' needs a server: set judge.server (vllm or transformers) "
+                         "to start one per model, or judge.api_base to use a running one")
+    key = os.environ.get(j.api_key_env) if j.api_key_env and j.server == "none" else None
+    with (server_for(params, model_path, model_name, log_dir) if j.server != "none" else nullcontext()) as srv:
+        base, name = (srv.api_base, srv.model_name) if srv else (j.api_base, model_path)
+        convs = [_conv(q["question"]) for q in questions]
+        outs = chat_many(base, name, convs, sampling, concurrency=j.concurrency, seed=params.seed, api_key=key,
+                         extra=extra)
+        for q, (text, n) in zip(questions, outs):
+            yield q["id"], text.strip(), n
+
+
 def generate_answers(params, model_name: str, model_path: str, questions: list[dict], out_dir: Path,
                      batch_size: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
     """Answer the questions not yet in out_dir/<model_name>.jsonl; returns counts.
@@ -98,8 +126,12 @@ def generate_answers(params, model_name: str, model_path: str, questions: list[d
         path.write_bytes(data[: data.rfind(b"\n") + 1])
     todo = [q for q in questions if str(q["id"]) not in have]
     backend = pick_backend(params)
-    gen = (_generate_vllm(params, model_path, todo) if backend == "vllm"
-           else _generate_transformers(params, model_path, todo, batch_size or params.judge.batch_size))
+    if backend == "openai":
+        gen = _generate_openai(params, model_name, model_path, todo, out_dir.parent / "servers")
+    elif backend == "vllm":
+        gen = _generate_vllm(params, model_path, todo)
+    else:
+        gen = _generate_transformers(params, model_path, todo, batch_size or params.judge.batch_size)
     written = 0
     if todo:
         if progress:

@@ -16,7 +16,7 @@ from ..hardware import in_kernel
 from ..cli import parse_override_args
 from ..launch import run_job
 from ..notebook import start
-from .judge import Judge, make_judge
+from .judge import Judge, make_judge, serving_judge
 
 MODULE = "med42_utils.judging.job"
 JOB_RECORD = "job.json"
@@ -76,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     questions, _ = questions_from_params(params)
     answers, info = answer_all(params, a.run_name, questions, judge_dir, progress=True)
     print(info.to_string(), flush=True)
-    judge = make_judge(params)
-    counts = judge_all(questions, answers, judge, JudgmentCache(judge_dir / JUDGMENTS), judged_models(params),
-                       batch_size=params.judge.batch_size, progress=ProgressLine("verdicts"))
+    with serving_judge(params, judge_dir / "servers") as judge:  # the judge's own server, if it has one
+        counts = judge_all(questions, answers, judge, JudgmentCache(judge_dir / JUDGMENTS), judged_models(params),
+                           batch_size=params.judge.batch_size, progress=ProgressLine("verdicts"))
     (judge_dir / JOB_RECORD).write_text(json.dumps({"judge": judge.name, "counts": counts}, indent=1, default=str))
     print(counts, flush=True)
     return 0

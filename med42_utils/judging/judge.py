@@ -17,7 +17,9 @@ import os
 import time
 import urllib.error
 import urllib.request
-from typing import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
 
 from .parse import TIE, parse_verdict
 from .prompt import RESULT_MARKER, judge_messages
@@ -200,8 +202,11 @@ class OpenAIJudge(GenerativeJudge):
 
     def __init__(self, model: str, api_base: str, api_key_env: str | None, sampling: dict, max_retries: int = 1,
                  timeout: float = 120.0, http_retries: int = 3, backoff: float = 1.0, allow_ties: bool = False,
-                 style: str = "course"):
+                 style: str = "course", concurrency: int = 1, served_name: str | None = None):
         super().__init__(model, max_retries, allow_ties, style)
+        self.concurrency = concurrency  # requests in flight (a server started for the judge batches them)
+        self.served_name = served_name  # the name the server knows the model by, when not `model`
+        self.before_first_request = None  # e.g. start the judge's server only once there is something to judge
         self.merge_system = False  # set once the endpoint refuses a system turn (HTTP 400): see _post
         if not api_base:
             raise ValueError("judge.backend 'openai' needs judge.api_base (e.g. http://127.0.0.1:8000/v1)")
@@ -220,7 +225,7 @@ class OpenAIJudge(GenerativeJudge):
 
         if self.merge_system:
             conv = merge_system(conv)
-        body = {"model": self.model, "messages": conv, "temperature": self.sampling["temperature"],
+        body = {"model": self.served_name or self.model, "messages": conv, "temperature": self.sampling["temperature"],
                 "top_p": self.sampling["top_p"], "max_tokens": self.sampling["max_new_tokens"]}
         if self.sampling.get("repetition_penalty", 1.0) != 1.0:  # vLLM's server takes it; others are not sent it
             body["repetition_penalty"] = self.sampling["repetition_penalty"]
@@ -254,13 +259,45 @@ class OpenAIJudge(GenerativeJudge):
         raise RuntimeError(last)
 
     def generate(self, conversations: list[list[dict]]) -> list[str]:
-        out = []
-        for c in conversations:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self.before_first_request is not None:
+            start, self.before_first_request = self.before_first_request, None
+            start()
+        def one(c):
             try:
-                out.append(self._post(c))
+                return self._post(c)
             except RuntimeError as e:
-                out.append(f"<request failed: {e}>")
-        return out
+                return f"<request failed: {e}>"
+
+        with ThreadPoolExecutor(max(1, self.concurrency)) as pool:
+            return list(pool.map(one, conversations))
+
+
+@contextmanager
+def serving_judge(params, log_dir: Path, **kw) -> Iterator[Judge]:
+    """make_judge; for judge.backend 'openai' with judge.server set, the judge model's own server is started
+    (med42_utils.serve) at the first judgment and stopped on leaving the block, so its memory goes back."""
+    j = params.judge
+    if j.backend != "openai" or j.server == "none":
+        yield make_judge(params, **kw)
+        return
+    from ..serve import server_for
+
+    path = j.model
+    if path == "tiny":
+        from ..tiny_model import resolve_base_model
+
+        path = resolve_base_model(params)
+    srv = server_for(params, path, "judge", log_dir)
+    judge = OpenAIJudge(j.model, srv.api_base, None, j.judge_sampling.model_dump(), j.max_retries,
+                        allow_ties=j.allow_ties, style=j.prompt, concurrency=j.concurrency,
+                        served_name=srv.model_name)
+    judge.before_first_request = srv.__enter__  # started on the first judgment: all cached, no server
+    try:
+        yield judge
+    finally:
+        srv.__exit__(None, None, None)
 
 
 def make_judge(params, model=None, tokenizer=None, batch_size: int | None = None) -> Judge:
@@ -281,7 +318,12 @@ def make_judge(params, model=None, tokenizer=None, batch_size: int | None = None
                              "set judge.reference_field (the bundled questions use 'reference')")
         return ReferenceJudge(metric=j.reference_metric, margin=j.tie_margin, allow_ties=ties)
     if j.backend == "openai":
-        return OpenAIJudge(j.model, j.api_base, j.api_key_env, sampling, j.max_retries, allow_ties=ties, style=style)
+        if j.server != "none" and not j.api_base:
+            raise ValueError(f"judge.server '{j.server}' starts the judge's server inside a block (serving_judge, as "
+                             "06's job does: python -m med42_utils.judging.job); make_judge talks to a running "
+                             "server: give judge.api_base, or use serving_judge")
+        return OpenAIJudge(j.model, j.api_base, j.api_key_env, sampling, j.max_retries, allow_ties=ties, style=style,
+                           concurrency=j.concurrency)
     name = j.model
     if name == "tiny":
         from ..tiny_model import resolve_base_model
@@ -303,4 +345,4 @@ def make_judge(params, model=None, tokenizer=None, batch_size: int | None = None
     return judge
 
 
-__all__ = ["Verdict", "Judge", "LogprobJudge", "TransformersJudge", "VllmJudge", "OpenAIJudge", "make_judge"]
+__all__ = ["Verdict", "Judge", "LogprobJudge", "TransformersJudge", "VllmJudge", "OpenAIJudge", "make_judge", "serving_judge"]

@@ -61,6 +61,15 @@ class JudgeParams(StrictModel):
                                                   description="reference judge: how close an answer is to the reference")
     api_base: str | None = None
     api_key_env: str | None = Field(default=None, description="name of the env var holding the key, never the key")
+    answers_backend: Literal["auto", "transformers", "vllm", "openai"] = Field(
+        default="auto", description="06's answers: auto = in-process vLLM when installed (not tiny), else "
+                                    "transformers; openai = through an OpenAI-compatible server (see server)")
+    server: Literal["none", "vllm", "transformers"] = Field(
+        default="none", description="openai routes: the job starts one server per model (vllm on GPU nodes from "
+                                    "environment-vllm.txt, transformers serve on CPU); none = use api_base as is")
+    server_timeout_s: float = Field(default=900.0, gt=0, description="how long a started server may take to load")
+    server_max_model_len: int | None = Field(default=None, ge=1, description="vLLM --max-model-len (KV cache sizing)")
+    concurrency: int = Field(default=8, ge=1, description="requests in flight to an OpenAI-compatible server")
     max_retries: int = Field(ge=0)
     batch_size: int = Field(ge=1, description="judgments (and answers) per forward pass")
     questions_source: Literal["hub", "local", "bundled"]

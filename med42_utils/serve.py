@@ -1,0 +1,314 @@
+"""One model behind an OpenAI-compatible server: `vllm serve` on GPU nodes (its own environment,
+environment-vllm.txt), `transformers serve` on CPU (the tests). One server per model, so each model's memory
+goes back when its server stops.
+
+    with Server(server_command("transformers", path, port=8011), port=8011, log=run_dir / "server.log") as s:
+        texts = chat_many(s.api_base, s.model_name, conversations, sampling, concurrency=8)
+
+The server is stopped on leaving the block: normally, on an error, on Ctrl-C and on SIGTERM (SLURM's cancel
+and time limit), with the log's tail in the error when it never came up.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Served:
+    """What sets a served model's memory: parameters and the KV cache's bytes per token (bf16)."""
+
+    name: str
+    parameters: float
+    layers: int
+    kv_heads: int
+    head_dim: int
+
+    def weights_gib(self, bytes_per_param: int = 2) -> float:
+        return self.parameters * bytes_per_param / GIB
+
+    def kv_gib_per_token(self, bytes_per_value: int = 2) -> float:
+        return 2 * self.layers * self.kv_heads * self.head_dim * bytes_per_value / GIB
+
+
+# Published configs: Llama 3 8B/70B (config.json), Mixtral 8x7B (Prometheus 2 8x7B's base; 46.7B parameters)
+LLAMA3_8B = Served("Llama-3-8B", 8.03e9, 32, 8, 128)
+LLAMA3_70B = Served("Llama-3-70B", 70.6e9, 80, 8, 128)
+MIXTRAL_8X7B = Served("Mixtral-8x7B", 46.7e9, 32, 8, 128)
+
+
+def served_shape(model: str) -> Served:
+    """The shape of a model by its name (Hub id or folder): 70b, 8x7b, 8b."""
+    m = model.lower()
+    for key, shape in (("70b", LLAMA3_70B), ("8x7b", MIXTRAL_8X7B), ("8b", LLAMA3_8B)):
+        if key in m:
+            return shape
+    raise ValueError(f"cannot tell the size of served model '{model}' (no '8b', '70b' or '8x7b' in the name); "
+                     "add its Served shape to med42_utils/serve.py")
+
+
+@dataclass(frozen=True)
+class Parallel:
+    tensor: int  # GPUs per replica (vLLM --tensor-parallel-size)
+    data: int  # replicas on the node (vLLM --data-parallel-size)
+    need_gib: float  # weights + KV cache of one replica
+    per_gpu_gib: float  # what one GPU may hold (gpu_gib x utilization)
+
+
+def parallel_sizes(shape: Served, gpus: int, gpu_gib: float, kv_tokens: int,
+                   utilization: float = 0.9, overhead_gib: float = 4.0) -> Parallel:
+    """Tensor- and data-parallel sizes for one node: the fewest GPUs (a power of two dividing `gpus`) whose
+    memory holds the weights and a KV cache of `kv_tokens` tokens; the rest of the node runs replicas.
+
+    Each GPU holds gpu_gib x utilization (vLLM's --gpu-memory-utilization) less `overhead_gib` (our allowance for
+    activations, CUDA graphs and communication buffers). On 8 GPUs of 80 GB (8 x 4096 tokens of KV cache): 8B
+    1 GPU x 8 replicas; the 8x7B judge (87 GiB of weights) 2 GPUs x 4; 70B (131 GiB) 4 GPUs x 2.
+    """
+    if gpus < 1:
+        raise ValueError(f"no GPUs to serve {shape.name} on (gpus={gpus}); run the judging job on a GPU node")
+    need = shape.weights_gib() + shape.kv_gib_per_token() * kv_tokens
+    per = gpu_gib * utilization - overhead_gib
+    tp = 1
+    while tp * per < need or gpus % tp:
+        tp *= 2
+        if tp > gpus:
+            raise ValueError(f"{shape.name} needs {need:.0f} GiB (weights + KV cache of {kv_tokens} tokens) but "
+                             f"{gpus} GPU(s) of {gpu_gib:.0f} GiB hold {gpus * per:.0f} GiB at utilization "
+                             f"{utilization} less {overhead_gib} GiB each: ask for more GPUs per node (params slurm.judge) or a smaller model")
+    return Parallel(tp, gpus // tp, round(need, 1), round(per, 1))
+
+
+def vllm_command(model: str, port: int, parallel: Parallel, served_name: str, dtype: str = "bfloat16",
+                 seed: int = 0, max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,
+                 trust_remote_code: bool = False, host: str = "127.0.0.1", vllm: str = "vllm") -> list[str]:
+    """`vllm serve` for one model (arguments checked against vLLM 0.34.0's serve CLI in the tests)."""
+    cmd = [vllm, "serve", model, "--host", host, "--port", str(port), "--served-model-name", served_name,
+           "--dtype", dtype, "--seed", str(seed), "--tensor-parallel-size", str(parallel.tensor),
+           "--data-parallel-size", str(parallel.data), "--gpu-memory-utilization", str(gpu_memory_utilization),
+           "--disable-log-stats"]
+    if max_model_len:
+        cmd += ["--max-model-len", str(max_model_len)]
+    if trust_remote_code:
+        cmd += ["--trust-remote-code"]
+    return cmd
+
+
+def transformers_command(model: str, port: int, seed: int = 0, device: str = "cpu",
+                         host: str = "127.0.0.1") -> list[str]:
+    """`transformers serve` pinned to one model (the CPU stand-in for vLLM; the request's model is the path)."""
+    exe = Path(sys.executable).with_name("transformers")
+    return [str(exe) if exe.exists() else "transformers", "serve", model, "--host", host, "--port", str(port),
+            "--device", device, "--default-seed", str(seed), "--log-level", "warning"]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    p = Path(path)
+    if not p.is_file():
+        return "(no server log)"
+    return "\n".join(p.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+class Server:
+    """A server process for one model: started, waited for (GET /health), stopped (process group)."""
+
+    def __init__(self, command: list[str], port: int, log: Path, model_name: str, host: str = "127.0.0.1",
+                 timeout_s: float = 600.0, env: dict | None = None):
+        self.command, self.port, self.host, self.log = command, port, host, Path(log)
+        self.model_name, self.timeout_s, self.env = model_name, timeout_s, env
+        self.proc: subprocess.Popen | None = None
+        self._old_term = None
+
+    @property
+    def api_base(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def start(self) -> "Server":
+        if port_in_use(self.port, self.host):
+            raise ServerError(f"port {self.port} on {self.host} is taken by another process; stop it or pick "
+                              f"another port (judge.api_base / the server's port) before starting {self.command[0]}")
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True, env={**os.environ, **(self.env or {})})
+        self.wait_healthy()
+        return self
+
+    def wait_healthy(self) -> None:
+        url = f"http://{self.host}:{self.port}/health"
+        t0 = time.monotonic()
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                raise ServerError(f"{' '.join(self.command[:3])} exited with code {code} before {url} answered; "
+                                  f"server log {self.log} ends:\n{log_tail(self.log)}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            if time.monotonic() - t0 > self.timeout_s:
+                self.stop()
+                raise ServerError(f"{' '.join(self.command[:3])} did not answer {url} within {self.timeout_s:.0f} s "
+                                  f"(raise the timeout if the model is still loading); server log {self.log} "
+                                  f"ends:\n{log_tail(self.log)}")
+            time.sleep(0.5)
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        p, self.proc = self.proc, None
+        if p is None or p.poll() is not None:
+            return
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self) -> "Server":
+        if threading.current_thread() is threading.main_thread():  # SLURM's cancel / time limit: SIGTERM
+            self._old_term = signal.signal(signal.SIGTERM, _raise_exit)
+        try:
+            return self.start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        if self._old_term is not None:
+            signal.signal(signal.SIGTERM, self._old_term)
+            self._old_term = None
+
+
+def _raise_exit(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def chat(api_base: str, model: str, messages: list[dict], sampling: dict, seed: int | None = None,
+         retries: int = 3, backoff: float = 1.0, timeout: float = 300.0, api_key: str | None = None,
+         extra: dict | None = None) -> tuple[str, int]:
+    """One /chat/completions request: (text, completion tokens). Server errors (5xx, 408, 429) and dropped
+    connections are retried with backoff; anything else raises at once, naming the endpoint."""
+    body = {"model": model, "messages": messages, "temperature": sampling["temperature"],
+            "top_p": sampling["top_p"], "max_tokens": sampling["max_new_tokens"]}
+    if seed is not None:
+        body["seed"] = seed
+    body.update(extra or {})  # e.g. vLLM's top_k / repetition_penalty (transformers serve is not sent them)
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = "Bearer " + api_key
+    req = urllib.request.Request(f"{api_base.rstrip('/')}/chat/completions", json.dumps(body).encode(), headers)
+    last = ""
+    for i in range(retries + 1):
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                doc = json.loads(r.read().decode())
+            text = doc["choices"][0]["message"]["content"] or ""
+            return text, int((doc.get("usage") or {}).get("completion_tokens") or 0)
+        except urllib.error.HTTPError as e:
+            last = f"HTTP {e.code} from {api_base}: {e.read()[:300].decode(errors='replace')}"
+            if e.code not in (408, 409, 429) and e.code < 500:
+                break
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+            last = f"cannot reach {api_base}: {getattr(e, 'reason', e)}"
+        if i < retries:
+            time.sleep(backoff * 2**i)
+    raise ServerError(f"{last} (after {i + 1} tries)")
+
+
+def chat_many(api_base: str, model: str, conversations: list[list[dict]], sampling: dict, concurrency: int = 8,
+              seed: int | None = None, **kw):
+    """Yield (text, completion tokens) for each conversation in order, at most `concurrency` in flight."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1 (got {concurrency})")
+    with ThreadPoolExecutor(concurrency) as pool:
+        futures = [pool.submit(chat, api_base, model, c, sampling, None if seed is None else seed + i, **kw)
+                   for i, c in enumerate(conversations)]
+        try:
+            for f in futures:
+                yield f.result()
+        finally:
+            for f in futures:
+                f.cancel()
+
+
+def node_gpus() -> tuple[int, float]:  # pragma: no cover - reads the GPU
+    """(GPUs visible, GiB of the first) on this node."""
+    import torch
+
+    n = torch.cuda.device_count()
+    if not n:
+        return 0, 0.0
+    return n, torch.cuda.get_device_properties(0).total_memory / GIB
+
+
+def vllm_executable() -> str:
+    """The `vllm` of environment-vllm.txt's venv: $MED42_VLLM, else `vllm` on PATH; a clear error when neither."""
+    import shutil
+
+    exe = os.environ.get("MED42_VLLM") or "vllm"
+    found = shutil.which(exe)
+    if not found:
+        raise ServerError(f"judge.server 'vllm' needs the vllm executable ({exe!r} not found): install vLLM in its own "
+                          "venv from environment-vllm.txt and export MED42_VLLM=<venv>/bin/vllm (docs/serving.md)")
+    return found
+
+
+def server_for(params, model_path: str, name: str, log_dir: Path, kind: str | None = None,
+               port: int | None = None, gpus: tuple[int, float] | None = None) -> Server:
+    """The server the params ask for to serve one model (judge.server: vllm or transformers)."""
+    j = params.judge
+    kind = kind or j.server
+    port = port or free_port()
+    log = Path(log_dir) / f"server-{name}.log"
+    if kind == "transformers":
+        return Server(transformers_command(model_path, port, params.seed), port, log, model_path,
+                      timeout_s=j.server_timeout_s)
+    if kind == "vllm":
+        n, gib = gpus or node_gpus()
+        kv_tokens = j.concurrency * (j.server_max_model_len or 4096)
+        par = parallel_sizes(served_shape(model_path), n, gib, kv_tokens)
+        vllm = vllm_executable()
+        cmd = vllm_command(model_path, port, par, name, dtype=params.model.torch_dtype, seed=params.seed,
+                           max_model_len=j.server_max_model_len, trust_remote_code=params.model.trust_remote_code,
+                           vllm=vllm)
+        return Server(cmd, port, log, name, timeout_s=j.server_timeout_s)
+    raise ValueError(f"judge.server is '{kind}': choose 'vllm' (GPU nodes) or 'transformers' (CPU) to start a "
+                     "server per model, or 'none' to use judge.api_base as given")
+
+
+__all__ = ["Served", "LLAMA3_8B", "LLAMA3_70B", "MIXTRAL_8X7B", "served_shape", "Parallel", "parallel_sizes",
+           "vllm_command", "transformers_command", "port_in_use", "free_port", "log_tail", "ServerError", "Server",
+           "chat", "chat_many", "node_gpus", "vllm_executable", "server_for"]
