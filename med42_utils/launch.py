@@ -78,6 +78,9 @@ class LaunchPlan:
     site: "slurm_site.SiteRequest | None" = None  # partition, account, time, ... (params' slurm section)
     site_stage: str = ""                 # which slurm.<stage> options apply: sft, dpo, eval, judge, samples
     needs: "preflight.Needs | None" = None  # what the job reads: checked before anything is submitted
+    warnings: list[str] = field(default_factory=list)  # what keeps the request from running here (dry runs show it)
+    job_params: "Params | None" = None   # the params the job runs with (preflight's package check)
+    needs_job: str = ""                  # the job's name for preflight: sft, dpo_<round>, eval, judge, <x>_samples
 
     @property
     def job_record(self) -> Path | None:
@@ -271,22 +274,50 @@ def plan_launch(
          "memory: one process, no FSDP (in-process at this size)") + "; see med42_utils/estimates.py for the assumptions",
         *cfg_notes,
     ]
-    if hours is not None:
-        notes.append(f"time at MFU {mfu:.0%} of {estimates.H100_BF16_PEAK_FLOPS / 1e12:.0f} TFLOP/s bf16 per H100")
-    elif stage == "dpo":
-        notes.append("time: pass num_pairs to estimate DPO wall time")
+    from . import cluster_plan
     from .budget import plan_notes
     from .checkpoints import plan_note
 
+    timing = None
+    if stage == "sft":
+        timing = cluster_plan.sft_time(params, mfu)
+        notes.append(cluster_plan.epochs_covered(params, cluster_plan.packed_rows(params, run_name)))
+    else:
+        planned = cluster_plan.planned_pairs(params)
+        names = [r.name for r in params.dpo.rounds]
+        one = job.removeprefix("dpo_") if job and job.removeprefix("dpo_") in names else None  # a round's own job
+        rounds = 1 if one else None
+        if num_pairs is None and planned is not None:
+            pairs, how = planned
+            if one:
+                num_pairs = pairs[names.index(one)]
+                notes.append(f"DPO pairs of {one} (this job): {num_pairs:,}, from the {how}")
+            else:
+                num_pairs = -(-sum(pairs) // len(pairs))
+                notes.append(f"DPO pairs: {' + '.join(f'{p:,}' for p in pairs)} over {len(pairs)} round(s), "
+                             f"from the {how}")
+        if num_pairs is not None:
+            mem, hours = estimates.dpo_estimate(params, num_pairs, mfu, rounds)
+            timing = cluster_plan.dpo_time(params, num_pairs, mfu, rounds)
+    if hours is not None:
+        notes.append(f"time at MFU {mfu:.0%} of {estimates.H100_BF16_PEAK_FLOPS / 1e12:.0f} TFLOP/s bf16 per H100: "
+                     f"compute {hours:,.1f} h")
+    elif stage == "dpo":
+        notes.append("time: pass num_pairs to estimate DPO wall time (a round's datasets have no published size)")
+    if timing is not None and hw.accelerator != "cpu":
+        notes += timing.notes
+        hours = timing.total
     notes += plan_notes(params, stage)
     if hw.accelerator == "cpu":
         notes.append("CPU run: the time estimate assumes H100s and does not apply")
         hours = None
+    else:
+        notes.append(cluster_plan.disk_note(params, stage))
     if stage == "sft":
         notes.append(plan_note(params, stage, hours, params.sft.max_steps))
     else:
         d = params.dpo
-        steps = -(-num_pairs * d.num_train_epochs // d.batch_size) * len(d.rounds) if num_pairs else None
+        steps = -(-num_pairs * d.num_train_epochs // d.batch_size) * (rounds or len(d.rounds)) if num_pairs else None
         notes.append(plan_note(params, stage, hours, steps))
     if stage == "dpo" and params.dpo.method == "lora":
         notes.append("reference model: the policy with its LoRA adapters switched off (no second model in memory)")
@@ -295,6 +326,7 @@ def plan_launch(
 
     python = "python"
     slurm_text = slurm_path = line = site = None
+    warnings: list[str] = []
     if hw.launcher == "inprocess":
         commands = [shlex.join([python, "-m", module, *args])]
         notes.append("in-process: execute() calls the module's main() in this Python process")
@@ -308,15 +340,18 @@ def plan_launch(
         job = job or stage
         slurm_path = sdir / f"launch_{job}.slurm"
         job_name = f"med42-{job}-{params.size}"
-        site = slurm_site.site_request(params.slurm.for_stage(stage), hw, slurm_site.read_sinfo())
+        parts = slurm_site.read_sinfo()
+        suggested = cluster_plan.suggested_time(hours) if hours is not None else None
+        host = cluster_plan.host_memory_gib(shape) if hw.gpus_per_node == 1 else None
+        site = slurm_site.site_request(params.slurm.for_stage(stage), hw, parts, suggested, host, stage)
         slurm_text = render_slurm(stage, hw, line, job_name, sdir / "logs", site,
                                   signal_seconds=getattr(params, stage).stop_signal_seconds)
         notes += site.notes
+        if suggested is not None:
+            notes.append(f"suggested --time {suggested}: 1.2 x {hours:,.1f} h + {cluster_plan.STARTUP_HOURS:g} h "
+                         f"start-up, rounded up to 15 min")
+        warnings = slurm_site.fit_problems(site, hw, parts, stage)
         limit = slurm_site.time_hours(site.options.time) if site.options.time else None
-        if site.options.time is None and hours is not None:
-            notes.append(f"the plan estimates {hours:,.1f} h: set slurm.{stage}.time above that (e.g. "
-                         f"MED42_SLURM='{stage}.time={int(hours * 1.3) + 1}:00:00') so the partition's default limit "
-                         f"does not end it part way")
         if limit is not None and hours is not None and hours > limit:
             notes.append(f"slurm time {site.options.time} is shorter than the estimated {hours:,.1f} h: the job will "
                          f"reach its time limit part way, save a checkpoint and requeue itself (docs/resume.md); "
@@ -331,7 +366,8 @@ def plan_launch(
         memory_gib=mem.as_gib(), est_hours=hours, notes=notes, module=module, args=args, slurm_path=slurm_path,
         node_command=line or "", progress_file=progress_file or (slurm_path.parent / PROGRESS if slurm_path else None),
         job_name=job_name if slurm_path else "", site=site, site_stage=stage,
-        needs=preflight.stage_needs(params, run_name, job or stage),
+        needs=preflight.stage_needs(params, run_name, job or stage), warnings=warnings,
+        job_params=params, needs_job=job or stage,
     )
 
 
@@ -355,7 +391,7 @@ def plan_job(params: Params, job: str, run_name: str, stage_dir: Path, module: s
     return LaunchPlan(stage=job, hardware=hw, accelerate_config=None, commands=[command], slurm_script=slurm_text,
                       memory_gib={}, est_hours=None, module=module, args=args, slurm_path=slurm_path,
                       node_command=command, job_name=job_name, notes=notes, site=site, site_stage=site_stage,
-                      needs=preflight.stage_needs(params, run_name, job, models))
+                      needs=preflight.stage_needs(params, run_name, job, models), job_params=params, needs_job=job)
 
 
 def write_script(plan: LaunchPlan) -> Path | None:
@@ -390,6 +426,8 @@ def render_plan(plan: LaunchPlan) -> str:
         out += [f"| {k} | {fmt.format(v * scale)} |" for k, v in plan.memory_gib.items()]
     hours = f"{plan.est_hours:,.1f} h" if plan.est_hours is not None else "n/a"
     out += ["", f"- estimated wall time: {hours}", *(f"- {n}" for n in plan.notes)]
+    out += [f"- **WARNING: this request cannot run on this cluster as it is (a submit would refuse it):** {w}"
+            for w in plan.warnings]
     return "\n".join(out)
 
 
@@ -416,6 +454,8 @@ def readiness_problems(plan: LaunchPlan, where: str) -> list[str]:
     # this process's environment as it is
     offline = slurm_site.job_offline() if where == "sbatch" else bool(constants.HF_HUB_OFFLINE)
     out = preflight.problems(plan.needs, offline) if plan.needs is not None else []
+    if plan.needs is not None and plan.job_params is not None:
+        out += preflight.environment_problems(plan.job_params, plan.needs_job, plan.hardware.accelerator)
     if where == "sbatch" and plan.site is not None:
         out += slurm_site.fit_problems(plan.site, plan.hardware, slurm_site.read_sinfo(), plan.site_stage)
     return out
