@@ -336,8 +336,9 @@ def plan_launch(
         slurm_path = sdir / f"launch_{job}.slurm"
         job_name = f"med42-{job}-{params.size}"
         parts = slurm_site.read_sinfo()
-        suggested = cluster_plan.suggested_time(hours) if hours is not None else None
-        host = cluster_plan.host_memory_gib(shape) if hw.gpus_per_node == 1 else None
+        real = params.model.tiny is None  # tiny labelled as a GPU size (the tests): no H100 time or memory applies
+        suggested = cluster_plan.suggested_time(hours) if hours is not None and real else None
+        host = cluster_plan.host_memory_gib(shape) if hw.gpus_per_node == 1 and real else None
         site = slurm_site.site_request(params.slurm.for_stage(stage), hw, parts, suggested, host, stage)
         slurm_text = render_slurm(stage, hw, line, job_name, sdir / "logs", site,
                                   signal_seconds=getattr(params, stage).stop_signal_seconds)
@@ -394,8 +395,10 @@ def plan_job(params: Params, job: str, run_name: str, stage_dir: Path, module: s
     if hw.launcher != "inprocess":
         slurm_path = Path(stage_dir) / f"launch_{job}.slurm"
         parts = slurm_site.read_sinfo()
-        suggested = cluster_plan.suggested_time(hours) if hours is not None else None
-        site = slurm_site.site_request(params.slurm.for_stage(site_stage), hw, parts, suggested, host, site_stage)
+        real = params.model.tiny is None  # tiny labelled as a GPU size (the tests): no H100 time or memory applies
+        suggested = cluster_plan.suggested_time(hours) if hours is not None and real else None
+        site = slurm_site.site_request(params.slurm.for_stage(site_stage), hw, parts, suggested,
+                                       host if real else None, site_stage)
         requeue = JOB_REQUEUE_SECONDS if job in ("eval", "judge") else None
         slurm_text = render_slurm(job, hw, command, job_name, slurm_path.parent / "logs", site,
                                   requeue_seconds=requeue)

@@ -199,7 +199,10 @@ def test_training_scripts_are_requeueable_and_signalled_before_the_time_limit():
         assert "#SBATCH --requeue\n" in text and f"#SBATCH --signal=B:USR1@{seconds}\n" in text
         assert 'scontrol requeue "$SLURM_JOB_ID"' in text and 'touch "$MED42_STOP_FILE"\' USR1' in text
         subprocess.run(["bash", "-n"], input=text, text=True, check=True)  # the script parses
-    assert "#SBATCH --requeue\n" in job and "--signal" not in job and "MED42_STOP_FILE" not in job
+    # 05's job keeps each finished model: it requeues itself at the signal, with no stop file to wait for
+    assert "#SBATCH --requeue\n" in job and "#SBATCH --signal=B:USR1@300\n" in job and "MED42_STOP_FILE" not in job
+    assert 'scontrol requeue "$SLURM_JOB_ID"\' USR1' in job
+    subprocess.run(["bash", "-n"], input=job, text=True, check=True)
 
 
 def test_dry_run_plan_shows_the_checkpoint_interval_and_disk():
