@@ -273,3 +273,22 @@ MEASURED_PEAKS = (
                  "issue 10: 'about 1.2 pairs/s for pairs of about 1,900 tokens, 30 GiB peak' (batch shape not "
                  "recorded: taken as the plan's, 8b.yaml dpo.micro_batch_size 2 at max_length 4096)"),
 )
+
+
+# Full DPO on one H200 (docs/gpu-check-runs/2026-11-30-h200-run2.json, step bench_dpo, 'sdpa, live reference'):
+# 8B widths with 2 and 4 layers, 8b's batch (2 pairs x chosen/rejected x 4096 tokens), RMSprop, live bf16 reference,
+# random weights, torch.cuda.max_memory_allocated. At world 1 there is no FSDP: dpo.train loads the policy in bf16
+# and it stays bf16 (weights, gradients, RMSprop state 2 B/param each), unlike the fp32 master FSDP keeps.
+GPU_CHECK_DPO_PEAKS = {2: 13.91, 4: 17.98}
+
+
+def dpo_one_gpu_bf16(layers: int) -> MemoryEstimate:
+    """The DPO memory terms for the gpu-check shape above: bf16 policy, gradients and RMSprop state, a bf16 live
+    reference, checkpointed activations; without DPO_STEP_EXTRA_GIB. Matching the measured peaks (tests) shows that
+    the fixed DPO term, calibrated on LoRA at full depth (issue 10), is not a constant of full DPO: the plans' DPO
+    figures, which include it, are on the high side by up to that amount."""
+    s = LLAMA3_8B
+    shape = ModelShape(f"{s.name} x{layers}", s.hidden, layers, s.heads, s.kv_heads, s.intermediate, s.vocab)
+    n = shape.parameters
+    act = activation_bytes(shape, 2 * 2 * 4096, True)
+    return MemoryEstimate(2 * n, 2 * n, 2 * n, act, 2 * n, 0.0, 0.0, RUNTIME_OVERHEAD_GIB * GIB)
