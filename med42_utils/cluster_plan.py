@@ -157,14 +157,20 @@ def disk_bytes(params: Params, stage: str) -> dict[str, float]:
     return {"checkpoints": ckpt, "final model": model, "total": ckpt + model}
 
 
+def size_text(b: float) -> str:
+    """Bytes as the checkpoint lines write them: '2.68 TB', '141.11 GB', '503.32 MB'."""
+    for unit, f in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if b >= f:
+            return f"{b / f:,.2f} {unit}"
+    return f"{b / 1e3:,.1f} kB"
+
+
 def disk_note(params: Params, stage: str) -> str:
     from .paths import outputs_root
 
-    from .checkpoints import _size
-
     d = disk_bytes(params, stage)
-    return (f"disk: up to {_size(d['total'])} written under {outputs_root()} ({_size(d['checkpoints'])} "
-            f"of checkpoints at most, {_size(d['final model'])} of final model(s)); to put outputs on "
+    return (f"disk: up to {size_text(d['total'])} written under {outputs_root()} ({size_text(d['checkpoints'])} "
+            f"of checkpoints at most, {size_text(d['final model'])} of final model(s)); to put outputs on "
             f"scratch, export MED42_OUTPUTS=/scratch/$USER/med42 before starting the notebook (docs/cluster.md)")
 
 

@@ -252,3 +252,15 @@ def _judge_figures(params: Params, gpus: int) -> JobFigures:
     else:
         fig.notes.append(f"judge.backend {j.backend}: no judge model on the job's GPUs")
     return fig
+
+
+def eval_slots(params: Params, gpus: int | None = None) -> int:
+    """How many models 05's job evaluates at once: the GPUs (default: this node's CUDA devices) when every model
+    fits one GPU, else 1 (a 70B model takes the node)."""
+    if gpus is None:
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus <= 1:
+        return 1
+    return job_figures(params, "eval", gpus).parallel

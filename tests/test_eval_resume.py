@@ -90,11 +90,11 @@ def test_a_changed_model_or_setting_is_evaluated_again(three_models, tmp_path, m
 
 
 def test_parallel_slots_one_model_per_gpu_at_8b_one_at_a_time_at_70b():
-    from med42_utils.benchmarks.workers import parallel_slots
+    from med42_utils.inference_plan import eval_slots
 
-    assert parallel_slots(load_params("8b"), gpus=8) == 6   # 5 stages + the Med42-v2-8B release, 18.5 GiB each
-    assert parallel_slots(load_params("8b"), gpus=1) == 1
-    assert parallel_slots(load_params("70b"), gpus=8) == 1  # 138 GiB: spread over the node, one model at a time
+    assert eval_slots(load_params("8b"), gpus=8) == 6   # 5 stages + the Med42-v2-8B release, 18.5 GiB each
+    assert eval_slots(load_params("8b"), gpus=1) == 1
+    assert eval_slots(load_params("70b"), gpus=8) == 1  # 138 GiB: spread over the node, one model at a time
 
 
 @pytest.mark.slow
@@ -104,13 +104,17 @@ def test_workers_evaluate_one_model_each_and_the_job_reads_them_back(three_model
     from med42_utils.benchmarks.workers import run_workers, worker_command
 
     p = load_params("tiny", OV)
-    cmd = worker_command(p, three_models, "sft", True)
-    assert cmd[cmd.index("--only-model") + 1] == "sft" and "--force" not in cmd
+    cmd = worker_command(p, three_models, "sft", True, ["--set", "eval.limit=1"])
+    assert cmd[cmd.index("--only-model") + 1] == "sft" and "--force" not in cmd and cmd[-2:] == ["--set", "eval.limit=1"]
     out_dir = run_dir("tiny", three_models) / "eval"
-    run_workers(p, three_models, ["base", "sft"], slots=2, log_dir=out_dir / "raw", poll=0.5)
+    from med42_utils.cli import override_args
+    from med42_utils.launch import params_overrides
+
+    run_workers(p, three_models, ["base", "sft"], slots=2, log_dir=out_dir / "raw", poll=0.5,
+                extra_args=override_args(params_overrides(p)))  # the workers evaluate with these same params
     assert (out_dir / "raw" / f"base{bench.DONE}").is_file() and (out_dir / "raw" / f"sft{bench.DONE}").is_file()
     assert "started on GPU" not in (out_dir / "raw" / "base.worker.log").read_text()
     loaded = _count_loads(monkeypatch)
-    out = bench.run_models(p, three_models, out_dir, gpus=1)
+    out = bench.run_models(p, three_models, out_dir)
     assert len(loaded) == 1 and "round1" in loaded[0]  # the workers' two models were read back
     assert out["base"]["scores"] == out["sft"]["scores"]

@@ -294,14 +294,16 @@ def finished(out_dir: Path, stage: str, request: dict) -> dict | None:
 
 
 def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] | None = None,
-               resume: bool = True, only: str | None = None, gpus: int | None = None) -> dict[str, dict]:
+               resume: bool = True, only: str | None = None, slots: int = 1,
+               worker_args: list[str] | None = None) -> dict[str, dict]:
     """Evaluate each model stage (base, sft, dpo_round1..3), then each extra model with weights (params
     extra_models), in turn; raw JSON to out_dir/raw/<stage>.json.
 
     Per model resume: a model whose evaluation finished for the same request (raw/<stage>.done.json, written after
     its files) is not evaluated again, so a job killed or requeued part way goes on at the next model; resume=False
-    redoes every one. `only`: evaluate this one model (a worker of the one-model-per-GPU launch). `gpus`: the GPUs
-    to spread models over, one model per GPU when each fits one (default: the CUDA devices; 1 at tiny).
+    redoes every one. `only`: evaluate this one model (a worker of the one-model-per-GPU launch). `slots` > 1:
+    that many models at once, one per GPU, in worker processes given `worker_args` (the params overrides; the
+    caller decides, inference_plan.eval_slots).
 
     Returns {stage: {"model": path or Hub id, "raw": file, "scores": {task: {...}}}}.
     """
@@ -327,12 +329,10 @@ def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] |
         paths = {only: paths[only]}
     requests = {s: model_request(params, run_name, s, p, tasks, s in letter_models) for s, p in paths.items()}
     pending = [s for s in paths if not (resume and finished(out_dir, s, requests[s]))]
-    if only is None and len(pending) > 1:
-        from .workers import parallel_slots, run_workers
+    if only is None and len(pending) > 1 and slots > 1:
+        from .workers import run_workers
 
-        slots = parallel_slots(params, gpus)
-        if slots > 1:
-            run_workers(params, run_name, pending, slots, resume, log_dir=Path(out_dir) / "raw")
+        run_workers(params, run_name, pending, slots, resume, log_dir=Path(out_dir) / "raw", extra_args=worker_args)
     out = {}
     for stage, path in paths.items():
         letters = stage in letter_models

@@ -1,6 +1,6 @@
 """05 at 8b on every GPU of the node: one model per GPU, each in its own process (CUDA_VISIBLE_DEVICES=i).
 
-    slots = parallel_slots(params)                 # GPUs that can each take one model (1: one model at a time)
+    slots = inference_plan.eval_slots(params)      # GPUs that can each take one model (1: one model at a time)
     run_workers(params, run_name, stages, slots)   # python -m med42_utils.benchmarks.job --only-model S, per GPU
 
 A model that needs more than one GPU (70B: lm-eval spreads its layers over the node) runs alone, so the slots are 1
@@ -24,27 +24,14 @@ def cuda_devices() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def parallel_slots(params: Params, gpus: int | None = None) -> int:
-    """How many models run at once: the GPUs (default: this node's CUDA devices) when every model fits one GPU
-    (med42_utils.inference_plan), else 1."""
-    from ..inference_plan import job_figures
-
-    gpus = cuda_devices() if gpus is None else gpus
-    if gpus <= 1:
-        return 1
-    fig = job_figures(params, "eval", gpus)
-    return fig.parallel
-
-
-def worker_command(params: Params, run_name: str, stage: str, resume: bool) -> list[str]:
-    from ..launch import override_args, params_overrides
-
+def worker_command(params: Params, run_name: str, stage: str, resume: bool, extra_args: list[str] | None = None) -> list[str]:
+    """`python -m med42_utils.benchmarks.job --only-model STAGE` with the job's params overrides (extra_args)."""
     return [sys.executable, "-m", "med42_utils.benchmarks.job", "--size", params.size, "--run-name", run_name,
-            "--only-model", stage, *override_args(params_overrides(params)), *([] if resume else ["--force"])]
+            "--only-model", stage, *(extra_args or []), *([] if resume else ["--force"])]
 
 
 def run_workers(params: Params, run_name: str, stages: list[str], slots: int, resume: bool = True,
-                log_dir: Path | None = None, poll: float = 2.0) -> None:
+                log_dir: Path | None = None, poll: float = 2.0, extra_args: list[str] | None = None) -> None:
     """Evaluate `stages` with up to `slots` worker processes at once, worker k on GPU k (CUDA_VISIBLE_DEVICES).
     A failed worker stops the others and raises with its log's tail; the finished models stay done."""
     from ..paths import run_dir
@@ -61,7 +48,7 @@ def run_workers(params: Params, run_name: str, stages: list[str], slots: int, re
                     log = log_dir / f"{stage}.worker.log"
                     env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu))
                     with open(log, "w") as f:
-                        proc = subprocess.Popen(worker_command(params, run_name, stage, resume), stdout=f,
+                        proc = subprocess.Popen(worker_command(params, run_name, stage, resume, extra_args), stdout=f,
                                                 stderr=subprocess.STDOUT, env=env)
                     running[gpu] = (stage, proc, log)
                     print(f"[{stage}] started on GPU {gpu} (log {log})", flush=True)
