@@ -49,7 +49,20 @@ def slurm_report() -> dict:
     from .slurm import allocation_nodes
 
     usable, note = sbatch_usable()
-    return {"slurm_nodes": allocation_nodes(), "sbatch": usable, **({"slurm_note": note} if note else {})}
+    sinfo = _sinfo_text() if usable else None
+    return {"slurm_nodes": allocation_nodes(), "sbatch": usable, **({"slurm_note": note} if note else {}),
+            **({"sinfo": sinfo} if sinfo else {})}
+
+
+def _sinfo_text() -> str | None:
+    """The partitions as `sinfo -h -o SINFO_FORMAT` prints them (what can_run checks a request against)."""
+    from .slurm_site import SINFO_FORMAT
+
+    try:
+        r = subprocess.run(["sinfo", "-h", "-o", SINFO_FORMAT], capture_output=True, text=True, timeout=60)
+    except (subprocess.TimeoutExpired, FileNotFoundError):
+        return None
+    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None
 
 
 def sbatch_usable() -> tuple[bool, str]:
@@ -103,9 +116,21 @@ def placement(hardware: Hardware, report: dict | None = None) -> tuple[str, str]
                       f"(sbatch) or inside an allocation (salloc --nodes={hardware.nodes}); this node has {n} GPU(s)")
 
 
-def can_run(hardware: Hardware, report: dict | None = None) -> tuple[bool, str]:
-    """Whether a stage placed on `hardware` can start from this machine (run here, srun or sbatch), and why not."""
+def can_run(hardware: Hardware, report: dict | None = None, slurm_options=None, stage: str = "sft") -> tuple[bool, str]:
+    """Whether a stage placed on `hardware` can start from this machine (run here, srun or sbatch), and why not.
+    Submitted with sbatch, the request must also fit a partition of the cluster (the report's `sinfo`; params'
+    `slurm_options` for the stage choose the partition): a 6-node plan on a 1-node partition is a no."""
+    report = report or environment_report()
     where, why = placement(hardware, report)
+    if where == "sbatch" and report.get("sinfo"):
+        from .params.slurm import SlurmOptions
+        from .slurm_site import fit_problems, parse_sinfo, site_request
+
+        parts = parse_sinfo(report["sinfo"])
+        site = site_request(slurm_options or SlurmOptions(), hardware, parts)
+        problems = fit_problems(site, hardware, parts, stage)
+        if problems:
+            return False, f"sbatch found, but the request does not fit this cluster: {'; '.join(problems)}"
     return where != "refuse", why
 
 
@@ -163,7 +188,7 @@ def runnable_sizes(report: dict | None = None) -> dict[str, dict[str, str]]:
         p = load_params(size)
         out[size] = {}
         for stage, hw in (("sft", p.sft.hardware), ("dpo", p.dpo.hardware)):
-            ok, why = can_run(hw, report)
+            ok, why = can_run(hw, report, p.slurm.for_stage(stage), stage)
             out[size][stage] = ("yes: " if ok else "no: ") + why
     return out
 

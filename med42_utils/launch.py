@@ -40,6 +40,7 @@ from .stages import STAGES
 from .tables import human_count
 
 MAIN_PORT = 29500
+JOB_REQUEUE_SECONDS = 300  # 05's and 06's jobs: requeue this long before the time limit
 # Set on every node of a multi-node step: rank 0 is the first node of the step itself (not of the allocation,
 # which may be larger), so every task agrees on the c10d rendezvous host.
 STEP_MASTER = 'export MASTER_ADDR=$(scontrol show hostnames "$SLURM_STEP_NODELIST" | head -n 1); '
@@ -79,6 +80,10 @@ class LaunchPlan:
     site: "slurm_site.SiteRequest | None" = None  # partition, account, time, ... (params' slurm section)
     site_stage: str = ""                 # which slurm.<stage> options apply: sft, dpo, eval, judge, samples
     needs: "preflight.Needs | None" = None  # what the job reads: checked before anything is submitted
+    warnings: list[str] = field(default_factory=list)  # what keeps the request from running here (dry runs show it)
+    job_params: "Params | None" = None   # the params the job runs with (preflight's package check)
+    needs_job: str = ""                  # the job's name for preflight: sft, dpo_<round>, eval, judge, <x>_samples
+    capacity_problems: list[str] = field(default_factory=list)  # a model that cannot fit the job's node
 
     @property
     def job_record(self) -> Path | None:
@@ -140,7 +145,8 @@ def python_bin() -> str:
 
 
 def render_slurm(stage: str, hw: Hardware, accelerate_line: str, job_name: str, log_dir: Path,
-                 site: "slurm_site.SiteRequest | None" = None, signal_seconds: int | None = None) -> str:
+                 site: "slurm_site.SiteRequest | None" = None, signal_seconds: int | None = None,
+                 requeue_seconds: int | None = None) -> str:
     """An sbatch script: one task per node, each running one `accelerate launch` through srun.
 
     `site`: the options of params' slurm section (partition, account, time, cpus per task, exclusive, extra);
@@ -148,7 +154,9 @@ def render_slurm(stage: str, hw: Hardware, accelerate_line: str, job_name: str, 
     HF_HUB_OFFLINE, MED42_OUTPUTS, ...) are exported in the script, so SBATCH_EXPORT=NONE cannot drop them.
     The job is requeueable (a preempted job goes back to the queue). With `signal_seconds` (training stages), SLURM
     sends SIGUSR1 that long before the time limit: the trainer saves a checkpoint and stops, and the script requeues
-    the job, which resumes from that checkpoint (docs/resume.md)."""
+    the job, which resumes from that checkpoint (docs/resume.md). With `requeue_seconds` (05's and 06's jobs, which
+    keep each finished model's work on disk), SIGUSR1 that long before the limit requeues the job at once: the model
+    in progress is redone, every finished one is kept."""
     site = site or slurm_site.site_request(SlurmOptions(), hw, None)
     sbatch = "".join(f"#SBATCH {line}\n" for line in site.lines)
     env = "\n".join(slurm_site.environment_lines())
@@ -161,7 +169,7 @@ def render_slurm(stage: str, hw: Hardware, accelerate_line: str, job_name: str, 
 {sbatch}#SBATCH --output={q(f"{log_dir}/%x-%j.out")}
 #SBATCH --requeue
 #SBATCH --open-mode=append
-{_signal_lines(signal_seconds)}# Med42-v2 {stage}: {hw.nodes} nodes x {hw.gpus_per_node} GPUs, FSDP through accelerate.
+{_signal_lines(signal_seconds) if not requeue_seconds else _signal_lines(requeue_seconds, "the job requeues itself and goes on at the first unfinished model")}# Med42-v2 {stage}: {hw.nodes} nodes x {hw.gpus_per_node} GPUs{", FSDP through accelerate" if requeue_seconds is None else ", one process"}.
 # Secrets (HF_TOKEN) come from the environment of the submitting shell, never from this file.
 set -euo pipefail
 # This job's settings, written here so that a site's SBATCH_EXPORT=NONE cannot drop them (no secrets):
@@ -174,15 +182,30 @@ export TORCH_NCCL_ASYNC_ERROR_HANDLING=1
 # (without --cpus-per-task, e.g. --exclusive where sinfo could not say: every CPU the job has on the node)
 if [ -n "${{SLURM_CPUS_PER_TASK:-}}" ]; then export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK;
 else export SRUN_CPUS_PER_TASK=${{SLURM_CPUS_ON_NODE:-1}}; fi
-{_srun_lines(accelerate_line, log_dir, job_name, signal_seconds)}"""
+{_requeue_lines(accelerate_line, requeue_seconds) if requeue_seconds else _srun_lines(accelerate_line, log_dir, job_name, signal_seconds)}"""
 
 
-def _signal_lines(signal_seconds: int | None) -> str:
+def _signal_lines(signal_seconds: int | None, what: str = "training saves a checkpoint, stops, and the job "
+                  "requeues itself") -> str:
     if not signal_seconds:
         return ""
     return (f"#SBATCH --signal=B:USR1@{signal_seconds}\n"
-            f"# SIGUSR1 to this script {signal_seconds} s before the time limit: training saves a checkpoint, "
-            "stops, and the job requeues itself (docs/resume.md)\n")
+            f"# SIGUSR1 to this script {signal_seconds} s before the time limit: {what} (docs/resume.md)\n")
+
+
+def _requeue_lines(line: str, seconds: int) -> str:
+    """A job whose work is kept per model: on SIGUSR1 (the time limit is near) requeue it now; the next start skips
+    what finished (benchmarks.run.finished, the judging caches)."""
+    srun = f"srun --export=ALL --kill-on-bad-exit=1 bash -c {shlex.quote(line)}"
+    return f"""trap 'echo "SIGUSR1: the time limit is near; requeueing job $SLURM_JOB_ID: finished models are kept, the next start goes on from there (restarts so far: ${{SLURM_RESTART_COUNT:-0}})"; scontrol requeue "$SLURM_JOB_ID"' USR1
+{srun} &
+step=$!
+while :; do  # a trapped signal ends `wait` early: wait again until srun itself has ended
+  rc=0; wait "$step" || rc=$?
+  kill -0 "$step" 2>/dev/null || break
+done
+exit "$rc"
+"""
 
 
 def _srun_lines(line: str, log_dir: Path, job_name: str, signal_seconds: int | None) -> str:
@@ -246,22 +269,50 @@ def plan_launch(
          "memory: one process, no FSDP (in-process at this size)") + "; see med42_utils/estimates.py for the assumptions",
         *cfg_notes,
     ]
-    if hours is not None:
-        notes.append(f"time at MFU {mfu:.0%} of {estimates.H100_BF16_PEAK_FLOPS / 1e12:.0f} TFLOP/s bf16 per H100")
-    elif stage == "dpo":
-        notes.append("time: pass num_pairs to estimate DPO wall time")
+    from . import cluster_plan
     from .budget import plan_notes
     from .checkpoints import plan_note
 
+    timing = None
+    if stage == "sft":
+        timing = cluster_plan.sft_time(params, mfu)
+        notes.append(cluster_plan.epochs_covered(params, cluster_plan.packed_rows(params, run_name)))
+    else:
+        planned = cluster_plan.planned_pairs(params)
+        names = [r.name for r in params.dpo.rounds]
+        one = job.removeprefix("dpo_") if job and job.removeprefix("dpo_") in names else None  # a round's own job
+        rounds = 1 if one else None
+        if num_pairs is None and planned is not None:
+            pairs, how = planned
+            if one:
+                num_pairs = pairs[names.index(one)]
+                notes.append(f"DPO pairs of {one} (this job): {num_pairs:,}, from the {how}")
+            else:
+                num_pairs = -(-sum(pairs) // len(pairs))
+                notes.append(f"DPO pairs: {' + '.join(f'{p:,}' for p in pairs)} over {len(pairs)} round(s), "
+                             f"from the {how}")
+        if num_pairs is not None:
+            mem, hours = estimates.dpo_estimate(params, num_pairs, mfu, rounds)
+            timing = cluster_plan.dpo_time(params, num_pairs, mfu, rounds)
+    if hours is not None:
+        notes.append(f"time at MFU {mfu:.0%} of {estimates.H100_BF16_PEAK_FLOPS / 1e12:.0f} TFLOP/s bf16 per H100: "
+                     f"compute {hours:,.1f} h")
+    elif stage == "dpo":
+        notes.append("time: pass num_pairs to estimate DPO wall time (a round's datasets have no published size)")
+    if timing is not None and hw.accelerator != "cpu":
+        notes += timing.notes
+        hours = timing.total
     notes += plan_notes(params, stage)
     if hw.accelerator == "cpu":
         notes.append("CPU run: the time estimate assumes H100s and does not apply")
         hours = None
+    else:
+        notes.append(cluster_plan.disk_note(params, stage))
     if stage == "sft":
         notes.append(plan_note(params, stage, hours, params.sft.max_steps))
     else:
         d = params.dpo
-        steps = -(-num_pairs * d.num_train_epochs // d.batch_size) * len(d.rounds) if num_pairs else None
+        steps = -(-num_pairs * d.num_train_epochs // d.batch_size) * (rounds or len(d.rounds)) if num_pairs else None
         notes.append(plan_note(params, stage, hours, steps))
     if stage == "dpo" and params.dpo.method == "lora":
         notes.append("reference model: the policy with its LoRA adapters switched off (no second model in memory)")
@@ -270,6 +321,7 @@ def plan_launch(
 
     python = "python"
     slurm_text = slurm_path = line = site = None
+    warnings: list[str] = []
     if hw.launcher == "inprocess":
         commands = [shlex.join([python, "-m", module, *args])]
         notes.append("in-process: execute() calls the module's main() in this Python process")
@@ -283,15 +335,19 @@ def plan_launch(
         job = job or stage
         slurm_path = sdir / f"launch_{job}.slurm"
         job_name = f"med42-{job}-{params.size}"
-        site = slurm_site.site_request(params.slurm.for_stage(stage), hw, slurm_site.read_sinfo())
+        parts = slurm_site.read_sinfo()
+        real = params.model.tiny is None  # tiny labelled as a GPU size (the tests): no H100 time or memory applies
+        suggested = cluster_plan.suggested_time(hours) if hours is not None and real else None
+        host = cluster_plan.host_memory_gib(shape) if hw.gpus_per_node == 1 and real else None
+        site = slurm_site.site_request(params.slurm.for_stage(stage), hw, parts, suggested, host, stage)
         slurm_text = render_slurm(stage, hw, line, job_name, sdir / "logs", site,
                                   signal_seconds=getattr(params, stage).stop_signal_seconds)
         notes += site.notes
+        if suggested is not None:
+            notes.append(f"suggested --time {suggested}: 1.2 x {hours:,.1f} h + {cluster_plan.STARTUP_HOURS:g} h "
+                         f"start-up, rounded up to 15 min")
+        warnings = slurm_site.fit_problems(site, hw, parts, stage)
         limit = slurm_site.time_hours(site.options.time) if site.options.time else None
-        if site.options.time is None and hours is not None:
-            notes.append(f"the plan estimates {hours:,.1f} h: set slurm.{stage}.time above that (e.g. "
-                         f"MED42_SLURM='{stage}.time={int(hours * 1.3) + 1}:00:00') so the partition's default limit "
-                         f"does not end it part way")
         if limit is not None and hours is not None and hours > limit:
             notes.append(f"slurm time {site.options.time} is shorter than the estimated {hours:,.1f} h: the job will "
                          f"reach its time limit part way, save a checkpoint and requeue itself (docs/resume.md); "
@@ -306,7 +362,8 @@ def plan_launch(
         memory_gib=mem.as_gib(), est_hours=hours, notes=notes, module=module, args=args, slurm_path=slurm_path,
         node_command=line or "", progress_file=progress_file or (slurm_path.parent / PROGRESS if slurm_path else None),
         job_name=job_name if slurm_path else "", site=site, site_stage=stage,
-        needs=preflight.stage_needs(params, run_name, job or stage),
+        needs=preflight.stage_needs(params, run_name, job or stage), warnings=warnings,
+        job_params=params, needs_job=job or stage,
     )
 
 
@@ -314,7 +371,11 @@ def plan_job(params: Params, job: str, run_name: str, stage_dir: Path, module: s
              extra_args: list[str] | None = None, models: list[str] | None = None) -> LaunchPlan:
     """A one-process GPU job (05's lm-eval, 06's answers and judging, 04's sample answers):
     `python -m module --size S --run-name R ...` on one node with hardware.job_hardware(params).
-    `models`: the model stages it reads (default: eval.models for 'eval', judge.models for 'judge')."""
+    `models`: the model stages it reads (default: eval.models for 'eval', judge.models for 'judge').
+    For 'eval' and 'judge' the plan carries each model's GPUs, memory and hours from params alone
+    (med42_utils.inference_plan), a default --time and --mem from them, and refuses what cannot fit the node."""
+    from . import cluster_plan, inference_plan
+
     hw = job_hardware(params)
     args = ["--size", params.size, "--run-name", run_name, *(extra_args or [])]
     command = shlex.join(["python", "-m", module, *args])
@@ -322,15 +383,38 @@ def plan_job(params: Params, job: str, run_name: str, stage_dir: Path, module: s
     job_name = f"med42-{job}-{params.size}"
     site_stage = "samples" if job.endswith("_samples") else "dpo" if job.startswith("onpolicy_") else job
     notes = [f"one process on 1 node x {hw.gpus_per_node} {hw.accelerator}"]
+    memory, hours, capacity, host = {}, None, [], None
+    if job in ("eval", "judge") and hw.accelerator != "cpu":
+        fig = inference_plan.job_figures(params, job, hw.gpus_per_node)
+        memory, hours = fig.memory_gib(), fig.hours
+        notes += [*fig.lines(), *fig.notes]
+        capacity = fig.problems(hw.gpus_per_node)
+        big = max((m.shape for m in fig.models if m.shape), key=lambda s: s.parameters, default=None)
+        host = cluster_plan.host_memory_gib(big, fig.parallel) if big else None
+    warnings: list[str] = list(capacity)
     if hw.launcher != "inprocess":
         slurm_path = Path(stage_dir) / f"launch_{job}.slurm"
-        site = slurm_site.site_request(params.slurm.for_stage(site_stage), hw, slurm_site.read_sinfo())
-        slurm_text = render_slurm(job, hw, command, job_name, slurm_path.parent / "logs", site)
+        parts = slurm_site.read_sinfo()
+        real = params.model.tiny is None  # tiny labelled as a GPU size (the tests): no H100 time or memory applies
+        suggested = cluster_plan.suggested_time(hours) if hours is not None and real else None
+        site = slurm_site.site_request(params.slurm.for_stage(site_stage), hw, parts, suggested,
+                                       host if real else None, site_stage)
+        requeue = JOB_REQUEUE_SECONDS if job in ("eval", "judge") else None
+        slurm_text = render_slurm(job, hw, command, job_name, slurm_path.parent / "logs", site,
+                                  requeue_seconds=requeue)
+        if requeue:
+            notes.append(f"resumable: every finished model is kept; SIGUSR1 {requeue} s before the time limit "
+                         f"requeues the job (--requeue), which goes on at the next model")
         notes += site.notes
+        if suggested is not None:
+            notes.append(f"suggested --time {suggested}: 1.2 x {hours:,.1f} h + {cluster_plan.STARTUP_HOURS:g} h "
+                         f"start-up, rounded up to 15 min")
+        warnings += slurm_site.fit_problems(site, hw, parts, site_stage)
     return LaunchPlan(stage=job, hardware=hw, accelerate_config=None, commands=[command], slurm_script=slurm_text,
-                      memory_gib={}, est_hours=None, module=module, args=args, slurm_path=slurm_path,
+                      memory_gib=memory, est_hours=hours, module=module, args=args, slurm_path=slurm_path,
                       node_command=command, job_name=job_name, notes=notes, site=site, site_stage=site_stage,
-                      needs=preflight.stage_needs(params, run_name, job, models))
+                      needs=preflight.stage_needs(params, run_name, job, models), job_params=params, needs_job=job,
+                      warnings=warnings, capacity_problems=capacity)
 
 
 def write_script(plan: LaunchPlan) -> Path | None:
@@ -360,11 +444,15 @@ def render_plan(plan: LaunchPlan) -> str:
     if plan.memory_gib:
         small = plan.memory_gib.get("total", 0) < 1  # tiny: MiB, so the table is not all zeros
         unit, scale, fmt = ("MiB", 1024, "{:,.1f}") if small else ("GiB", 1, "{:,.2f}")
-        per = "process" if hw.accelerator == "cpu" else "GPU"
-        out += ["", f"| per {per} | {unit} |", "|---|---|"]
+        per = "per process" if hw.accelerator == "cpu" else "per GPU"
+        if plan.stage in ("eval", "judge"):
+            per = "largest model, over its GPUs"
+        out += ["", f"| {per} | {unit} |", "|---|---|"]
         out += [f"| {k} | {fmt.format(v * scale)} |" for k, v in plan.memory_gib.items()]
     hours = f"{plan.est_hours:,.1f} h" if plan.est_hours is not None else "n/a"
     out += ["", f"- estimated wall time: {hours}", *(f"- {n}" for n in plan.notes)]
+    out += [f"- **WARNING: this request cannot run on this cluster as it is (a submit would refuse it):** {w}"
+            for w in plan.warnings]
     return "\n".join(out)
 
 
@@ -391,6 +479,9 @@ def readiness_problems(plan: LaunchPlan, where: str) -> list[str]:
     # this process's environment as it is
     offline = slurm_site.job_offline() if where == "sbatch" else bool(constants.HF_HUB_OFFLINE)
     out = preflight.problems(plan.needs, offline) if plan.needs is not None else []
+    out += plan.capacity_problems
+    if plan.needs is not None and plan.job_params is not None:
+        out += preflight.environment_problems(plan.job_params, plan.needs_job, plan.hardware.accelerator)
     if where == "sbatch" and plan.site is not None:
         out += slurm_site.fit_problems(plan.site, plan.hardware, slurm_site.read_sinfo(), plan.site_stage)
     return out
@@ -514,6 +605,13 @@ def job_done(plan: LaunchPlan, outputs: list[Path], inputs: list[Path]) -> str |
     return None
 
 
+def job_plan(params: Params, job: str, run_name: str, stage_dir: Path, module: str,
+             extra_args: list[str] | None = None, models: list[str] | None = None) -> LaunchPlan:
+    """The plan run_job would submit (the params overrides passed on as --set), for a dry run to render."""
+    return plan_job(params, job, run_name, stage_dir, module,
+                    [*override_args(params_overrides(params)), *(extra_args or [])], models)
+
+
 def run_job(params: Params, job: str, run_name: str, stage_dir: Path, module: str,
             extra_args: list[str] | None = None, wait: bool = True, outputs: list[Path] | None = None,
             inputs: list[Path] | None = None, models: list[str] | None = None) -> None:
@@ -524,8 +622,7 @@ def run_job(params: Params, job: str, run_name: str, stage_dir: Path, module: st
     same command and inputs wrote every output, nothing runs again (a re-run after wait=False submits nothing).
     `models`: the model stages it reads, checked before submitting (see plan_job).
     """
-    args = [*override_args(params_overrides(params)), *(extra_args or [])]
-    plan = plan_job(params, job, run_name, stage_dir, module, args, models)
+    plan = job_plan(params, job, run_name, stage_dir, module, extra_args, models)
     done = job_done(plan, outputs or [], inputs or [])
     if done:
         print(f"{job}: already done ({done}); nothing submitted", flush=True)

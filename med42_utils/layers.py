@@ -12,7 +12,7 @@ LAYERS: list[tuple[str, str, tuple[str, ...]]] = [
      ("data.stage", "packing.stage", "sft.stage", "dpo.rounds", "dpo.samples_job", "benchmarks.stage",
       "benchmarks.job", "judging.stage", "judging.job")),
     ("launch / runner", "plans, preflight, SLURM or accelerate launch, prefetch, budgets, the notebook runner",
-     ("launch", "runner", "preflight", "prefetch", "budget")),
+     ("launch", "runner", "preflight", "prefetch", "budget", "cluster_plan", "inference_plan")),
     ("benchmarks / judging / serving", "lm-eval runs and results, answers, battles, Elo, an inference server",
      ("benchmarks", "benchmarks.*", "judging", "judging.*", "serve", "serve.*")),
     ("sft / dpo", "the trainers and what only they use: SFT config, DPO rounds' data, pairs, on-policy scoring",

@@ -115,3 +115,65 @@ def problems(needs: Needs, offline: bool) -> list[str]:
                        f"reaches the Hub run first\n      python -m med42_utils.prefetch --size {needs.size}\n"
                        f"    (or, where compute nodes do reach the Hub, export HF_HUB_OFFLINE=0 before starting)")
     return out
+
+
+# --- the job's Python: a CUDA build of torch and the packages its backend needs ---------------------------------
+
+# Set only by the test suite, which runs GPU-labelled jobs on CPU (no CUDA on the test machine): the CUDA version
+# the job's torch is taken to have. A stand-in for a hardware fact, never set in a real run.
+TEST_JOB_CUDA_ENV = "MED42_TEST_JOB_TORCH_CUDA"
+
+
+@dataclass
+class JobPython:
+    """What the job's Python has: torch's CUDA version (None for a CPU build) and which modules it can import.
+    The job runs this same Python (launch.python_bin), so the facts are read here; tests pass their own."""
+
+    executable: str
+    torch_cuda: str | None
+    missing: list[str]
+
+
+def job_packages(params: Params, job: str) -> dict[str, str]:
+    """{module: why} the job imports beyond the course's own dependencies, by its backend."""
+    out: dict[str, str] = {}
+    if job == "sft" or (job.startswith("dpo_") and not job.endswith("_samples")):
+        stage = "sft" if job == "sft" else "dpo"
+        if getattr(params, stage).speed.liger_kernel:
+            out["liger_kernel"] = f"{stage}.speed.liger_kernel is on"
+    if job == "eval" and params.eval.backend == "vllm":
+        out["vllm"] = "eval.backend is vllm"
+    if job == "judge" and params.judge.backend == "vllm":
+        out["vllm"] = "judge.backend is vllm"
+    if job == "judge" and params.judge.backend == "openai":
+        out["openai"] = "judge.backend is openai"
+    return out
+
+
+def read_job_python(modules: list[str]) -> JobPython:
+    import importlib.util
+    import os
+    import sys
+
+    import torch
+
+    cuda = os.environ.get(TEST_JOB_CUDA_ENV) or torch.version.cuda
+    return JobPython(sys.executable, cuda, [m for m in modules if importlib.util.find_spec(m) is None])
+
+
+def environment_problems(params: Params, job: str, accelerator: str, facts: JobPython | None = None) -> list[str]:
+    """A GPU job whose Python has the CPU build of torch, or lacks its backend's packages, fails on the node after
+    queueing: refuse it here, naming the fix. CPU jobs need no CUDA."""
+    if accelerator == "cpu":
+        return []
+    need = job_packages(params, job)
+    facts = facts or read_job_python(list(need))
+    out = []
+    if not facts.torch_cuda:
+        out.append(f"the job runs {facts.executable}, whose torch is a CPU build (torch.version.cuda is None): the "
+                   f"{accelerator} job would find no GPU. Start the notebook from an environment with CUDA torch "
+                   f"(conda env create -f environment.yml on a GPU node, docs/install.md)")
+    for m in facts.missing:
+        out.append(f"{need.get(m, m)} but {m} is not installed in {facts.executable}: install it there "
+                   f"(pip install -e .[gpu], docs/install.md) or change that setting")
+    return out

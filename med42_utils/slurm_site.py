@@ -114,6 +114,7 @@ class SiteRequest:
     exclusive: bool
     node_gpus: int | None                        # GPUs of one node of the partition (None: unknown)
     notes: list[str] = field(default_factory=list)
+    mem_gib: int | None = None                   # --mem for a job that does not take whole nodes
 
     @property
     def lines(self) -> list[str]:
@@ -124,13 +125,29 @@ class SiteRequest:
             out.append(f"--cpus-per-task={self.cpus_per_task}")
         if self.exclusive:
             out += ["--exclusive", "--mem=0"]  # whole nodes, and all of their memory (not the default per CPU)
+        elif self.mem_gib is not None and not any(x.startswith(("--mem=", "--mem-per")) for x in o.extra):
+            out.append(f"--mem={self.mem_gib}G")
         return out + list(o.extra)
 
 
-def site_request(options: SlurmOptions, hw: Hardware, parts: list[Partition] | None) -> SiteRequest:
-    """Resolve cpus_per_task and exclusive (null = automatic) against the partition as sinfo shows it."""
+def site_request(options: SlurmOptions, hw: Hardware, parts: list[Partition] | None,
+                 default_time: str | None = None, mem_gib: int | None = None, stage: str = "") -> SiteRequest:
+    """Resolve cpus_per_task and exclusive (null = automatic) against the partition as sinfo shows it.
+
+    `default_time`: the plan's suggested --time, used where params set no slurm time (capped at the partition's
+    limit; a training job that reaches it checkpoints and requeues itself). `mem_gib`: the host memory a job that
+    does not take whole nodes asks for (--mem), from the plan."""
     notes = []
     part = _partition(options.partition, parts)
+    if options.time is None and default_time is not None:
+        t = default_time
+        if part is not None and part.max_hours is not None and time_hours(t) > part.max_hours:
+            t = _hours_text(part.max_hours)
+            notes.append(f"--time={t}: the plan suggests {default_time}, above partition {part.name}'s limit; the "
+                         f"job stops at the limit (training checkpoints and requeues itself, docs/resume.md)")
+        else:
+            notes.append(f"--time={t}: from the plan's estimate (set slurm.{stage or '<stage>'}.time to choose)")
+        options = options.model_copy(update={"time": t})
     fitting = [g for g in (part.groups if part else []) if g.gpus >= hw.gpus_per_node]
     if fitting:  # the job may land on any of these: it takes whole nodes only if it takes all GPUs of each
         node_gpus, node_cpus = max(g.gpus for g in fitting), min(g.cpus for g in fitting)
@@ -158,7 +175,19 @@ def site_request(options: SlurmOptions, hw: Hardware, parts: list[Partition] | N
         notes.append(f"--exclusive --mem=0: {why}")
     if options.time is None:
         notes.append("no slurm.time: the partition's default time limit applies and may end a long stage part way")
-    return SiteRequest(options, cpus, exclusive, node_gpus, notes)
+    if not exclusive and mem_gib is not None and hw.accelerator != "cpu":
+        notes.append(f"--mem={mem_gib}G: host memory for loading the model(s) (med42_utils.cluster_plan."
+                     f"host_memory_gib); add --mem=... to slurm.extra to choose")
+    else:
+        mem_gib = None
+    return SiteRequest(options, cpus, exclusive, node_gpus, notes, mem_gib)
+
+
+def _hours_text(hours: float) -> str:
+    minutes = int(hours * 60)
+    d, rest = divmod(minutes, 24 * 60)
+    h, m = divmod(rest, 60)
+    return f"{d}-{h:02d}:{m:02d}:00" if d else f"{h}:{m:02d}:00"
 
 
 def fit_problems(req: SiteRequest, hw: Hardware, parts: list[Partition] | None, stage: str) -> list[str]:

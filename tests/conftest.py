@@ -21,6 +21,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # goes to a temporary outputs root, removed at the end: the repo's outputs/ stays as it was
 TEST_OUTPUTS = Path(tempfile.mkdtemp(prefix="med42-test-outputs-"))
 os.environ["MED42_OUTPUTS"] = str(TEST_OUTPUTS)
+# FAKE, because this machine has no CUDA: the suite runs jobs labelled h100 on CPU (through a CPU accelerate config),
+# and preflight refuses a GPU job whose Python has a CPU build of torch. The check itself is tested with explicit
+# facts in tests/test_cluster_plan.py (a CPU build is refused there).
+os.environ["MED42_TEST_JOB_TORCH_CUDA"] = "test stand-in"
 
 _connect = socket.socket.connect
 

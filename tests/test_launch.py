@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from med42_utils import estimates
+from med42_utils import cluster_plan, estimates
 from med42_utils.launch import LaunchError, execute, plan_launch, render_plan
 from med42_utils.params import load_params
 
@@ -70,7 +70,11 @@ def test_dpo_plan_counts_the_frozen_reference_and_uses_dpo_hardware():
     n = estimates.LLAMA3_70B.parameters
     assert plan.memory_gib["reference"] == pytest.approx(2 * n / p.dpo.hardware.world_size / 2**30, rel=0.01)
     assert plan.est_hours is not None
-    assert plan_launch(p, "dpo", "plan-test", "m", []).est_hours is None
+    # without a count, the pairs come from the rounds' published split sizes (cluster_plan.SPLIT_PAIRS): never "n/a"
+    pairs, _ = cluster_plan.planned_pairs(p)
+    mean = -(-sum(pairs) // len(pairs))
+    assert plan_launch(p, "dpo", "plan-test", "m", []).est_hours == pytest.approx(
+        plan_launch(p, "dpo", "plan-test", "m", [], num_pairs=mean).est_hours)
 
 
 def test_wall_time_follows_6n_flops_at_the_stated_mfu():

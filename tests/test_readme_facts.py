@@ -92,10 +92,12 @@ def test_plan_estimates_in_docs():
     text = (ROOT / "docs" / "performance.md").read_text()
     m = _find(r"8B SFT ~([\d.]+) GiB per GPU and ~([\d.]+) h on 2x8 H100, 70B SFT ~([\d.]+) GiB and ~([\d.]+) h on 6x8",
               text, "docs/performance.md")
+    from med42_utils import cluster_plan
+
     for (gib, hours), size in (((m[1], m[2]), "8b"), ((m[3], m[4]), "70b")):
-        mem, h = estimates.sft_estimate(load_params(size), estimates.ASSUMED_MFU)
+        mem, _ = estimates.sft_estimate(load_params(size), estimates.ASSUMED_MFU)
         assert float(gib) == round(mem.total / estimates.GIB, 1)
-        assert float(hours) == round(h, 1)
+        assert float(hours) == round(cluster_plan.sft_time(load_params(size)).total, 1)  # with communication
 
 
 def test_readme_links_resolve():

@@ -12,7 +12,7 @@ import sys
 
 from ..hardware import in_kernel
 from ..cli import parse_override_args
-from ..launch import run_job
+from ..launch import job_plan, run_job
 from ..manifest import stage_done
 from ..notebook import start
 from . import run as bench
@@ -39,14 +39,26 @@ def evaluate(run, overview, force: bool = False, wait: bool = True) -> None:
     run_job(params, "eval", run.run_name, out_dir, MODULE, ["--force"] if force else [], wait=wait)
 
 
+def eval_plan(run):
+    """The eval job's plan (GPUs, memory, hours, script) from params alone: what 05's dry run renders at GPU sizes,
+    without reading benchmark data or models."""
+    return job_plan(run.params, "eval", run.run_name, run.stage_dir("05_benchmarks"), MODULE)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", required=True)
     ap.add_argument("--run-name", required=True)
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override, repeatable")
+    ap.add_argument("--only-model", default=None, help="evaluate this one model into eval/raw (a worker of the "
+                    "one-model-per-GPU launch, benchmarks/workers.py) and stop")
     a = ap.parse_args(argv)
     run = start(a.size, a.run_name, parse_override_args(a.set))
+    if a.only_model:
+        bench.run_models(run.params, run.run_name, run.stage_dir("05_benchmarks"), resume=not a.force,
+                         only=a.only_model)
+        return 0
     run_stage(run, overview_frame(run.params), force=a.force)
     return 0
 

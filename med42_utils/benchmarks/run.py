@@ -268,9 +268,56 @@ def save_choices(results: dict, path: Path) -> Path:
     return path
 
 
-def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] | None = None) -> dict[str, dict]:
+DONE = ".done.json"  # raw/<stage>.done.json: the model's request and results, written after its files
+
+
+def model_request(params: Params, run_name: str, stage: str, path: str, tasks: list[str], letters: bool) -> dict:
+    """What one model's evaluation depends on: its weights (the stage manifest's fingerprint, or the path/Hub id),
+    the tasks and framings, the eval params and the seed. Equal requests mean the recorded results still hold."""
+    from ..extra_models import extra_fingerprint, find_extra
+    from ..manifest import StageMissingError, fingerprint
+    from ..models import model_stage_dirs
+
+    extra = find_extra(params, stage)
+    if extra is not None:
+        weights = extra_fingerprint(params, extra)
+    else:
+        dirs = model_stage_dirs(params, run_name, [stage])
+        try:
+            weights = fingerprint(dirs[0]) if dirs else str(path)
+        except StageMissingError:
+            weights = str(path)
+    return {"model": str(path), "weights": weights, "tasks": list(tasks), "letters": letters,
+            "eval": params.eval.model_dump(), "model_params": params.model.model_dump(), "seed": params.seed}
+
+
+def finished(out_dir: Path, stage: str, request: dict) -> dict | None:
+    """The recorded results of `stage` when its evaluation finished for this same request (None: evaluate it)."""
+    marker = Path(out_dir) / "raw" / f"{stage}{DONE}"
+    if not marker.is_file():
+        return None
+    try:
+        doc = json.loads(marker.read_text())
+    except json.JSONDecodeError:
+        return None
+    if doc.get("request") != request:
+        return None
+    result = doc.get("result") or {}
+    files = [result.get(k) for k in ("raw", "choices", "questions")]
+    return result if all(f and Path(f).is_file() for f in files) else None
+
+
+def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] | None = None,
+               resume: bool = True, only: str | None = None, slots: int = 1,
+               worker_args: list[str] | None = None) -> dict[str, dict]:
     """Evaluate each model stage (base, sft, dpo_round1..3), then each extra model with weights (params
     extra_models), in turn; raw JSON to out_dir/raw/<stage>.json.
+
+    Per model resume: a model whose evaluation finished for the same request (raw/<stage>.done.json, written after
+    its files) is not evaluated again, so a job killed or requeued part way goes on at the next model; resume=False
+    redoes every one. `only`: evaluate this one model (a worker of the one-model-per-GPU launch). `slots` > 1:
+    that many models at once, one per GPU, in worker processes given `worker_args` (the params overrides; the
+    caller decides, inference_plan.eval_slots).
 
     Returns {stage: {"model": path or Hub id, "raw": file, "scores": {task: {...}}}}.
     """
@@ -290,9 +337,24 @@ def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] |
     if unknown:
         raise ValueError(f"eval.letter_models names {', '.join(unknown)}, not in eval.models ({', '.join(stages)}); "
                          f"list models that are evaluated, or null for all of them")
+    if only is not None:
+        if only not in paths:
+            raise ValueError(f"--only-model {only} is not one of the models to evaluate ({', '.join(paths)})")
+        paths = {only: paths[only]}
+    requests = {s: model_request(params, run_name, s, p, tasks, s in letter_models) for s, p in paths.items()}
+    pending = [s for s in paths if not (resume and finished(out_dir, s, requests[s]))]
+    if only is None and len(pending) > 1 and slots > 1:
+        from .workers import run_workers
+
+        run_workers(params, run_name, pending, slots, resume, log_dir=Path(out_dir) / "raw", extra_args=worker_args)
     out = {}
     for stage, path in paths.items():
         letters = stage in letter_models
+        done = finished(out_dir, stage, requests[stage]) if resume else None
+        if done is not None:
+            print(f"[{stage}] evaluated before with the same model and settings: kept ({done['raw']})")
+            out[stage] = done
+            continue
         print(f"[{stage}] evaluating {path} on {len(tasks)} tasks" + (" (+ letter framing)" if letters else ""))
         lm = make_lm(params, path)
         results = evaluate_all(params, lm, tasks, letters)
@@ -301,6 +363,10 @@ def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] |
         questions = save_questions(results, Path(out_dir) / "raw" / f"{stage}.questions.json", token_counter(lm))
         out[stage] = {"model": str(path), "raw": str(raw), "choices": str(choices), "questions": str(questions),
                       "scores": scores(results), "extra": find_extra(params, stage) is not None}
+        marker = Path(out_dir) / "raw" / f"{stage}{DONE}"
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"request": requests[stage], "result": out[stage]}))
+        tmp.replace(marker)  # whole or not at all: a kill while writing leaves no marker
         del lm
     return out
 

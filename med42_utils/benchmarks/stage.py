@@ -19,7 +19,12 @@ def run_stage(run, overview: pd.DataFrame, force: bool = False) -> bool:
     if stage_done(out_dir, params, inputs=inputs) and not force:
         print(f"already evaluated with these params: reading {out_dir / 'manifest.json'} (force=True to redo)")
         return False
-    evaluated = bench.run_models(params, run.run_name, out_dir)
+    from ..cli import override_args
+    from ..inference_plan import eval_slots
+    from ..launch import params_overrides
+
+    evaluated = bench.run_models(params, run.run_name, out_dir, resume=not force, slots=eval_slots(params),
+                                 worker_args=override_args(params_overrides(params)))
     scored = overview[overview["source"] != "skipped"]
     chance = {t: r["chance %"] / 100 for t, r in scored.iterrows()}
     table = br.results_table({s: e["scores"] for s, e in evaluated.items()}, params.model.display_name, chance)

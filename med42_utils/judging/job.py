@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..hardware import in_kernel
 from ..cli import parse_override_args
-from ..launch import run_job
+from ..launch import job_plan, run_job
 from ..notebook import start
 from .judge import Judge, make_judge, serving_judge
 
@@ -30,6 +30,12 @@ def answer_and_judge(params, run_name: str, judge_dir: Path, skip: bool = False,
         return
     run_job(params, "judge", run_name, Path(judge_dir), MODULE, wait=wait, outputs=[Path(judge_dir) / JOB_RECORD],
             inputs=model_stage_dirs(params, run_name, params.judge.models))
+
+
+def judge_plan(params, run_name: str, judge_dir: Path):
+    """The judging job's plan (GPUs, memory, hours, script) from params alone: what 06's dry run renders at GPU
+    sizes, without reading questions or models."""
+    return job_plan(params, "judge", run_name, Path(judge_dir), MODULE)
 
 
 class RecordedJudge(Judge):
