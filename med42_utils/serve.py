@@ -22,7 +22,9 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 GIB = 2**30
 
@@ -312,3 +314,29 @@ def server_for(params, model_path: str, name: str, log_dir: Path, kind: str | No
 __all__ = ["Served", "LLAMA3_8B", "LLAMA3_70B", "MIXTRAL_8X7B", "served_shape", "Parallel", "parallel_sizes",
            "vllm_command", "transformers_command", "port_in_use", "free_port", "log_tail", "ServerError", "Server",
            "chat", "chat_many", "node_gpus", "vllm_executable", "server_for"]
+
+
+@contextmanager
+def serving_judge(params, log_dir: Path, **kw) -> Iterator["Judge"]:
+    """judging.judge.make_judge; for judge.backend 'openai' with judge.server set, the judge model's own server is started
+    at the first judgment and stopped on leaving the block, so its memory goes back."""
+    from .judging.judge import OpenAIJudge, make_judge
+
+    j = params.judge
+    if j.backend != "openai" or j.server == "none":
+        yield make_judge(params, **kw)
+        return
+    path = j.model
+    if path == "tiny":
+        from .tiny_model import resolve_base_model
+
+        path = resolve_base_model(params)
+    srv = server_for(params, path, "judge", log_dir)
+    judge = OpenAIJudge(j.model, srv.api_base, None, j.judge_sampling.model_dump(), j.max_retries,
+                        allow_ties=j.allow_ties, style=j.prompt, concurrency=j.concurrency,
+                        served_name=srv.model_name)
+    judge.before_first_request = srv.__enter__  # started on the first judgment: all cached, no server
+    try:
+        yield judge
+    finally:
+        srv.__exit__(None, None, None)

@@ -182,7 +182,8 @@ def test_onpolicy_round_trains_on_its_own_pairs(tiny_model_path, monkeypatch):
 
 def test_pairs_are_made_again_only_when_their_inputs_change(tiny_model_path, monkeypatch):
     from med42_utils.dpo import onpolicy
-    from med42_utils.dpo.onpolicy_job import generate_where_gpus_are, pairs_ready
+    from med42_utils.dpo.onpolicy_job import pairs_ready
+    from med42_utils.dpo.rounds import generate_where_gpus_are
     from med42_utils.manifest import write_manifest
     from med42_utils.models import stage_model_dir
     from med42_utils.paths import run_dir

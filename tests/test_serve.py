@@ -239,7 +239,7 @@ def test_make_judge_refuses_a_server_it_would_not_stop(tiny_params):
 
 def test_serving_judge_starts_no_server_without_work_and_stops_it_after(tiny_params, tmp_path, monkeypatch):
     """The judge's server starts on the first judgment only and is gone after the block (stub server command)."""
-    from med42_utils.judging import judge as judge_mod
+    from med42_utils import serve as judge_mod  # serving_judge lives in serve (it starts a server)
 
     started = []
 

@@ -5,7 +5,8 @@
 The job loads the round's starting model and the scorer through the one inference loader
 (med42_utils.inference: placed on the job's GPUs), samples and scores the pairs (dpo.onpolicy), and writes them to
 <run>/dpo/<round>/onpolicy/ (an Arrow dataset, memory-mapped by every training rank) with pairs.json: what they
-were made from and the rows kept and dropped. Training (dpo.train) only reads them: it never samples.
+were made from and the rows kept and dropped. The round's orchestration (dpo.rounds.generate_where_gpus_are) runs
+this job before the round's training launch; training (dpo.train) only reads them: it never samples.
 Pairs made from other params or another starting model are made again. At tiny the notebook's kernel runs it.
 """
 from __future__ import annotations
@@ -109,36 +110,6 @@ def read_pairs(params: Params, run_name: str, name: str):
     for src, reasons in doc["rows"]["dropped"].items():
         report.dropped[src].update(reasons)
     return datasets.load_from_disk(str(out)), report
-
-
-def generate_where_gpus_are(params: Params, run_name: str, name: str, force: bool = False, dry_run: bool = False,
-                            wait: bool = True) -> None:
-    """Make the round's pairs before its training launch: in this kernel at tiny, else a one-process job on a
-    GPU node (launch.run_job), whose model and scorer the inference loader places on that node's GPUs.
-    dry_run prints the job's plan. wait=False raises launch.JobPending after submitting."""
-    from ..hardware import in_kernel
-    from ..cli import override_args
-    from ..launch import params_overrides, plan_job, render_plan, run_job
-    from .train import init_dir, round_dir
-
-    if dry_run:
-        if not in_kernel(params):
-            args = ["--round", name, *override_args(params_overrides(params))]
-            print(render_plan(plan_job(params, job_name(name), run_name, round_dir(params, run_name, name), MODULE,
-                                       args)))
-        return
-    if not force and pairs_ready(params, run_name, name):
-        print(f"{name}: on-policy pairs already made in {pairs_dir(params, run_name, name)} (reused)")
-        return
-    if in_kernel(params):
-        doc = make_pairs(params, run_name, name, force=True)
-        print(f"{name}: {doc['pairs']} on-policy pairs sampled from {doc['sampled_from']}")
-        return
-    run_job(params, job_name(name), run_name, round_dir(params, run_name, name), MODULE,
-            ["--round", name, *(["--force"] if force else [])], wait=wait,
-            outputs=[pairs_dir(params, run_name, name) / META], inputs=[init_dir(params, run_name, name)])
-    if not pairs_ready(params, run_name, name):
-        raise RuntimeError(f"the on-policy job for {name} finished without writing {pairs_dir(params, run_name, name)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,10 +13,39 @@ from typing import Any, Mapping
 
 from ..manifest import read_manifest, stage_done, write_manifest
 from ..params import Params
-from .onpolicy_job import generate_where_gpus_are, is_onpolicy
+from . import onpolicy_job
+from .onpolicy_job import is_onpolicy
 from .train import LOG_HISTORY, init_dir, init_stage, resolve_init, round_dir, round_names, round_spec
 
 MODULE = "med42_utils.dpo.train"
+
+
+def generate_where_gpus_are(params: Params, run_name: str, name: str, force: bool = False, dry_run: bool = False,
+                            wait: bool = True) -> None:
+    """Make the round's on-policy pairs before its training launch (dpo.onpolicy_job): in this kernel at tiny,
+    else a one-process job on a GPU node (launch.run_job), whose model and scorer the inference loader places on
+    that node's GPUs. dry_run prints the job's plan. wait=False raises launch.JobPending after submitting."""
+    from ..hardware import in_kernel
+    from ..cli import override_args
+    from ..launch import params_overrides, plan_job, render_plan, run_job
+
+    job, out, pairs = onpolicy_job.job_name(name), round_dir(params, run_name, name), onpolicy_job.pairs_dir(params, run_name, name)
+    if dry_run:
+        if not in_kernel(params):
+            args = ["--round", name, *override_args(params_overrides(params))]
+            print(render_plan(plan_job(params, job, run_name, out, onpolicy_job.MODULE, args)))
+        return
+    if not force and onpolicy_job.pairs_ready(params, run_name, name):
+        print(f"{name}: on-policy pairs already made in {pairs} (reused)")
+        return
+    if in_kernel(params):
+        doc = onpolicy_job.make_pairs(params, run_name, name, force=True)
+        print(f"{name}: {doc['pairs']} on-policy pairs sampled from {doc['sampled_from']}")
+        return
+    run_job(params, job, run_name, out, onpolicy_job.MODULE, ["--round", name, *(["--force"] if force else [])],
+            wait=wait, outputs=[pairs / onpolicy_job.META], inputs=[init_dir(params, run_name, name)])
+    if not onpolicy_job.pairs_ready(params, run_name, name):
+        raise RuntimeError(f"the on-policy job for {name} finished without writing {pairs}")
 
 
 @dataclass

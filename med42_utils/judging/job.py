@@ -16,7 +16,8 @@ from ..hardware import in_kernel
 from ..cli import parse_override_args
 from ..launch import job_plan, run_job
 from ..notebook import start
-from .judge import Judge, make_judge, serving_judge
+from .judge import Judge, make_judge
+from ..serve import serving_judge
 
 MODULE = "med42_utils.judging.job"
 JOB_RECORD = "job.json"

@@ -17,9 +17,7 @@ import os
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from .parse import TIE, parse_verdict
 from .prompt import RESULT_MARKER, judge_messages
@@ -274,32 +272,6 @@ class OpenAIJudge(GenerativeJudge):
             return list(pool.map(one, conversations))
 
 
-@contextmanager
-def serving_judge(params, log_dir: Path, **kw) -> Iterator[Judge]:
-    """make_judge; for judge.backend 'openai' with judge.server set, the judge model's own server is started
-    (med42_utils.serve) at the first judgment and stopped on leaving the block, so its memory goes back."""
-    j = params.judge
-    if j.backend != "openai" or j.server == "none":
-        yield make_judge(params, **kw)
-        return
-    from ..serve import server_for
-
-    path = j.model
-    if path == "tiny":
-        from ..tiny_model import resolve_base_model
-
-        path = resolve_base_model(params)
-    srv = server_for(params, path, "judge", log_dir)
-    judge = OpenAIJudge(j.model, srv.api_base, None, j.judge_sampling.model_dump(), j.max_retries,
-                        allow_ties=j.allow_ties, style=j.prompt, concurrency=j.concurrency,
-                        served_name=srv.model_name)
-    judge.before_first_request = srv.__enter__  # started on the first judgment: all cached, no server
-    try:
-        yield judge
-    finally:
-        srv.__exit__(None, None, None)
-
-
 def make_judge(params, model=None, tokenizer=None, batch_size: int | None = None) -> Judge:
     """The judge the params ask for. model/tokenizer may be passed in to reuse a loaded model.
 
@@ -319,7 +291,7 @@ def make_judge(params, model=None, tokenizer=None, batch_size: int | None = None
         return ReferenceJudge(metric=j.reference_metric, margin=j.tie_margin, allow_ties=ties)
     if j.backend == "openai":
         if j.server != "none" and not j.api_base:
-            raise ValueError(f"judge.server '{j.server}' starts the judge's server inside a block (serving_judge, as "
+            raise ValueError(f"judge.server '{j.server}' starts the judge's server inside a block (med42_utils.serve.serving_judge, as "
                              "06's job does: python -m med42_utils.judging.job); make_judge talks to a running "
                              "server: give judge.api_base, or use serving_judge")
         return OpenAIJudge(j.model, j.api_base, j.api_key_env, sampling, j.max_retries, allow_ties=ties, style=style,
@@ -345,4 +317,4 @@ def make_judge(params, model=None, tokenizer=None, batch_size: int | None = None
     return judge
 
 
-__all__ = ["Verdict", "Judge", "LogprobJudge", "TransformersJudge", "VllmJudge", "OpenAIJudge", "make_judge", "serving_judge"]
+__all__ = ["Verdict", "Judge", "LogprobJudge", "TransformersJudge", "VllmJudge", "OpenAIJudge", "make_judge"]
