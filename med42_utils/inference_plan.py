@@ -82,6 +82,19 @@ class ModelNeed:
         """80 GB GPUs its weights, KV cache and overhead need (at least 1)."""
         return max(1, math.ceil(self.total_gib / (GPU_GIB * GPU_USABLE))) if self.shape else 1
 
+    loaded_by_transformers: bool = True  # False: a vLLM judge (sized by the server route, med42_utils.serve)
+
+    def placement(self, gpus_per_node: int) -> str:
+        """Where med42_utils.inference.load_for_inference (and 05's lm-eval arguments) will put this model on the
+        job's node: the same arithmetic the job runs, so the plan and the job agree."""
+        from .inference import PlacementError, placement_for
+
+        try:
+            return placement_for(self.shape.parameters, 2, gpus_per_node, GPU_GIB, num_layers=self.shape.layers,
+                                 what=self.name).describe()
+        except PlacementError as e:
+            return f"cannot place: {e}"
+
     @property
     def hours(self) -> float:
         return self.work_tokens / self.rate / 3600 + budget.CALIBRATION["model_load_s"].value / 3600
@@ -94,6 +107,7 @@ class JobFigures:
     notes: list[str] = field(default_factory=list)
     batch_key: str = ""
     parallel: int = 1                 # models that run at once (one per GPU)
+    gpus_per_node: int = 0            # the job's node (0: not known); the loader's placement line uses it
 
     @property
     def hours(self) -> float:
@@ -118,8 +132,10 @@ class JobFigures:
                 continue
             out.append(f"{m.name} ({m.role}, {m.shape.name}): weights {m.weights_gib:,.1f} GiB + KV cache "
                        f"{m.kv_gib:,.1f} GiB ({m.batch} x {m.seq_tokens:,} tokens) + overhead "
-                       f"{estimates.RUNTIME_OVERHEAD_GIB:g} GiB = {m.total_gib:,.1f} GiB -> {m.gpus} GPU(s) of 80 GB; "
+                       f"{estimates.RUNTIME_OVERHEAD_GIB:g} GiB = {m.total_gib:,.1f} GiB: at least {m.gpus} GPU(s) of 80 GB; "
                        f"{m.work_tokens / 1e6:,.1f}M tokens at {m.rate:,.0f} tokens/s = {m.hours:,.2f} h")
+            if self.gpus_per_node and m.loaded_by_transformers:
+                out.append(f"  placed by the inference loader: {m.placement(self.gpus_per_node)}")
         return out
 
     def problems(self, gpus_per_node: int, hw_key: str = "sft.hardware.gpus_per_node") -> list[str]:
@@ -183,11 +199,11 @@ def job_figures(params: Params, job: str, gpus_per_node: int | None = None) -> J
     from .hardware import job_hardware
 
     gpus = gpus_per_node or job_hardware(params).gpus_per_node
-    if job == "eval":
-        return _eval_figures(params, gpus)
-    if job == "judge":
-        return _judge_figures(params, gpus)
-    raise ValueError(f"no inference plan for job {job!r}; eval or judge")
+    if job not in ("eval", "judge"):
+        raise ValueError(f"no inference plan for job {job!r}; eval or judge")
+    fig = _eval_figures(params, gpus) if job == "eval" else _judge_figures(params, gpus)
+    fig.gpus_per_node = gpus
+    return fig
 
 
 def _eval_figures(params: Params, gpus: int) -> JobFigures:
@@ -248,7 +264,8 @@ def _judge_figures(params: Params, gpus: int) -> JobFigures:
         fig.models.append(ModelNeed(j.model, shape, "judge", min(j.batch_size, judgments),
                                     budget.JUDGE_PROMPT_TOKENS + new, judgments * new,
                                     j_rate * (_scale(shape) if shape else 1),
-                                    "" if shape else f"no shape for judge.model; add it to inference_plan.JUDGE_SHAPES"))
+                                    "" if shape else f"no shape for judge.model; add it to inference_plan.JUDGE_SHAPES",
+                                    loaded_by_transformers=j.backend != "vllm"))
     else:
         fig.notes.append(f"judge.backend {j.backend}: no judge model on the job's GPUs")
     return fig

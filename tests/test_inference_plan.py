@@ -111,3 +111,25 @@ def test_dry_run_notebook_renders_the_job_plan_without_data(nb, size, marker, tm
     shutil.rmtree(run_dir(size, name), ignore_errors=True)
     assert r.returncode == 0, r.stderr[-3000:]
     assert marker in text and "KV cache" in text and "#SBATCH --time=" in text and "HubUnreachable" not in text
+
+
+def test_the_plan_shows_where_the_inference_loader_puts_each_model():
+    """The plan's placement line is the loader's own arithmetic (inference.placement_for) for the job's node, so
+    plan and job agree: 8B one GPU per replica, 70B spread over the node; a vLLM judge is sized by the server route."""
+    from med42_utils.inference import placement_for
+
+    for size, gpus in (("8b", 8), ("70b", 8), ("70b", 1)):
+        fig = inference_plan.job_figures(load_params(size), "judge", gpus)
+        lines = fig.lines()
+        answers = next(m for m in fig.models if m.role == "answers" and m.shape is not None)
+        want = placement_for(answers.shape.parameters, 2, gpus, inference_plan.GPU_GIB,
+                             num_layers=answers.shape.layers).describe() if (size, gpus) != ("70b", 1) else None
+        placed = [l for l in lines if l.startswith("  placed by the inference loader: ")]
+        assert len(placed) == sum(m.loaded_by_transformers for m in fig.models if m.shape)
+        if want is None:
+            assert "cannot place" in placed[0] and "sft.hardware.gpus_per_node" in placed[0]
+        else:
+            assert placed[0].endswith(want)
+            assert ("one GPU per replica" in want) == (size == "8b")
+        judge = fig.models[-1]
+        assert judge.loaded_by_transformers == (load_params(size).judge.backend != "vllm")
