@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from .paths import repo_root, run_dir
+from .paths import repo_root, run_dir, shown
 from .quiet import encrypted_kernel_manager
 
 NOTEBOOK = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, ValueError) as e:
         print(f"FAILED: {e}", file=sys.stderr)
         return 1
-    print(f"all {len(outs)} notebooks done; executed copies in {run_dir(args.size, args.run_name)}")
+    print(f"all {len(outs)} notebooks done; executed copies in {shown(run_dir(args.size, args.run_name))}")
     return 0
 
 

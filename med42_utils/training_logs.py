@@ -143,7 +143,9 @@ def curves(stage_dir: str | Path, log_history: list[dict]):
     import pandas as pd
 
     if has_events(stage_dir):
-        return read_scalars(stage_dir), f"TensorBoard event files in {log_dir(stage_dir)}"
+        from .paths import shown
+
+        return read_scalars(stage_dir), f"TensorBoard event files in {shown(log_dir(stage_dir))}"
     rows = [h for h in log_history if "loss" in h]
     df = pd.DataFrame(rows).set_index("step").drop(columns=["epoch"], errors="ignore") if rows else pd.DataFrame()
     return df, "the trainer's log history (no TensorBoard event files: training_logs.report_to is not tensorboard)"

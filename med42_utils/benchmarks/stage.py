@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..manifest import stage_done, write_manifest
 from ..models import model_stage_dirs
-from ..paths import resolve
+from ..paths import resolve, shown
 from . import results as br
 from . import run as bench
 
@@ -17,7 +17,7 @@ def run_stage(run, overview: pd.DataFrame, force: bool = False) -> bool:
     params, out_dir = run.params, run.stage_dir("05_benchmarks")
     inputs = model_stage_dirs(params, run.run_name, params.eval.models)
     if stage_done(out_dir, params, inputs=inputs) and not force:
-        print(f"already evaluated with these params: reading {out_dir / 'manifest.json'} (force=True to redo)")
+        print(f"already evaluated with these params: reading {shown(out_dir / 'manifest.json')} (force=True to redo)")
         return False
     evaluated = bench.run_models(params, run.run_name, out_dir)
     scored = overview[overview["source"] != "skipped"]
@@ -34,6 +34,7 @@ def run_stage(run, overview: pd.DataFrame, force: bool = False) -> bool:
     local = [resolve(params.eval.data_dir)] if params.eval.data_dir and "local" in bench.task_metadata(params)["med42_sources"].values() else []
     write_manifest(out_dir, "05_benchmarks", params, inputs=inputs, input_files=local,
                    shift=None if shift is None else shift.to_dict(orient="index"),
+                   shift_stages=None if shift is None else list(shift.attrs["stages"]),
                    tasks=list(scored.index), models=evaluated, chance=chance,
                    skipped=overview.loc[overview["source"] == "skipped", "note"].to_dict(),
                    data_source=params.eval.data_source, sources=bench.task_metadata(params)["med42_sources"],
@@ -101,3 +102,110 @@ def training_shift(evaluated: dict[str, dict]) -> pd.DataFrame | None:
     shift = br.choice_shift({t: first[t] for t in both}, {t: last[t] for t in both})
     shift.attrs["stages"] = (stages[0], stages[-1])
     return shift
+
+
+def trained_stages(manifest: dict) -> list[str]:
+    """The run's own trained models in order (sft, dpo_round1, ...): not base, not an extra model."""
+    return [s for s, e in manifest["models"].items() if s != "base" and not e.get("extra")]
+
+
+def stage_comparison(table: pd.DataFrame, manifest: dict, out_dir) -> dict:
+    """05 section 5's tables: SFT against base (interval and McNemar), which stages are apart, and how far the
+    rounds moved the choices from SFT to the last DPO round (labelled with the stages actually compared)."""
+    from IPython.display import display
+
+    out: dict = {"verdict": None}
+    stages = list(manifest["models"])
+    if "paired" in manifest.get("lessons", {}):
+        paired = pd.read_csv(Path(out_dir) / manifest["lessons"]["paired"], index_col=0)
+        first, second = stages[0], stages[1]
+        print(f"{second} against {first}: acc, {first}'s interval, and McNemar's paired test")
+        out["verdict"] = br.stage_verdict(table, paired, first, second)
+        display(out["verdict"], paired)
+    display(br.stages_apart(table, stages))
+    if manifest.get("shift"):
+        shift = pd.DataFrame.from_dict(manifest["shift"], orient="index")
+        a, b = manifest.get("shift_stages") or (trained_stages(manifest)[0], trained_stages(manifest)[-1])
+        display(shift)
+        print(f"{a} -> {b}: {int(shift['picks changed'].sum())} of {int(shift['questions'].sum())} picks changed; "
+              f"choices moved relative to each other by {shift['mean relative shift (nats)'].mean():.2f} nats on "
+              f"average, against a mean gap of {shift['mean best-vs-runner-up gap (nats)'].mean():.2f} nats between "
+              "the best and the runner-up choice")
+    return out
+
+
+def eval_expectations(out_dir, table: pd.DataFrame, manifest: dict, verdict):
+    """05's checks: the length lesson (acc follows option length, acc_norm less so) and, where the taught facts
+    ran, SFT above base on them with McNemar p < 0.05."""
+    from ..expectations import expect, show_expectations
+
+    items = []
+    lb_file = manifest.get("lessons", {}).get("length_bias")
+    if lb_file and "base" in manifest["models"]:
+        lb = pd.read_csv(Path(out_dir) / lb_file, index_col=0)
+        n = lb["n"].sum()
+        acc, norm = ((lb[f"base {m} pick shortest %"] * lb["n"] / 100).round().sum() for m in ("acc", "acc_norm"))
+        items.append(expect("an untrained model's summed log-likelihood (acc) picks a shortest option almost always",
+                            acc >= 0.9 * n, f"base: {int(acc)} of {int(n)} questions whose options differ in length"))
+        items.append(expect("acc_norm (per character) breaks that habit", norm < acc,
+                            f"base acc_norm picked a shortest option in {int(norm)} of {int(n)}"))
+    if verdict is not None and "Taught facts" in verdict.index:
+        r = verdict.loc["Taught facts"]
+        items.append(expect("SFT beats base on the facts its data taught (above base's interval, McNemar p < 0.05)",
+                            r.iloc[4] == "above" and r["McNemar p"] < 0.05,
+                            f"base {r.iloc[1]:.1f}%, sft {r.iloc[3]:.1f}%, {r.iloc[4]} base's interval, p = {r['McNemar p']:.2g}"))
+    return show_expectations(out_dir, "05_benchmarks", items)
+
+
+def describe_setup(params) -> None:
+    """05's opening lines: the tasks, the models, the backend, and whether chat template and system prompt apply."""
+    from ..extra_models import eval_models
+
+    print("tasks :", ", ".join(params.eval.tasks))
+    print("models:", ", ".join(eval_models(params)[0]), "| backend:", params.eval.backend,
+          "| chat template:", params.eval.apply_chat_template, "| system prompt:", params.eval.system_prompt)
+
+
+def show_framings(params, run):
+    """05 section 2: the first scored question as lm-eval renders it (chat template, full answers) and in the
+    letter framing; returns the tokenizer."""
+    from transformers import AutoTokenizer
+
+    from ..chat import SYSTEM_PROMPT, render, with_system_prompt
+    from ..models import resolve_model
+    from .tasks.utils import letter_choices, letter_prompt
+
+    tok = AutoTokenizer.from_pretrained(resolve_model(params, run.run_name, "base"))
+    doc = bench.scored_docs(params, bench.eval_tasks(params)[0][0])[1][0]  # the first question scored
+    messages = [{"role": "user", "content": doc["query"]}]
+    print(render(tok, with_system_prompt(messages, SYSTEM_PROMPT) if params.eval.system_prompt else messages,
+                 add_generation_prompt=True))
+    print("continuations scored:", doc["choices"], "| correct:", doc["choices"][doc["answer"]])
+    print("\n--- the same question in the letter framing (no chat template) ---")
+    print(letter_prompt(doc))
+    print("continuations scored:", [f" {c}" for c in letter_choices(doc)], "| correct:", letter_choices(doc)[doc["answer"]])
+    return tok
+
+
+def taught_check_report(params, run, tok):
+    """05's taught facts checked against this run's curated SFT data (answer in it, wrong options not, same
+    token count per option, not flagged by decontamination); None when the task is off or 01 has not run."""
+    from . import taught
+    from ..paths import shown
+
+    curated_dir = run.stage_dir("01_data_curation") / "curated"
+    if taught.TASK not in params.eval.tasks:
+        print(f"{taught.TASK} is not in eval.tasks at size {params.size}: nothing to check")
+        return None
+    if not curated_dir.is_dir():
+        print(f"no curated SFT data at {shown(curated_dir)}: run 01 first to check the taught facts against it")
+        return None
+    import datasets
+
+    check = taught.taught_check(taught.taught_rows(params.eval.data_dir),
+                                taught.sft_texts(datasets.load_from_disk(str(curated_dir))),
+                                tok, params.data.decontam.ngram, params.data.decontam.threshold)
+    print(f"{len(check)} questions | answer in this run's SFT data: {int(check['answer in SFT data'].sum())} | "
+          f"wrong options in it: {int(check['wrong options in SFT data'].sum())} | same tokens in every option: "
+          f"{int(check['same tokens'].sum())} | flagged by decontamination: {int(check['contaminated'].sum())}")
+    return check

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from ..manifest import read_manifest, stage_done, write_manifest
 from ..params import Params
 from .train import LOG_HISTORY, init_dir, init_stage, resolve_init, round_dir, round_names, round_spec
+from ..paths import shown
 
 MODULE = "med42_utils.dpo.train"
 
@@ -84,7 +85,7 @@ def run_rounds(params: Params, run_name: str, round: str | int | None = None, fo
     for p in plans:
         # decided again here: retraining an earlier round in this loop makes the later ones out of date
         if not force and round_done(params, run_name, p.name):
-            print(f"{p.name}: already trained in {p.out_dir} (skipped; force=True retrains it)")
+            print(f"{p.name}: already trained in {shown(p.out_dir)} (skipped; force=True retrains it)")
             continue
         if dry_run:
             print(render_plan(launch_plan(params, run_name, p.name, overrides, force)))
