@@ -81,6 +81,8 @@ def dpo_story(curves: dict, rounds_table, lengths) -> Said:
     """04: per round, steps, spikes or none, and how the chosen and rejected lengths compare in its pairs."""
     parts = []
     for name, df in curves.items():
+        if df.empty:
+            continue
         steps = int(rounds_table.loc[name, "steps"]) if name in rounds_table.index else len(df)
         parts.append(f"**{name}** ({steps} steps): " + spikes_said(df, name))
     if len(lengths):
