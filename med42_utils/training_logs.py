@@ -81,7 +81,9 @@ def progress_lines(label: str, sink: str, tb: Path):
         def on_train_begin(self, args, state, control, **kw):
             self.t0, self.buf, self.next = time.time(), [], 1
             if state.is_world_process_zero:
-                where = {"tensorboard": f"TensorBoard event files in {tb}", "wandb": "Weights & Biases",
+                from .paths import shown
+
+                where = {"tensorboard": f"TensorBoard event files in {shown(tb)}", "wandb": "Weights & Biases",
                          "none": "no log sink (training_logs.report_to: none)"}[sink]
                 print(f"[{label}] {state.max_steps} steps; metrics -> {where}", flush=True)
 
