@@ -91,7 +91,7 @@ def run_rounds(params: Params, run_name: str, round: str | int | None = None, fo
             print(render_plan(launch_plan(params, run_name, p.name, overrides, force)))
             continue
         init = resolve_init(params, run_name, p.name)  # fails early, naming a missing previous round
-        print(f"{p.name}: training on {', '.join(p.datasets)} from {init} (also the frozen reference)")
+        print(f"{p.name}: training on {', '.join(p.datasets)} from {shown(init)} (also the frozen reference)")
         if params.dpo.hardware.launcher == "inprocess":
             if "stopped_at" in train_round(params, run_name, p.name, force=force):
                 print(f"{p.name}: stopped at a checkpoint before its last step; run again to continue from it")
