@@ -95,52 +95,6 @@ def dpo_story(curves: dict, rounds_table, lengths) -> Said:
     return say(*parts)
 
 
-# ---- benchmarks (05) ------------------------------------------------------------------------------------------
-
-def eval_story(table, manifest: dict) -> Said:
-    """05: how many questions decide a score, where the last model sits against chance, what the Avg. row can and
-    cannot say, and the taught facts through every stage."""
-    import pandas as pd
-
-    from .benchmarks.results import TABLE4_LABELS
-
-    stages = [s for s, e in manifest["models"].items() if not e.get("extra")]
-    t4 = table[table.index.isin(TABLE4_LABELS)]
-    parts = []
-    if len(t4):
-        n = int(t4["n"].min())
-        last = stages[-1]
-        near = [b for b, r in t4.iterrows() if f"{last} low" in r and r[f"{last} low"] <= r["chance"] <= r[f"{last} high"]]
-        parts.append(f"Each Table 4 task scored {n if n == t4['n'].max() else f'{n} to {int(t4.n.max())}'} questions "
-                     f"here, so one question moves a score by {100 / n:.1f} points. {last}'s interval holds the "
-                     f"chance level on {share(len(near), len(t4))} Table 4 tasks.")
-    if "Avg." in table.index and len(stages) > 1:
-        a, b = stages[0], stages[1]
-        avg_a, avg_b = table.loc["Avg.", a], table.loc["Avg.", b]
-        apart = [x for x, r in t4.iterrows() if f"{a} low" in r and not r[f"{a} low"] <= r[b] <= r[f"{a} high"]]
-        word = "above" if avg_b > avg_a else "below" if avg_b < avg_a else "level with"
-        verdict = ("so the average difference is not evidence that SFT helps or hurts: on every task the two "
-                   "could not be told apart" if not apart else f"and {b} is outside {a}'s interval on "
-                   f"{', '.join(apart)}")
-        parts.append(f"The Avg. row puts {b} ({avg_b:.1f}) {word} {a} ({avg_a:.1f}); {b}'s score is inside {a}'s "
-                     f"95% interval on {share(len(t4) - len(apart), len(t4))} Table 4 tasks, {verdict}.")
-    if "Taught facts" in table.index:
-        r = table.loc["Taught facts"]
-        path = " -> ".join(f"{s} {r[s]:.0f}%" for s in stages if pd.notna(r.get(s)))
-        parts.append(f"Taught facts through the stages ({int(r['n'])} questions): {path}.")
-        if len(stages) > 2:
-            sft, end = stages[1], stages[-1]
-            inside = r[f"{sft} low"] <= r[end] <= r[f"{sft} high"]
-            diff = round((r[sft] - r[end]) * r["n"] / 100)
-            move = "lost" if diff > 0 else "gained"
-            parts.append(f"From {sft} to {end} the rounds {move} {abs(diff)} of {int(r['n'])} questions; "
-                         + (f"{end}'s score is inside {sft}'s interval, so this is within what chance moves: the "
-                            "preference pairs do not contain these facts, and DPO keeps the model near its reference."
-                            if inside else f"{end}'s score is outside {sft}'s interval: the preference rounds "
-                            "changed what the model says about the facts SFT taught."))
-    return say(*parts)
-
-
 # ---- judging (06) ---------------------------------------------------------------------------------------------
 
 def leaderboard_said(board) -> Said:

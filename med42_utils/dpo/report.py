@@ -131,18 +131,6 @@ def preference_rows(d, dry_run: bool):
     return pd.DataFrame(report.rows()).fillna(0).set_index("source").astype(int)
 
 
-def stage_answers(params: Params, run_name: str, question: str, stages: list[str], wait: bool = True):
-    """04 section 6: one sampled answer per stage (here at tiny, a GPU job at 8b/70b), with its length in tokens
-    and words and whether it hit the generation cap."""
-    from ..models import load_tokenizer
-    from .lengths import answer_lengths
-    from .samples_job import answers_where_gpus_are
-
-    answers = answers_where_gpus_are(params, run_name, question, stages, wait=wait)
-    tok = load_tokenizer(params, resolve_model(params, run_name, "sft"))
-    return answer_lengths(answers, tok, params.judge.sampling.max_new_tokens)
-
-
 def onpolicy_demo(params: Params, run_name: str, current: str):
     """04 section 7: on-policy pairs for the last round's prompts, sampled from `current` and ranked by the scorer."""
     import pandas as pd
