@@ -105,7 +105,7 @@ def run_all(
         if why is None:
             kept = run_dir(size, run_name) / nb.name
             print(f"[{i}/{len(todo)}] {nb.name} skipped: done, inputs unchanged (last executed copy: "
-                  f"{kept if kept.is_file() else 'none here; the stage ran elsewhere'})", flush=True)
+                  f"{shown(kept) if kept.is_file() else 'none here; the stage ran elsewhere'})", flush=True)
             done.append(kept)
             continue
         if "changed" in why or "now reads" in why:  # a finished stage runs again: say why
