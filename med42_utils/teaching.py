@@ -25,11 +25,19 @@ def _manifest(d: Path, stage: str) -> dict:
 
 
 def _seconds(d: Path, notebook: str) -> str:
+    """The executed copy's papermill duration; marked when the stage's work was done before (reused, not redone)."""
+    from datetime import datetime
+
     f = d / f"{notebook}.ipynb"
     if not f.is_file():
         return "not run"
     meta = json.loads(f.read_text()).get("metadata", {}).get("papermill", {})
-    return f"{meta['duration']:.0f} s" if meta.get("duration") else "?"
+    if not meta.get("duration"):
+        return "?"
+    made = _manifest(d, STAGES[notebook]).get("created")
+    started = meta.get("start_time")
+    reused = made and started and datetime.fromisoformat(made.replace("+0000", "+00:00")) < datetime.fromisoformat(started)
+    return f"{meta['duration']:.0f} s" + (" re-run, the stage's work reused from an earlier run" if reused else "")
 
 
 def _figures(d: Path) -> dict[str, list[str]]:

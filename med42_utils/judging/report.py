@@ -33,8 +33,9 @@ def open_stage(run, force: bool):
 
 
 def one_line_per_quarter(label: str, n_models: int):
-    """A progress factory for answer_all: one progress line over all models together (a few lines in all)."""
-    line, state = ProgressLine(label), {"models": 0}
+    """A progress factory for answer_all: one progress line over all models together, at each quarter (a few lines
+    in all, however slow the machine; a job log at 8b/70b keeps its own timed lines)."""
+    line, state = ProgressLine(label, every_s=float("inf")), {"models": 0}
 
     def factory(stage: str):
         index = state["models"]
