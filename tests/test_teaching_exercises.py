@@ -64,18 +64,19 @@ def test_exercise_dpo_beta(notebook_run):
 
     from med42_utils.dpo.rounds import compare_rounds, round_curves, run_rounds
     from med42_utils.notebook import start
+    from med42_utils.params import load_params
 
     _, src = notebook_run
     name = "pytest-exercise-beta"
     _copy_run(src, name, ["data", "packing", "sft"])
     overrides = {"dpo.beta": 0.5}
     run = start("tiny", name, overrides)
-    assert run.params.dpo.beta != start("tiny", name).params.dpo.beta
+    assert run.params.dpo.beta != load_params("tiny").dpo.beta
     run_rounds(run.params, name, round=1, overrides=overrides)
     curves, _ = round_curves(run.params, name)
     assert abs(float(curves["round1"]["loss"].iloc[0]) - math.log(2)) < 0.02
     ours = compare_rounds(run.params, name).loc["round1", "margin (last-epoch mean)"]
-    theirs = compare_rounds(start("tiny", "x").params, src.name).loc["round1", "margin (last-epoch mean)"]
+    theirs = compare_rounds(load_params("tiny"), src.name).loc["round1", "margin (last-epoch mean)"]
     assert ours > theirs, (ours, theirs)
 
 
