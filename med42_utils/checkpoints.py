@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .params import Params, load_params
+from .paths import shown
 
 RESUME_KEY = "resume_key.json"
 STATE = "trainer_state.json"  # transformers writes it last: a checkpoint without it is incomplete
@@ -79,7 +80,7 @@ def resume_point(ckpt_dir: Path, key: dict[str, Any], main_process: bool = True)
     if found and recorded != key:
         why = "no record of what they were made from" if recorded is None else "made from other params or inputs"
         if main_process:
-            print(f"discarding the checkpoints in {ckpt_dir} ({why}); training starts at step 0", flush=True)
+            print(f"discarding the checkpoints in {shown(ckpt_dir)} ({why}); training starts at step 0", flush=True)
             for p in found:
                 shutil.rmtree(p, ignore_errors=True)
         found = []

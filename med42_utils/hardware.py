@@ -163,7 +163,8 @@ def size_plan(params: Params) -> list[StagePlan]:
             "sft", sh.nodes, sh.gpus_per_node, sh.accelerator, sh.launcher,
             f"{params.sft_tokens_per_step:,} tokens/step ({s.micro_batch_size} x {s.gradient_accumulation_steps} "
             f"accum x {sh.world_size} procs x {params.packing.max_length})",
-            f"{s.max_steps:,} steps ({s.num_train_epochs} epochs)",
+            # max_steps decides (the trainer ignores num_train_epochs then); passes depend on the data: 03 prints them
+            f"{s.max_steps:,} steps (max_steps; 03 prints the passes over the data)",
             f"{params.sft_total_tokens:,} tokens",
         ),
         StagePlan(

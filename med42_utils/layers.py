@@ -10,7 +10,7 @@ LAYERS: list[tuple[str, str, tuple[str, ...]]] = [
     ("stages of a run (notebook-facing)",
      "what a notebook calls: a stage's steps and the jobs it submits (they call the launcher)",
      ("data.stage", "packing.stage", "sft.stage", "dpo.rounds", "dpo.samples_job", "benchmarks.stage",
-      "benchmarks.job", "judging.stage", "judging.job")),
+      "benchmarks.job", "judging.stage", "judging.job", "judging.report")),
     ("launch / runner", "plans, preflight, SLURM or accelerate launch, prefetch, budgets, the notebook runner",
      ("launch", "runner", "preflight", "prefetch", "budget", "cluster_plan", "inference_plan")),
     ("benchmarks / judging / serving", "lm-eval runs and results, answers, battles, Elo, an inference server",

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from . import stages as _stages
 from .params import Params, load_params
-from .paths import run_dir
+from .paths import run_dir, shown
 
 # Stage folder of each notebook under outputs/<size>/<run_name>/.
 STAGES = {s.notebook: s.folder for s in _stages.STAGES.values()}  # notebook -> its stage folder
@@ -106,6 +106,15 @@ def fresh_transforms() -> None:
     datasets.disable_caching()
 
 
+def readable_tables(width: int = 120) -> None:
+    """pandas' text form of a table (what a terminal, a diff or a plain viewer shows) up to `width` columns wide."""
+    import pandas as pd
+
+    pd.set_option("display.width", width)
+    pd.set_option("display.max_columns", 40)
+    pd.set_option("display.max_colwidth", 60)
+
+
 def start(size: str, run_name: str, overrides: Mapping[str, Any] | None = None,
           flags: Mapping[str, Any] | None = None) -> Run:
     """Load and validate params (with overrides from the parameters cell), seed, and make the run folder.
@@ -118,6 +127,7 @@ def start(size: str, run_name: str, overrides: Mapping[str, Any] | None = None,
     from .quiet import quiet_libraries
 
     quiet_libraries()  # library progress bars, logs and warnings off; our own progress lines stay
+    readable_tables()  # a table's text form fits 120 columns
     size, run_name = _text_parameter("size", size), _text_parameter("run_name", run_name)
     parsed = {k: parse_flag(k, v) for k, v in (flags or {}).items()}
     clean = {k: _override_value(k, v) for k, v in (overrides or {}).items() if v is not None}
@@ -136,7 +146,7 @@ def start(size: str, run_name: str, overrides: Mapping[str, Any] | None = None,
         torch.manual_seed(params.seed)
     except ImportError:  # pragma: no cover - both are dependencies
         pass
-    print(f"size={size} run_name={run_name} -> {d}")
+    print(f"size={size} run_name={run_name} -> {shown(d)}")
     if clean:
         print(f"overrides: {clean}")
     return Run(params=params, run_name=run_name, dir=d, flags=parsed)

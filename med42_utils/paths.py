@@ -48,3 +48,20 @@ def resolve(path: str | Path) -> Path:
     """A path from params: absolute stays, relative is taken from the repo root."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else repo_root() / p
+
+
+def shown(path: str | Path) -> str:
+    """A path as a notebook prints it: relative to the repo ("outputs/tiny/demo/sft"), or "$MED42_OUTPUTS/..."
+    when runs go to another outputs root; never the machine's absolute path (anything else: ".../<name>")."""
+    if not Path(path).expanduser().is_absolute():
+        return str(path)  # a Hub id or a path already relative
+    p = Path(path).expanduser().resolve()
+    if os.environ.get("MED42_OUTPUTS"):
+        try:
+            return str(Path("$MED42_OUTPUTS") / p.relative_to(outputs_root()))
+        except ValueError:
+            pass
+    try:
+        return str(p.relative_to(repo_root()))
+    except ValueError:
+        return f".../{p.name}"

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from .paths import repo_root, run_dir
+from .paths import repo_root, run_dir, shown
 from .quiet import encrypted_kernel_manager
 
 NOTEBOOK = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
@@ -105,7 +105,7 @@ def run_all(
         if why is None:
             kept = run_dir(size, run_name) / nb.name
             print(f"[{i}/{len(todo)}] {nb.name} skipped: done, inputs unchanged (last executed copy: "
-                  f"{kept if kept.is_file() else 'none here; the stage ran elsewhere'})", flush=True)
+                  f"{shown(kept) if kept.is_file() else 'none here; the stage ran elsewhere'})", flush=True)
             done.append(kept)
             continue
         if "changed" in why or "now reads" in why:  # a finished stage runs again: say why
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, ValueError) as e:
         print(f"FAILED: {e}", file=sys.stderr)
         return 1
-    print(f"all {len(outs)} notebooks done; executed copies in {run_dir(args.size, args.run_name)}")
+    print(f"all {len(outs)} notebooks done; executed copies in {shown(run_dir(args.size, args.run_name))}")
     return 0
 
 

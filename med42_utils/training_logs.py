@@ -81,7 +81,9 @@ def progress_lines(label: str, sink: str, tb: Path):
         def on_train_begin(self, args, state, control, **kw):
             self.t0, self.buf, self.next = time.time(), [], 1
             if state.is_world_process_zero:
-                where = {"tensorboard": f"TensorBoard event files in {tb}", "wandb": "Weights & Biases",
+                from .paths import shown
+
+                where = {"tensorboard": f"TensorBoard event files in {shown(tb)}", "wandb": "Weights & Biases",
                          "none": "no log sink (training_logs.report_to: none)"}[sink]
                 print(f"[{label}] {state.max_steps} steps; metrics -> {where}", flush=True)
 
@@ -143,7 +145,9 @@ def curves(stage_dir: str | Path, log_history: list[dict]):
     import pandas as pd
 
     if has_events(stage_dir):
-        return read_scalars(stage_dir), f"TensorBoard event files in {log_dir(stage_dir)}"
+        from .paths import shown
+
+        return read_scalars(stage_dir), f"TensorBoard event files in {shown(log_dir(stage_dir))}"
     rows = [h for h in log_history if "loss" in h]
     df = pd.DataFrame(rows).set_index("step").drop(columns=["epoch"], errors="ignore") if rows else pd.DataFrame()
     return df, "the trainer's log history (no TensorBoard event files: training_logs.report_to is not tensorboard)"

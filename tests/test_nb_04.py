@@ -58,5 +58,5 @@ def test_nb_04_compact_output_curves_round_means_and_lengths(notebook_run):
     table = cells["cell-13"].outputs[0]["data"]["text/html"]
     assert "loss (round mean)" in table and "margin (last-epoch mean)" in table
     assert "chosen longer" in cells["pair-lengths"].outputs[0]["data"]["text/plain"]
-    answers = cells["cell-15"].outputs[0]["data"]["text/html"]
+    answers = next(o for o in cells["cell-15"].outputs if o.output_type == "execute_result")["data"]["text/html"]
     assert "tokens" in answers and "hit the cap" in answers

@@ -278,7 +278,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("usmle", "med42_usmle_sa", "USMLE", "HuggingSara/usmle_self_assessment", (None,), "train",
                   {"question": _S, "options": _D, "answer": _S, "answer_idx": _S}, _usmle,
                   "USMLE sample exam (Steps 1-3, Nori et al. 2023)"),
-        Benchmark("pubmedqa", "med42_pubmedqa", "PubmedQA", "qiaojin/PubMedQA", ("pqa_labeled",), "train",
+        Benchmark("pubmedqa", "med42_pubmedqa", "PubMedQA", "qiaojin/PubMedQA", ("pqa_labeled",), "train",
                   {"pubid": _I, "question": _S, "context": _D, "final_decision": _S}, _pubmedqa,
                   "official 500-question test split of pqa_labeled (PMIDs shipped with the package)",
                   official="ori_pqal.json (1,000 rows keyed by PMID) and, optionally, test_ground_truth.json "

@@ -17,6 +17,7 @@ from ..manifest import stage_done
 from ..notebook import start
 from . import run as bench
 from .stage import run_stage
+from ..paths import shown
 
 MODULE = "med42_utils.benchmarks.job"
 
@@ -34,7 +35,7 @@ def evaluate(run, overview, force: bool = False, wait: bool = True) -> None:
         run_stage(run, overview, force=force)
         return
     if stage_done(out_dir, params) and not force:
-        print(f"already evaluated with these params: reading {out_dir / 'manifest.json'} (force=True to redo)")
+        print(f"already evaluated with these params: reading {shown(out_dir / 'manifest.json')} (force=True to redo)")
         return
     run_job(params, "eval", run.run_name, out_dir, MODULE, ["--force"] if force else [], wait=wait)
 

@@ -5,18 +5,21 @@ from pathlib import Path
 
 import pandas as pd
 
-# Table 4 columns, in the paper's order, and the task that reproduces each.
+# Table 4 columns, in the paper's order and spelling, and the task that reproduces each (labelled as the
+# benchmarks' authors spell them: the paper's "UsMLE" and "PubmedQA" are USMLE and PubMedQA).
 TABLE4_COLUMNS = ("MMLU-Pro", "MMLU", "MedMCQA", "MedQA", "UsMLE", "PubmedQA", "ToxiGen")
+PAPER_SPELLING = {"USMLE": "UsMLE", "PubMedQA": "PubmedQA"}
 TASK_COLUMN = {
     "med42_mmlu_pro_health": "MMLU-Pro",
     "med42_mmlu_medical": "MMLU",
     "med42_medmcqa": "MedMCQA",
     "med42_medqa_4options": "MedQA",
-    "med42_usmle_sa": "UsMLE",
-    "med42_pubmedqa": "PubmedQA",
+    "med42_usmle_sa": "USMLE",
+    "med42_pubmedqa": "PubMedQA",
     "med42_toxigen": "ToxiGen",
     "med42_taught_facts": "Taught facts",      # course task (tiny): not a Table 4 column
 }
+TABLE4_LABELS = tuple(c for t, c in TASK_COLUMN.items() if t != "med42_taught_facts")
 # The same exam rows in the letter framing (run.LETTER_TASKS).
 LETTER_COLUMN = {f"{t}_letters": f"{c} (letters)" for t, c in TASK_COLUMN.items()
                  if t in ("med42_mmlu_medical", "med42_mmlu_pro_health", "med42_medmcqa", "med42_medqa_4options", "med42_usmle_sa")}
@@ -44,7 +47,7 @@ PAPER_TABLE4: dict[str, tuple[float, ...]] = {
 def paper_score(model: str, column: str) -> float:
     if model not in PAPER_TABLE4:
         raise KeyError(f"no Table 4 row '{model}'; rows typed in: {', '.join(PAPER_TABLE4)}")
-    return PAPER_TABLE4[model][(*TABLE4_COLUMNS, "Avg.").index(column)]
+    return PAPER_TABLE4[model][(*TABLE4_COLUMNS, "Avg.").index(PAPER_SPELLING.get(column, column))]
 
 
 def reference_rows(display_name: str) -> tuple[str, str, bool]:
@@ -100,7 +103,7 @@ def results_table(scores: dict[str, dict[str, dict]], display_name: str, chance:
             if got and got.get("n"):
                 low, high = binomial_ci(round(got[metric] * got["n"]), got["n"], confidence)
                 r[f"{s} low"], r[f"{s} high"] = 100 * low, 100 * high
-        if paper and col in TABLE4_COLUMNS:
+        if paper and col in TABLE4_LABELS:
             r[f"paper {base_row}"] = paper_score(base_row, col)
             r[f"paper {med42_row}"] = paper_score(med42_row, col)
             first, last = r[stages[0]], r[stages[-1]]
@@ -109,10 +112,10 @@ def results_table(scores: dict[str, dict[str, dict]], display_name: str, chance:
             r["our gain - paper gain"] = (last - first) - (r[f"paper {med42_row}"] - r[f"paper {base_row}"])
         rows.append(r)
     df = pd.DataFrame(rows).set_index("benchmark")
-    avg = df[df.index.isin(TABLE4_COLUMNS)].mean(numeric_only=True)  # Table 4's Avg.: the unweighted mean over its tasks
+    avg = df[df.index.isin(TABLE4_LABELS)].mean(numeric_only=True)  # Table 4's Avg.: the unweighted mean over its tasks
     for c in df.columns:
         if c == "n":
-            avg[c] = df.loc[df.index.isin(TABLE4_COLUMNS), c].sum()
+            avg[c] = df.loc[df.index.isin(TABLE4_LABELS), c].sum()
         elif c.endswith((" low", " high")):
             avg[c] = float("nan")  # an interval of a mean of tasks is not a binomial one
     df.loc["Avg."] = avg

@@ -6,6 +6,8 @@ chat template and the model card's system prompt when params say so (paper secti
 """
 from __future__ import annotations
 
+import os
+
 import importlib.util
 import json
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 from ..chat import SYSTEM_PROMPT
 from ..hardware import require_cuda
 from ..params import Params
-from ..paths import resolve
+from ..paths import resolve, shown
 from . import taught
 from .data import BENCHMARKS, TASK_TO_KEY, benchmark, benchmark_sources, load_benchmark, sample_docs, sample_note
 
@@ -355,7 +357,7 @@ def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] |
             print(f"[{stage}] evaluated before with the same model and settings: kept ({done['raw']})")
             out[stage] = done
             continue
-        print(f"[{stage}] evaluating {path} on {len(tasks)} tasks" + (" (+ letter framing)" if letters else ""))
+        print(f"[{stage}] evaluating {shown(path) if os.path.isabs(str(path)) else path} on {len(tasks)} tasks" + (" (+ letter framing)" if letters else ""))
         lm = make_lm(params, path)
         results = evaluate_all(params, lm, tasks, letters)
         raw = save_raw(results, Path(out_dir) / "raw" / f"{stage}.json")
@@ -395,7 +397,7 @@ def benchmark_overview(params: Params) -> list[dict]:
             continue
         lb, scored = scored_docs(params, t)
         out.append({
-            "task": t, "source": lb.origin, "layout": lb.layout, "note": benchmark(t).note, "rows": lb.rows_read,
+            "task": t, "source": shown(lb.origin) if os.path.isabs(str(lb.origin)) else lb.origin, "layout": lb.layout, "note": benchmark(t).note, "rows": lb.rows_read,
             "kept": len(lb.docs), "scored": len(scored), "sample": sample_note(key, len(scored), len(lb.docs), params.seed),
             "image questions": lb.image_questions,
             "dropped": "; ".join(f"{n} {why}" for why, n in lb.dropped.items()) or "-",

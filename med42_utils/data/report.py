@@ -59,3 +59,37 @@ def plot_lengths(lengths, ax=None):
     ax.set_xlabel("words per example (user + assistant)")
     ax.invert_yaxis()
     return ax
+
+
+def curation_story(manifest: dict, funnel, drops):
+    """01: how many rows each step kept and dropped, and every decontaminated row by source and benchmark."""
+    from ..narrate import count, say
+
+    funnel = funnel.drop(index="TOTAL", errors="ignore")
+    raw, kept = int(funnel["raw"].sum()), int(funnel["sampled"].sum())
+    dec = [ex["question"].split(":")[0] for ex in manifest["examples"]["decontaminated"]]
+    ids = [ex["id"].rsplit("-", 1)[0] for ex in manifest["examples"]["decontaminated"]]
+    removed = int(drops.loc[drops["step"] == "decontaminated", "count"].sum())
+    return say(f"{raw:,} raw rows from {len(funnel)} sources; {int(drops['count'].sum()):,} dropped and counted "
+               f"(by step and reason above), {kept:,} in the sampled mixture.",
+               f"Decontamination removed {count(removed, 'row')}"
+               + (": " + "; ".join(f"a {s} row containing a {b} question" for s, b in zip(ids, dec)) + "."
+                  if dec else "."))
+
+
+def curation_expectations(out_dir, funnel, drops, manifest: dict):
+    """01's checks: nothing vanishes (per source, raw minus what is left before sampling = the counted drops), and
+    decontamination finds the benchmark questions planted in the bundled samples."""
+    from ..expectations import expect, show_expectations
+
+    funnel = funnel.drop(index="TOTAL", errors="ignore")
+    counted = drops.groupby("source")["count"].sum().reindex(funnel.index, fill_value=0)
+    lost = funnel["raw"] - funnel["decontaminated"]
+    bad = [s for s in funnel.index if lost[s] != counted[s]]
+    removed = int(drops.loc[drops["step"] == "decontaminated", "count"].sum())
+    items = [expect("every row lost before sampling is counted, per source, with its step and reason", not bad,
+                    f"{int(lost.sum())} rows lost, {int(counted.sum())} counted" + (f"; differ: {bad}" if bad else ""))]
+    if manifest["size"] == "tiny":  # the bundled samples hold copies of benchmark questions on purpose
+        items.append(expect("decontamination removes the bundled rows planted with a benchmark question",
+                            removed >= 1, f"{removed} removed"))
+    return show_expectations(out_dir, "01_data_curation", items)

@@ -7,6 +7,7 @@ from ..manifest import read_manifest, stage_done, write_manifest
 from .curate import CurationResult, curate, save
 from .mixture import domain_shares
 from .registry import table5_totals
+from ..paths import shown
 
 STAGE = "01_data_curation"
 
@@ -33,7 +34,7 @@ def input_files(params) -> list[Path]:
 def run_curation(params, out_dir: Path, force: bool = False, benchmarks: dict[str, list[str]] | None = None) -> dict:
     """Curate into out_dir/curated and write out_dir/manifest.json; skip when already done with these params."""
     if not force and stage_done(out_dir, params) and (out_dir / "curated").is_dir():
-        print(f"{out_dir} already curated with these params; skipping (set force=True to redo)")
+        print(f"{shown(out_dir)} already curated with these params; skipping (set force=True to redo)")
         return read_manifest(out_dir)
     if benchmarks is None:
         benchmarks, bench_source = evaluated_benchmark_questions(params)

@@ -82,3 +82,71 @@ def sample_answers(params: Params, run_name: str, question: str, stages: list[st
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return pd.DataFrame(rows)
+
+
+def dpo_expectations(dpo_dir, curves: dict, rounds_table):
+    """04's checks: each round starts at log 2 from the previous round's model and ends preferring the chosen."""
+    import math
+
+    from ..expectations import expect, show_expectations
+    from ..narrate import say
+
+    if rounds_table.empty:
+        return say("No DPO round has finished yet: nothing to check.")
+    names = list(rounds_table.index)
+    firsts = {n: float(df["loss"].iloc[0]) for n, df in curves.items() if not df.empty}
+    starts = list(rounds_table["starts from"])
+    chain = ["sft"] + [f"dpo_{n}" for n in names[:-1]]
+    margins, accs = rounds_table["margin (last-epoch mean)"], rounds_table["accuracy (last-epoch mean)"]
+    items = [
+        expect("every round starts at loss log 2 = 0.693 (its policy equals its reference)",
+               firsts and all(abs(v - math.log(2)) < 0.02 for v in firsts.values()),
+               ", ".join(f"{n} {v:.3f}" for n, v in firsts.items())),
+        expect("each round starts from (and is anchored to) the model before it", starts == chain,
+               ", ".join(f"{n} from {s}" for n, s in zip(names, starts))),
+        expect("every round ends with the chosen answer's reward above the rejected one's (margin > 0)",
+               len(margins) and (margins > 0).all(), ", ".join(f"{n} {v:.2f}" for n, v in margins.items())),
+        expect("in the last epoch the chosen reward is higher in most pairs (accuracy > 0.5)",
+               len(accs) and (accs > 0.5).all(), ", ".join(f"{n} {v:.2f}" for n, v in accs.items())),
+    ]
+    return show_expectations(dpo_dir, "04_dpo", items)
+
+
+def preference_rows(d, dry_run: bool):
+    """04 section 3: load every round's preference data (counting dropped rows per source and reason), print one
+    pair of round 1, and return the per-source counts."""
+    import pandas as pd
+
+    from .preference_data import DropReport, load_preferences
+
+    if d.data_source == "hub" and dry_run:
+        print("dry run with Hub data: nothing downloaded here")
+        return pd.DataFrame()
+    report, example = DropReport(), None
+    for r in d.rounds:
+        ds, rep = load_preferences(r.datasets, d.data_source, d.data_dir, d.max_samples_per_source, seed=d.seed)
+        report.merge(rep)
+        example = example or ds[0]
+    print("one pair (round 1):")
+    print("  prompt  :", example["prompt"][-1]["content"][:200])
+    print("  chosen  :", example["chosen"][0]["content"][:200])
+    print("  rejected:", example["rejected"][0]["content"][:200])
+    return pd.DataFrame(report.rows()).fillna(0).set_index("source").astype(int)
+
+
+def onpolicy_demo(params: Params, run_name: str, current: str):
+    """04 section 7: on-policy pairs for the last round's prompts, sampled from `current` and ranked by the scorer."""
+    import pandas as pd
+
+    from .onpolicy import onpolicy_pairs
+    from .scorers import make_scorer
+
+    d, op = params.dpo, params.dpo.onpolicy
+    pairs, op_report = onpolicy_pairs(params, resolve_model(params, run_name, current), d.rounds[-1].datasets,
+                                      make_scorer(params))
+    print(f"{op.k} samples per prompt from {current}, scorer {op.scorer}; rows: {op_report.as_dict()}")
+    return pd.DataFrame({
+        "prompt": [p[-1]["content"] for p in pairs["prompt"]],
+        "chosen": [c[0]["content"] for c in pairs["chosen"]], "score_chosen": pairs["score_chosen"],
+        "rejected": [r[0]["content"] for r in pairs["rejected"]], "score_rejected": pairs["score_rejected"],
+    })

@@ -16,6 +16,7 @@ from ..params import Params
 from . import onpolicy_job
 from .onpolicy_job import is_onpolicy
 from .train import LOG_HISTORY, init_dir, init_stage, resolve_init, round_dir, round_names, round_spec
+from ..paths import shown
 
 MODULE = "med42_utils.dpo.train"
 
@@ -114,7 +115,7 @@ def run_rounds(params: Params, run_name: str, round: str | int | None = None, fo
     for p in plans:
         # decided again here: retraining an earlier round in this loop makes the later ones out of date
         if not force and round_done(params, run_name, p.name):
-            print(f"{p.name}: already trained in {p.out_dir} (skipped; force=True retrains it)")
+            print(f"{p.name}: already trained in {shown(p.out_dir)} (skipped; force=True retrains it)")
             continue
         onpolicy = is_onpolicy(params, p.name)
         if dry_run:
@@ -125,7 +126,7 @@ def run_rounds(params: Params, run_name: str, round: str | int | None = None, fo
         init = resolve_init(params, run_name, p.name)  # fails early, naming a missing previous round
         if onpolicy:  # pairs sampled where the GPUs are, written once, before the training launch reads them
             generate_where_gpus_are(params, run_name, p.name, force=force, wait=wait)
-        print(f"{p.name}: training on {', '.join(p.datasets)} from {init} (also the frozen reference)")
+        print(f"{p.name}: training on {', '.join(p.datasets)} from {shown(init)} (also the frozen reference)")
         if params.dpo.hardware.launcher == "inprocess":
             if "stopped_at" in train_round(params, run_name, p.name, force=force):
                 print(f"{p.name}: stopped at a checkpoint before its last step; run again to continue from it")

@@ -58,3 +58,15 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def stage_answers(params: Params, run_name: str, question: str, stages: list[str], wait: bool = True):
+    """04 section 6: one sampled answer per stage (here at tiny, a GPU job at 8b/70b), with its length in tokens
+    and words and whether it hit the generation cap."""
+    from ..models import load_tokenizer, resolve_model
+    from .lengths import answer_lengths
+
+    answers = answers_where_gpus_are(params, run_name, question, stages, wait=wait)
+    tok = load_tokenizer(params, resolve_model(params, run_name, "sft"))
+    return answer_lengths(answers, tok, params.judge.sampling.max_new_tokens)
+

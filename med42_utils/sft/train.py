@@ -26,7 +26,7 @@ from ..quiet import without_model_card
 from ..manifest import input_fingerprints, require_stage, stage_done, write_manifest
 from .. import models
 from ..params import Params, load_params
-from ..paths import run_dir
+from ..paths import run_dir, shown
 from ..progress import PROGRESS, progress_callback
 from ..speed import require_packages, stage_speed
 from ..stages import STAGES
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     if _is_main():
         f = fields
         loss = f"loss {f['first_loss']:.3f} -> {f['last_loss']:.3f}, " if f.get("last_loss") is not None else ""
-        print(f"sft: step {f['global_step']}/{f['max_steps']}, {loss}{f['wall_seconds']:.0f} s; in {sft_dir(params, a.run_name)}")
+        print(f"sft: step {f['global_step']}/{f['max_steps']}, {loss}{f['wall_seconds']:.0f} s; in {shown(sft_dir(params, a.run_name))}")
     return 0
 
 
