@@ -70,7 +70,8 @@ def run_config(name: str, overrides: dict, a, shape, layers: int, tokenizer, cud
     import torch
     from trl import SFTTrainer
 
-    from med42_utils.sft.train import build_sft_config, lora_config
+    from med42_utils.sft.train import build_sft_config
+    from med42_utils.training import lora_config
 
     fixed = {"packing.max_length": a.seq, "sft.method": a.method, "sft.max_steps": a.warmup + a.steps,
              "sft.gradient_checkpointing": cuda, **tt.one_gpu_overrides("sft", a.micro_batch, a.seq)}
@@ -89,7 +90,7 @@ def run_config(name: str, overrides: dict, a, shape, layers: int, tokenizer, cud
                                include_num_input_tokens_seen="non_padding", dataset_num_proc=None,
                                **({} if cuda else {"bf16": False, "use_cpu": True}))
         trainer = SFTTrainer(model=model, args=cfg, train_dataset=data, processing_class=tokenizer,
-                             peft_config=lora_config(params) if a.method == "lora" else None, callbacks=[timer])
+                             peft_config=lora_config(params, "sft") if a.method == "lora" else None, callbacks=[timer])
         tt.quiet(trainer)
         trainer.train()
     if len(timer.times) < 1:
