@@ -32,24 +32,31 @@ def sharded_loading() -> bool:
             and env.get("FSDP_CPU_RAM_EFFICIENT_LOADING", "false").lower() in ("true", "1"))
 
 
-def load_for_training(params: Params, name_or_path: str, stage: str, dtype: str | None = None):
-    """The model a stage trains from. With sharded loading, rank 0 loads the weights in the params' dtype and
-    every other rank builds the same model on the meta device (its buffers real, they are not broadcast);
-    accelerate then upcasts rank 0's trainable weights to fp32 master weights and broadcasts the shards."""
+def load_for_training(params: Params, name_or_path: str, stage: str, dtype: str | None = None, frozen=False):
+    """The model a stage trains from (`frozen`: the DPO reference). With sharded loading only rank 0 reads the
+    weights (in the params' dtype); every other rank builds the model from its config with uninitialised
+    storage that is never written (no resident host memory: accelerate moves it to meta, then broadcasts rank 0's
+    shards into it), its trainable weights already in fp32 under mixed precision so that accelerate's fp32
+    upcast copies nothing there. Storage, not meta: accelerate maps the optimizer's parameters by data_ptr."""
     if not sharded_loading():
-        return models.load_model(params, name_or_path, dtype=dtype, stage=stage)
+        return models.load_model(params, name_or_path, dtype=dtype, stage=stage).requires_grad_(not frozen)
     if is_main():
-        return models.load_model(params, name_or_path, stage=stage)
+        return models.load_model(params, name_or_path, stage=stage).requires_grad_(not frozen)
     import torch
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM
 
     trust = params.model.trust_remote_code
-    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust)
-    with init_empty_weights(include_buffers=False):
-        return AutoModelForCausalLM.from_config(
-            config, dtype=getattr(torch, params.model.torch_dtype), trust_remote_code=trust,
-            attn_implementation=models.attn_implementation(params, stage))
+    master = "float32" if getattr(params, stage).bf16 and not frozen else params.model.torch_dtype
+    with init_empty_weights(include_buffers=False):  # buffers (rotary frequencies) are computed, not broadcast
+        model = AutoModelForCausalLM.from_config(
+            AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust), dtype=getattr(torch, master),
+            trust_remote_code=trust, attn_implementation=models.attn_implementation(params, stage))
+    for m in model.modules():
+        for k, p in m._parameters.items():
+            if p is not None:
+                m._parameters[k] = torch.nn.Parameter(torch.empty_like(p, device="cpu"), requires_grad=not frozen)
+    return model
 
 
 def frozen_reference(params: Params, name_or_path: str, args):
@@ -57,7 +64,7 @@ def frozen_reference(params: Params, name_or_path: str, args):
     fsdp2_prepare_model (rank 0's weights broadcast into the others' meta shards), before TRL sees it: TRL's
     prepare_fsdp wraps an unsharded model at its root only, and leaves an FSDP one as it is. `args`: the
     DPOConfig, made first (it sets up the distributed state this accelerator shares)."""
-    model = load_for_training(params, name_or_path, "dpo").requires_grad_(False)  # frozen: no fp32 upcast
+    model = load_for_training(params, name_or_path, "dpo", frozen=True)  # frozen: accelerate keeps its dtype
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true" or args.world_size < 2:
         return model
     from accelerate import Accelerator
@@ -75,17 +82,30 @@ def lora_config(params: Params, stage: str):
                       task_type="CAUSAL_LM", bias="none")
 
 
-def distributed_args(params: Params, stage: str) -> dict:
-    """TrainingArguments fields for the launch: the CPU-FSDP shim's state, gradients reduce-scattered every
+def training_args(params: Params, stage: str, output_dir) -> dict:
+    """The TrainingArguments fields SFT and DPO share, from params.<stage>: optimizer, schedule, batch, precision,
+    logging, seeds, checkpoints (every save_steps, the last save_total_limit kept, with optimizer state), the speed
+    switches (med42_utils.speed); and for the launch: the CPU-FSDP shim's state, gradients reduce-scattered every
     micro-batch (sync_each_batch: FSDP2 keeps no unsharded gradient between micro-batches), and a collective
     timeout that outlasts rank 0 writing the final model (30 min + its bf16 bytes at SAVE_BYTES_PER_SECOND)."""
     from .estimates import model_shape
+    from .speed import stage_speed
 
+    s = getattr(params, stage)
     acc = {"gradient_accumulation_kwargs": {"sync_each_batch": True}}
-    if getattr(params, stage).hardware.accelerator == "cpu" and enable_cpu_fsdp():
+    if s.hardware.accelerator == "cpu" and enable_cpu_fsdp():
         acc["use_configured_state"] = True
-    save_seconds = model_shape(params).parameters * 2 / SAVE_BYTES_PER_SECOND
-    return {"accelerator_config": acc, "ddp_timeout": int(1800 + save_seconds)}
+    return dict(
+        output_dir=str(output_dir), optim=s.optim, learning_rate=s.learning_rate, lr_scheduler_type=s.lr_scheduler_type,
+        warmup_steps=s.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of the total steps
+        weight_decay=s.weight_decay, per_device_train_batch_size=s.micro_batch_size,
+        gradient_accumulation_steps=s.gradient_accumulation_steps, num_train_epochs=s.num_train_epochs, bf16=s.bf16,
+        activation_checkpointing=s.gradient_checkpointing,  # transformers 5 name of gradient checkpointing
+        logging_steps=s.logging_steps, seed=s.seed, data_seed=s.seed, use_cpu=s.hardware.accelerator == "cpu",
+        save_strategy="steps", save_steps=s.save_steps, save_total_limit=s.save_total_limit, save_only_model=False,
+        report_to="none", accelerator_config=acc,
+        ddp_timeout=int(1800 + model_shape(params).parameters * 2 / SAVE_BYTES_PER_SECOND),
+        **stage_speed(params, stage).config_kwargs())
 
 
 def stop_after(n: int):
@@ -127,7 +147,8 @@ def save_final(trainer, params: Params, method: str, model_dir: Path, tokenizer)
     full = trainer.accelerator.get_state_dict(trainer.model)  # the whole model on rank 0 only
     if trainer.is_world_process_zero():
         state = {k: full.pop(k).to(dtype) for k in list(full)}  # cast tensor by tensor: no second fp32 copy
-        model.config.dtype = dtype
         model.save_pretrained(str(model_dir), state_dict=state)
+        model.config.dtype = dtype  # save_pretrained writes the live (master) weights' dtype
+        model.config.save_pretrained(str(model_dir))
         tokenizer.save_pretrained(str(model_dir))
     trainer.accelerator.wait_for_everyone()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 
-from ..checkpoints import checkpoint_args, resume_for, resume_key
+from ..checkpoints import resume_for, resume_key
 from ..launch import parse_override_args
 from ..notebook import fresh_transforms
 from ..quiet import without_model_card
@@ -27,8 +27,8 @@ from ..manifest import StageMissingError, input_fingerprints, write_manifest
 from ..models import load_tokenizer, resolve_model, stage_model_dir
 from ..params import Params, load_params
 from ..progress import PROGRESS
-from ..speed import require_packages, stage_speed
-from ..training import distributed_args, frozen_reference, load_for_training, lora_config, save_final, stage_callbacks
+from ..speed import require_packages
+from ..training import frozen_reference, load_for_training, lora_config, save_final, stage_callbacks, training_args
 from ..training_logs import quiet_trainer, trainer_kwargs
 from .lengths import pair_lengths
 from .preference_data import drop_long_prompts, load_preferences
@@ -89,30 +89,13 @@ def build_dpo_config(params: Params, output_dir: str | Path, **extra: Any):
 
     d = params.dpo
     kwargs = dict(
-        output_dir=str(output_dir),
+        training_args(params, "dpo", output_dir),  # checkpoints in <round>/trainer; the final model in <round>/model
         beta=d.beta,
         loss_type=["sigmoid"],  # the DPO loss of Rafailov et al.
-        optim=d.optim,
-        learning_rate=d.learning_rate,
-        lr_scheduler_type=d.lr_scheduler_type,
-        warmup_steps=d.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of the total steps
-        weight_decay=d.weight_decay,
-        per_device_train_batch_size=d.micro_batch_size,
-        gradient_accumulation_steps=d.gradient_accumulation_steps,
         max_length=d.max_length,
-        num_train_epochs=d.num_train_epochs,
-        bf16=d.bf16,
-        activation_checkpointing=d.gradient_checkpointing,  # transformers 5 name of gradient_checkpointing
         precompute_ref_log_probs=d.precompute_ref_log_probs,
-        logging_steps=d.logging_steps,
-        seed=d.seed,
-        data_seed=d.seed,
-        use_cpu=d.hardware.accelerator == "cpu",
-        **checkpoint_args(d),  # checkpoints in <round>/trainer; the final model in <round>/model
-        report_to="none",
         trust_remote_code=params.model.trust_remote_code,
         disable_tqdm=True,
-        **stage_speed(params, "dpo").config_kwargs(),
     )
     kwargs.update(extra)
     return DPOConfig(**kwargs)
@@ -131,7 +114,7 @@ def build_trainer(params: Params, init_path: str, train_dataset, output_dir: str
     from trl import DPOTrainer
 
     require_packages(params, "dpo")
-    args = build_dpo_config(params, output_dir, **{**distributed_args(params, "dpo"), **config_extra})
+    args = build_dpo_config(params, output_dir, **config_extra)
     tokenizer = tokenizer or load_tokenizer(params, init_path)
     model = load_for_training(params, init_path, "dpo")
     ref_model = peft_config = None

@@ -17,18 +17,18 @@ from pathlib import Path
 from typing import Any
 
 
-from ..checkpoints import checkpoint_args, resume_for, resume_key
+from ..checkpoints import resume_for, resume_key
 from ..fsdp_cpu import fsdp_wrapped_modules
 from ..launch import parse_override_args
 from ..notebook import fresh_transforms
 from ..quiet import without_model_card
 from ..manifest import input_fingerprints, require_stage, stage_done, write_manifest
 from .. import models
-from ..training import distributed_args, is_main, load_for_training, lora_config, save_final, stage_callbacks
+from ..training import is_main, load_for_training, lora_config, save_final, stage_callbacks, training_args
 from ..params import Params, load_params
 from ..paths import run_dir
 from ..progress import PROGRESS
-from ..speed import require_packages, stage_speed
+from ..speed import require_packages
 from ..tiny_model import resolve_base_model
 from ..training_logs import quiet_trainer, trainer_kwargs
 
@@ -47,32 +47,14 @@ def build_sft_config(params: Params, output_dir: Path, **overrides: Any):
 
     s, p = params.sft, params.packing
     kw = dict(
-        output_dir=str(output_dir),
-        learning_rate=s.learning_rate,
-        lr_scheduler_type=s.lr_scheduler_type,
-        warmup_steps=s.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps (transformers 5)
-        optim=s.optim,
+        training_args(params, "sft", output_dir),
         adam_beta1=s.adam_beta1,
         adam_beta2=s.adam_beta2,
-        weight_decay=s.weight_decay,
         max_steps=s.max_steps,
-        num_train_epochs=s.num_train_epochs,
-        per_device_train_batch_size=s.micro_batch_size,
-        gradient_accumulation_steps=s.gradient_accumulation_steps,
-        bf16=s.bf16,
-        activation_checkpointing=s.gradient_checkpointing,  # transformers 5 name of gradient checkpointing
-        logging_steps=s.logging_steps,
-        **checkpoint_args(s),
-        seed=s.seed,
-        data_seed=s.seed,
         max_length=p.max_length,
         packing=True,
-        packing_strategy=p.strategy,
-        # bfd: TRL switches to padding-free batches whose position ids restart per sample
-        **stage_speed(params, "sft").config_kwargs(),
-        report_to="none",
+        packing_strategy=p.strategy,  # bfd: padding-free batches whose position ids restart per sample
         dataset_num_proc=None,
-        use_cpu=params.sft.hardware.accelerator == "cpu",
     )
     if s.gradient_checkpointing:
         kw["activation_checkpointing_kwargs"] = {"use_reentrant": False}
@@ -112,7 +94,7 @@ def train_sft(params: Params, run_name: str, stop_after_step: int | None = None,
     require_packages(params, "sft")
     train = load_train_dataset(params, run_name)
     # the arguments first: they set up the distributed state that loading on rank 0 only relies on
-    args = build_sft_config(params, ckpt_dir, **distributed_args(params, "sft"), **trainer_kwargs(params, run_name, "sft"))
+    args = build_sft_config(params, ckpt_dir, **trainer_kwargs(params, run_name, "sft"))
     base = resolve_base_model(params)
     # full fine-tuning keeps fp32 master weights (5e-6 updates vanish in bf16); LoRA: a frozen base in params' dtype
     model = load_for_training(params, base, "sft", dtype="float32" if params.sft.method == "full" else None)
