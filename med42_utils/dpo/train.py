@@ -20,7 +20,7 @@ from typing import Any
 
 
 from ..checkpoints import resume_for, resume_key
-from ..launch import parse_override_args
+from ..cli import parse_override_args
 from ..notebook import fresh_transforms
 from ..quiet import without_model_card
 from ..manifest import StageMissingError, input_fingerprints, write_manifest
