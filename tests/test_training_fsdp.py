@@ -109,5 +109,5 @@ def test_final_model_is_saved_in_the_params_dtype_not_the_fp32_master_weights():
 def test_sft_lora_on_more_than_one_process_is_refused_with_the_fix():
     with pytest.raises(ParamsError, match=r"sft.method 'lora' runs on one process.*sft.hardware has 2.*method 'full'"):
         load_params("tiny", {"sft.method": "lora", "sft.hardware.gpus_per_node": 2,
-                             "sft.hardware.launcher": "accelerate"})
+                             "sft.hardware.launcher": "accelerate", "sft.tokens_per_step": 2048})
     assert load_params("tiny", {"sft.method": "lora"}).sft.method == "lora"  # one process: allowed
