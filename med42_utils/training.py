@@ -1,8 +1,8 @@
 """The training core SFT and DPO share: loading (rank 0 only under FSDP), LoRA, callbacks, FSDP settings, saving.
 
 Under `accelerate launch` with FSDP and cpu_ram_efficient_loading on several processes, only rank 0 reads the
-weights; the others build the model on the meta device, and accelerate's fsdp2_prepare_model broadcasts rank 0's
-values into each rank's shards. The DPO reference goes through the same function, so it is sharded per decoder
+weights; the others build the model from its config (on meta, then storage they never write), and accelerate's
+fsdp2_prepare_model broadcasts rank 0's values into each rank's shards. The DPO reference goes through the same function, so it is sharded per decoder
 layer like the policy (TRL's prepare_fsdp would wrap its root only). Accumulation reduce-scatters every
 micro-batch (sync_each_batch), so no rank holds a full gradient. Final models are saved in the params' dtype
 (bf16 at 8b/70b), not in the fp32 of the master weights.
@@ -34,20 +34,21 @@ def sharded_loading() -> bool:
 
 def load_for_training(params: Params, name_or_path: str, stage: str, dtype: str | None = None, frozen=False):
     """The model a stage trains from (`frozen`: the DPO reference). With sharded loading only rank 0 reads the
-    weights (in the params' dtype); every other rank builds the model from its config with uninitialised
-    storage that is never written (no resident host memory: accelerate moves it to meta, then broadcasts rank 0's
-    shards into it), its trainable weights already in fp32 under mixed precision so that accelerate's fp32
-    upcast copies nothing there. Storage, not meta: accelerate maps the optimizer's parameters by data_ptr."""
-    if not sharded_loading():
+    weights (under mixed precision in the params' dtype: accelerate upcasts the trainable ones to fp32 master
+    weights); every other rank builds the model from its config with uninitialised storage that is never written
+    (no resident host memory: accelerate moves it to meta, then broadcasts rank 0's shards into it), trainable
+    weights already in the master dtype, so accelerate's upcast copies nothing there. Storage, not meta:
+    accelerate maps the optimizer's parameters by data_ptr, which is 0 for every meta tensor."""
+    mixed = getattr(params, stage).bf16
+    if not sharded_loading() or is_main():
+        dtype = None if sharded_loading() and mixed else dtype
         return models.load_model(params, name_or_path, dtype=dtype, stage=stage).requires_grad_(not frozen)
-    if is_main():
-        return models.load_model(params, name_or_path, stage=stage).requires_grad_(not frozen)
     import torch
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM
 
     trust = params.model.trust_remote_code
-    master = "float32" if getattr(params, stage).bf16 and not frozen else params.model.torch_dtype
+    master = dtype or ("float32" if mixed and not frozen else params.model.torch_dtype)
     with init_empty_weights(include_buffers=False):  # buffers (rotary frequencies) are computed, not broadcast
         model = AutoModelForCausalLM.from_config(
             AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust), dtype=getattr(torch, master),

@@ -79,7 +79,7 @@ def run_config(name: str, overrides: dict, a, shape, layers: int, tokenizer, cud
     st = speed.stage_speed(params, "sft")
     if cuda:
         speed.require_packages(params, "sft")
-    dtype = torch.float32 if a.method == "full" else torch.bfloat16  # as sft.train.load_model does
+    dtype = torch.float32 if a.method == "full" else torch.bfloat16  # as training.load_for_training does for SFT on one process
     tt.reset_peak(cuda)
     model = tt.build_llama(shape, layers, st.attn_implementation, dtype, "cuda" if cuda else "cpu", a.seq)
     tokens_needed = int((a.warmup + a.steps) * a.micro_batch * a.seq * 4)  # a partial last row is rarely drawn
