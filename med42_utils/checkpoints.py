@@ -37,12 +37,6 @@ SLOW_STEP_ENV = "MED42_TEST_SLOW_STEP_SECONDS"
 _NOT_IN_KEY = {"save_steps", "save_total_limit", "stop_signal_seconds", "logging_steps", "speed"}
 
 
-def checkpoint_args(section) -> dict[str, Any]:
-    """TrainingArguments fields of a stage's checkpoints (params.sft or params.dpo)."""
-    return dict(save_strategy="steps", save_steps=section.save_steps, save_total_limit=section.save_total_limit,
-                save_only_model=False)
-
-
 def resume_key(params: Params, stage: str, inputs: dict[str, str], **extra: Any) -> dict[str, Any]:
     """What a stage's checkpoints were made from: its training params (without the checkpoint and logging
     knobs), the upstream manifests' fingerprints and `extra` (a DPO round's name and datasets). `stage` is

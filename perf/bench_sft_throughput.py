@@ -70,7 +70,8 @@ def run_config(name: str, overrides: dict, a, shape, layers: int, tokenizer, cud
     import torch
     from trl import SFTTrainer
 
-    from med42_utils.sft.train import build_sft_config, lora_config
+    from med42_utils.sft.train import build_sft_config
+    from med42_utils.training import lora_config
 
     fixed = {"packing.max_length": a.seq, "sft.method": a.method, "sft.max_steps": a.warmup + a.steps,
              "sft.gradient_checkpointing": cuda, **tt.one_gpu_overrides("sft", a.micro_batch, a.seq)}
@@ -78,7 +79,7 @@ def run_config(name: str, overrides: dict, a, shape, layers: int, tokenizer, cud
     st = speed.stage_speed(params, "sft")
     if cuda:
         speed.require_packages(params, "sft")
-    dtype = torch.float32 if a.method == "full" else torch.bfloat16  # as sft.train.load_model does
+    dtype = torch.float32 if a.method == "full" else torch.bfloat16  # as training.load_for_training does for SFT on one process
     tt.reset_peak(cuda)
     model = tt.build_llama(shape, layers, st.attn_implementation, dtype, "cuda" if cuda else "cpu", a.seq)
     tokens_needed = int((a.warmup + a.steps) * a.micro_batch * a.seq * 4)  # a partial last row is rarely drawn
@@ -89,7 +90,7 @@ def run_config(name: str, overrides: dict, a, shape, layers: int, tokenizer, cud
                                include_num_input_tokens_seen="non_padding", dataset_num_proc=None,
                                **({} if cuda else {"bf16": False, "use_cpu": True}))
         trainer = SFTTrainer(model=model, args=cfg, train_dataset=data, processing_class=tokenizer,
-                             peft_config=lora_config(params) if a.method == "lora" else None, callbacks=[timer])
+                             peft_config=lora_config(params, "sft") if a.method == "lora" else None, callbacks=[timer])
         tt.quiet(trainer)
         trainer.train()
     if len(timer.times) < 1:

@@ -24,10 +24,11 @@ def test_lora_loads_one_model_and_has_no_reference_copy(tiny_model_path, tmp_pat
     from peft import PeftModel
 
     import med42_utils.dpo.train as dpo_train
+    import med42_utils.models as models  # the training core loads through models.load_model
 
     loads = []
-    real = dpo_train.load_model
-    monkeypatch.setattr(dpo_train, "load_model", lambda *a, **k: loads.append(a[1]) or real(*a, **k))
+    real = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: loads.append(a[1]) or real(*a, **k))
     params = load_params("tiny", LORA)
     trainer = dpo_train.build_trainer(params, tiny_model_path, _pairs(), tmp_path)
     assert loads == [tiny_model_path]  # no second (reference) model was loaded

@@ -11,9 +11,8 @@ from med42_utils.layers import LAYERS, layer_of, markdown
 from med42_utils.paths import repo_root
 
 PKG = repo_root() / "med42_utils"
-# Private names the `trainers` lane removes with the shared training core (issue 25 item 2): delete the entry
-# when dpo/train.py stops importing it. Nothing else may be added here.
-KNOWN_PRIVATE = {("dpo.train", "sft.train", "_StopAfter")}
+# Private names imported across modules that are still to be removed; nothing may be added here.
+KNOWN_PRIVATE: set[tuple[str, str, str]] = set()
 
 
 def _modules() -> dict[str, Path]:

@@ -122,7 +122,7 @@ def test_sft_saves_and_stops_on_sigusr1_then_a_rerun_finishes_like_an_uninterrup
     requeue = tmp_path / "job.requeue"
     monkeypatch.setenv(checkpoints.REQUEUE_FILE_ENV, str(requeue))
     real = checkpoints.training_callbacks
-    monkeypatch.setattr("med42_utils.sft.train.training_callbacks", lambda: [_signal_at(4), *real()])
+    monkeypatch.setattr("med42_utils.training.training_callbacks", lambda: [_signal_at(4), *real()])
     assert main(["--size", "tiny", "--run-name", b, *s]) == 0
     bdir = run_dir("tiny", b) / "sft"
     assert not (bdir / "manifest.json").exists(), "stopped on the signal: not finished"
@@ -130,7 +130,7 @@ def test_sft_saves_and_stops_on_sigusr1_then_a_rerun_finishes_like_an_uninterrup
     assert json.loads(requeue.read_text())["step"] == 4, "the marker that makes the SLURM script requeue the job"
     assert signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None), "the handler is restored after training"
 
-    monkeypatch.setattr("med42_utils.sft.train.training_callbacks", real)
+    monkeypatch.setattr("med42_utils.training.training_callbacks", real)
     requeue.unlink()
     assert main(["--size", "tiny", "--run-name", b, *s]) == 0  # no flag: it continues from checkpoint-4
     ma = json.loads((run_dir("tiny", a) / "sft" / "manifest.json").read_text())

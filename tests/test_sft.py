@@ -179,6 +179,16 @@ def test_fsdp_on_two_cpu_processes_through_the_launcher(packed_run):
     assert all(torch.isfinite(v).all() for v in saved.values())
     moved = max((saved[k] - start[k]).abs().max().item() for k in saved)
     assert 0 < moved <= 1.5 * p.sft.learning_rate * p.sft.max_steps
+    # one process taking the same rows a step in twice the micro-batches gives the same losses; on the steps of
+    # full batches (step 3 holds the epoch's last, short batch: accelerate evens it out over 2 processes by
+    # repeating rows, so it is not the same data)
+    one = packed_run()
+    f1 = train_sft(load_params("tiny", {**ov, "sft.hardware.gpus_per_node": 1, "sft.hardware.launcher": "inprocess",
+                                        "sft.gradient_accumulation_steps": 2 * p.sft.gradient_accumulation_steps}), one)
+    full = [i for i, e in enumerate(f1["log_history"]) if e["epoch"] < 1]
+    assert len(full) == 2 and len(m["log_history"]) == len(f1["log_history"]) == p.sft.max_steps
+    assert ([m["log_history"][i]["loss"] for i in full]
+            == pytest.approx([f1["log_history"][i]["loss"] for i in full], abs=1e-5))
 
 
 @pytest.mark.slow

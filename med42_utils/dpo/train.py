@@ -19,17 +19,17 @@ from pathlib import Path
 from typing import Any
 
 
-from ..checkpoints import checkpoint_args, resume_for, resume_key, training_callbacks
-from ..fsdp_cpu import enable_cpu_fsdp
+from ..checkpoints import resume_for, resume_key
 from ..cli import parse_override_args
 from ..notebook import fresh_transforms
 from ..quiet import without_model_card
 from ..manifest import StageMissingError, input_fingerprints, write_manifest
-from ..models import load_model, load_tokenizer, resolve_model
+from ..models import load_tokenizer, resolve_model
 from ..params import Params, load_params
-from ..progress import PROGRESS, progress_callback
-from ..speed import require_packages, stage_speed
+from ..progress import PROGRESS
+from ..speed import require_packages
 from ..stages import STAGES, init_stage, round_names, round_spec, stage_model_dir
+from ..training import frozen_reference, load_for_training, lora_config, save_final, stage_callbacks, training_args
 from ..training_logs import quiet_trainer, trainer_kwargs
 from .lengths import pair_lengths
 from .preference_data import drop_long_prompts, load_preferences
@@ -71,74 +71,46 @@ def build_dpo_config(params: Params, output_dir: str | Path, **extra: Any):
 
     d = params.dpo
     kwargs = dict(
-        output_dir=str(output_dir),
+        training_args(params, "dpo", output_dir),  # checkpoints in <round>/trainer; the final model in <round>/model
         beta=d.beta,
         loss_type=["sigmoid"],  # the DPO loss of Rafailov et al.
-        optim=d.optim,
-        learning_rate=d.learning_rate,
-        lr_scheduler_type=d.lr_scheduler_type,
-        warmup_steps=d.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of the total steps
-        weight_decay=d.weight_decay,
-        per_device_train_batch_size=d.micro_batch_size,
-        gradient_accumulation_steps=d.gradient_accumulation_steps,
         max_length=d.max_length,
-        num_train_epochs=d.num_train_epochs,
-        bf16=d.bf16,
-        activation_checkpointing=d.gradient_checkpointing,  # transformers 5 name of gradient_checkpointing
         precompute_ref_log_probs=d.precompute_ref_log_probs,
-        logging_steps=d.logging_steps,
-        seed=d.seed,
-        data_seed=d.seed,
-        use_cpu=d.hardware.accelerator == "cpu",
-        **checkpoint_args(d),  # checkpoints in <round>/trainer; the final model in <round>/model
-        report_to="none",
         trust_remote_code=params.model.trust_remote_code,
         disable_tqdm=True,
-        **stage_speed(params, "dpo").config_kwargs(),
     )
     kwargs.update(extra)
     return DPOConfig(**kwargs)
 
 
 def build_trainer(params: Params, init_path: str, train_dataset, output_dir: str | Path, tokenizer=None,
-                  **config_extra):
+                  callbacks=(), **config_extra):
     """DPOTrainer whose policy and frozen reference both start from init_path.
 
-    method full: the reference is a second copy loaded from init_path.
+    method full: the reference is a second copy loaded from init_path and, under FSDP, sharded per decoder layer
+    like the policy (training.frozen_reference); with precompute_ref_log_probs TRL scores the data with the untouched
+    policy instead (one process only: under FSDP its hash of the weights cannot read shards).
     method lora: one model; TRL trains LoRA adapters on it (peft_config) and, with ref_model=None, computes the
     reference log-probs with the adapters switched off, i.e. init_path itself, without loading it twice.
     """
     from trl import DPOTrainer
 
-    if params.dpo.hardware.accelerator == "cpu" and enable_cpu_fsdp():
-        config_extra.setdefault("accelerator_config", {"use_configured_state": True})
     require_packages(params, "dpo")
-    tokenizer = tokenizer or load_tokenizer(params, init_path)
-    model = load_model(params, init_path, stage="dpo")
     args = build_dpo_config(params, output_dir, **config_extra)
+    tokenizer = tokenizer or load_tokenizer(params, init_path)
+    model = load_for_training(params, init_path, "dpo")
     ref_model = peft_config = None
     if params.dpo.method == "lora":
-        from ..sft.train import lora_config
-
         peft_config = lora_config(params, "dpo")
+    elif params.dpo.precompute_ref_log_probs and args.world_size > 1:
+        raise ValueError(f"dpo.precompute_ref_log_probs needs one process (TRL hashes the whole reference); this "
+                         f"launch has {args.world_size}. Set dpo.precompute_ref_log_probs: false (the reference is "
+                         "then sharded per layer like the policy)")
     elif not params.dpo.precompute_ref_log_probs:
-        ref_model = load_model(params, init_path, stage="dpo")
-    # with precompute_ref_log_probs, TRL scores the data with the untouched policy (= init_path) before training
+        ref_model = frozen_reference(params, init_path, args)
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=train_dataset,
-                         processing_class=tokenizer, peft_config=peft_config, callbacks=training_callbacks())
+                         processing_class=tokenizer, peft_config=peft_config, callbacks=list(callbacks))
     return without_model_card(trainer)  # no TRL draft README.md linking to "[None]"
-
-
-def save_round_model(trainer, params: Params, model_dir: Path) -> None:
-    """A plain model the next round (and 05/06) can load: LoRA adapters are saved beside it, then merged in."""
-    if params.dpo.method == "lora":
-        if trainer.is_world_process_zero():
-            trainer.model.save_pretrained(str(model_dir.parent / "adapter"))
-            trainer.accelerator.unwrap_model(trainer.model).merge_and_unload().save_pretrained(str(model_dir))
-        return
-    if trainer.is_fsdp_enabled:  # one consolidated checkpoint that from_pretrained can read
-        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
-    trainer.save_model(str(model_dir))
 
 
 def prepare_round_data(params: Params, run_name: str, name: str, init_path: str, tokenizer):
@@ -173,12 +145,8 @@ def train_round(params: Params, run_name: str, name: str, force: bool = False,
     tokenizer = load_tokenizer(params, init_path)
     ds, report = prepare_round_data(params, run_name, name, init_path, tokenizer)
     trainer = build_trainer(params, init_path, ds, ckpt_dir, tokenizer=tokenizer,
+                            callbacks=stage_callbacks(out / PROGRESS, stop_after_step),
                             **trainer_kwargs(params, run_name, f"dpo_{name}"))
-    trainer.add_callback(progress_callback(out / PROGRESS))
-    if stop_after_step:
-        from ..sft.train import _StopAfter
-
-        trainer.add_callback(_StopAfter(stop_after_step))
     if force and trainer.is_world_process_zero():
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
@@ -192,10 +160,9 @@ def train_round(params: Params, run_name: str, name: str, force: bool = False,
         return {"stopped_at": trainer.state.global_step, "resumed_from": resumed_from}
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     model_dir = out / "model"
-    save_round_model(trainer, params, model_dir)
+    save_final(trainer, params, params.dpo.method, model_dir, trainer.processing_class)
     fields: dict[str, Any] = {}
     if trainer.is_world_process_zero():
-        trainer.processing_class.save_pretrained(str(model_dir))
         (out / LOG_HISTORY).write_text(json.dumps(trainer.state.log_history, indent=1))
         logs = [h for h in trainer.state.log_history if "loss" in h]
         last = logs[-1] if logs else {}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .base import Hardware, SpeedParams, StrictModel, save_total_limit_field, stop_signal_field
 
@@ -47,3 +47,13 @@ class SftParams(StrictModel):
     hardware: Hardware
     lora: LoraParams
     speed: SpeedParams = Field(default_factory=SpeedParams)
+
+    @model_validator(mode="after")
+    def _lora_on_one_process(self) -> "SftParams":
+        if self.method == "lora" and self.hardware.world_size != 1:
+            raise ValueError(
+                f"sft.method 'lora' runs on one process (the adapters are saved and merged on rank 0, which under "
+                f"FSDP holds only its shard); sft.hardware has {self.hardware.world_size}. Use method 'full' for "
+                f"multi-GPU FSDP, or sft.hardware.nodes=1 and gpus_per_node=1 for LoRA"
+            )
+        return self
