@@ -24,7 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    from .judging.types import Judge
 
 GIB = 2**30
 
@@ -317,7 +320,7 @@ __all__ = ["Served", "LLAMA3_8B", "LLAMA3_70B", "MIXTRAL_8X7B", "served_shape", 
 
 
 @contextmanager
-def serving_judge(params, log_dir: Path, **kw) -> Iterator["Judge"]:
+def serving_judge(params, log_dir: Path, **kw) -> Iterator[Judge]:
     """judging.judge.make_judge; for judge.backend 'openai' with judge.server set, the judge model's own server is started
     at the first judgment and stopped on leaving the block, so its memory goes back."""
     from .judging.judge import OpenAIJudge, make_judge

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -10,6 +11,9 @@ from ..models import model_stage_dirs
 from ..paths import resolve, shown
 from . import results as br
 from . import run as bench
+
+if TYPE_CHECKING:
+    from ..narrate import Said
 
 
 def run_stage(run, overview: pd.DataFrame, force: bool = False) -> bool:

@@ -38,7 +38,7 @@ def is_onpolicy(params: Params, name: str) -> bool:
 
 
 def pairs_dir(params: Params, run_name: str, name: str) -> Path:
-    from .train import round_dir
+    from .round_models import round_dir
 
     return round_dir(params, run_name, name) / PAIRS_DIR
 
@@ -46,7 +46,8 @@ def pairs_dir(params: Params, run_name: str, name: str) -> Path:
 def pairs_key(params: Params, run_name: str, name: str) -> dict[str, Any]:
     """What a round's on-policy pairs are made from: the on-policy and data settings, the scorer's params, and
     the manifest of the model they sample (so a retrained SFT or earlier round makes them again)."""
-    from .train import init_dir, round_dir, round_spec
+    from ..stages import round_spec
+    from .round_models import init_dir, round_dir
 
     d = params.dpo
     key = {"onpolicy": d.onpolicy.model_dump(mode="json"), "datasets": round_spec(params, name).datasets,
@@ -71,7 +72,8 @@ def make_pairs(params: Params, run_name: str, name: str, force: bool = False) ->
     """Sample, score and write the round's pairs (skipped when ready, unless force); returns pairs.json's fields."""
     from .onpolicy import onpolicy_pairs
     from .scorers import make_scorer
-    from .train import resolve_init, round_spec
+    from ..stages import round_spec
+    from .round_models import resolve_init
 
     if not is_onpolicy(params, name):
         raise ValueError(f"DPO {name} is not an on-policy round (dpo.onpolicy.enabled with {name} in "

@@ -15,7 +15,9 @@ from ..manifest import read_manifest, stage_done, write_manifest
 from ..params import Params
 from . import onpolicy_job
 from .onpolicy_job import is_onpolicy
-from .train import LOG_HISTORY, init_dir, init_stage, resolve_init, round_dir, round_names, round_spec
+from ..stages import init_stage, round_names, round_spec
+from .round_models import init_dir, resolve_init, round_dir
+from .train import LOG_HISTORY
 from ..paths import shown
 
 MODULE = "med42_utils.dpo.train"

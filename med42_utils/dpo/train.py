@@ -23,44 +23,20 @@ from ..checkpoints import resume_for, resume_key
 from ..cli import parse_override_args
 from ..notebook import fresh_transforms
 from ..quiet import without_model_card
-from ..manifest import StageMissingError, input_fingerprints, write_manifest
-from ..models import load_tokenizer, resolve_model
+from ..manifest import input_fingerprints, write_manifest
+from ..models import load_tokenizer
 from ..params import Params, load_params
 from ..progress import PROGRESS
 from ..speed import require_packages
-from ..stages import STAGES, init_stage, round_names, round_spec, stage_model_dir
+from ..stages import STAGES, init_stage, round_spec
 from ..training import frozen_reference, load_for_training, lora_config, save_final, stage_callbacks, training_args
 from ..training_logs import quiet_trainer, trainer_kwargs
 from .lengths import pair_lengths
+from .round_models import init_dir, resolve_init, round_dir  # where a round lives and starts (also importable here)
 from .preference_data import drop_long_prompts, load_preferences
 
 LOG_HISTORY = "log_history.json"
 CHECKPOINTS = Path(STAGES["dpo"].checkpoints).name  # <round>/trainer/checkpoint-N
-
-
-def round_dir(params: Params, run_name: str, name: str) -> Path:
-    return stage_model_dir(params, run_name, f"dpo_{name}").parent
-
-
-def init_dir(params: Params, run_name: str, name: str) -> Path:
-    """The stage folder (with its manifest) of the model a round starts from: sft/ or dpo/<previous round>/."""
-    return stage_model_dir(params, run_name, init_stage(params, name)).parent
-
-
-def resolve_init(params: Params, run_name: str, name: str) -> str:
-    """Path of the model a round starts from; a missing previous round is an error naming it."""
-    stage = init_stage(params, name)
-    try:
-        return resolve_model(params, run_name, stage)
-    except StageMissingError as e:
-        if stage == "sft":
-            raise StageMissingError(f"DPO {name} starts from the SFT model, which is missing: {e}") from None
-        prev = stage.removeprefix("dpo_")
-        raise StageMissingError(
-            f"DPO {name} starts from {prev}'s model, and {prev} has not finished for run '{run_name}' "
-            f"({e}). Run {prev} first: notebooks/04_dpo.ipynb with round='{prev}' (or round=None for all), "
-            f"or python -m med42_utils.dpo.train --size {params.size} --run-name {run_name} --round {prev}"
-        ) from None
 
 
 def build_dpo_config(params: Params, output_dir: str | Path, **extra: Any):
