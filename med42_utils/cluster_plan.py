@@ -218,6 +218,28 @@ def host_memory_gib(shape: ModelShape, models: int = 1) -> int:
     return int(math.ceil(need / 8) * 8)
 
 
+def training_host_memory(shape: ModelShape, gpus_per_node: int, nodes: int, reference: bool, lora: bool) -> str:
+    """Host memory per node while a multi-process training job loads (med42_utils.training.load_for_training):
+    rank 0 alone reads the real weights in bf16 (and the live DPO reference beside them), then accelerate makes
+    an fp32 copy of the trainable weights before sharding; every other rank builds the model on meta, holds only
+    unwritten placeholders and receives its shards, so other ranks and other nodes hold just the base."""
+    n = shape.parameters
+    bf16 = 2 * n / GIB
+    upcast = 0.0 if lora else 4 * n / GIB  # LoRA: only the adapters are trainable (negligible)
+    rank0 = bf16 * (2 if reference else 1) + upcast
+    node0 = rank0 + HOST_BASE_GIB * gpus_per_node
+    other = HOST_BASE_GIB * gpus_per_node
+    parts = f"bf16 weights {bf16:,.0f} GiB" + (f" + the reference's {bf16:,.0f} GiB" if reference else "") + \
+        (f" + fp32 copy of the trainable weights {upcast:,.0f} GiB" if upcast else "")
+    line = (f"host memory per node at load: node 0 about {node0:,.0f} GiB at its peak (rank 0: {parts}; "
+            f"{HOST_BASE_GIB:g} GiB base per rank, assumed)")
+    if nodes > 1 or gpus_per_node > 1:
+        line += (f"; every other rank builds the model on meta and receives its shards ({other:,.0f} GiB per node "
+                 f"elsewhere); their unwritten placeholders reserve up to {4 * n / GIB:,.0f} GiB each of virtual "
+                 "memory, so nodes need overcommit (vm.overcommit_memory 0 or 1, the Linux default)")
+    return line
+
+
 # Published split sizes (the Hub dataset viewers, as med42_utils.dpo.preference_data's evidence records them): what
 # DPO's time is planned from when 04 has not counted its pairs yet.
 SPLIT_PAIRS = {"ultrafeedback:train_prefs": 61_100, "ultrafeedback:test_prefs": 2_000,

@@ -317,7 +317,12 @@ def plan_launch(
     if stage == "dpo" and params.dpo.method == "lora":
         notes.append("reference model: the policy with its LoRA adapters switched off (no second model in memory)")
     elif stage == "dpo" and not params.dpo.precompute_ref_log_probs:
-        notes.append("reference model: frozen bf16 weights, sharded like the policy (no grads, no optimizer)")
+        notes.append("reference model: frozen bf16 weights, wrapped per decoder layer like the policy before TRL sees "
+                     "it (training.frozen_reference; TRL alone would make it one FSDP unit), no grads, no optimizer")
+    if stage in ("sft", "dpo") and hw.accelerator != "cpu" and shape is not None:
+        live_ref = stage == "dpo" and params.dpo.method != "lora" and not params.dpo.precompute_ref_log_probs
+        lora = (params.sft.method if stage == "sft" else params.dpo.method) == "lora"
+        notes.append(cluster_plan.training_host_memory(shape, hw.gpus_per_node, hw.nodes, live_ref, lora))
 
     python = "python"
     slurm_text = slurm_path = line = site = None

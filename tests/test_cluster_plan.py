@@ -154,3 +154,27 @@ def test_submit_refuses_a_job_python_without_cuda(monkeypatch):
     monkeypatch.setattr(torch.version, "cuda", None)
     plan = plan_launch(load_params("8b"), "sft", "pytest-plans", "med42_utils.sft.train", [])
     assert any("CPU build" in x for x in launch.readiness_problems(plan, "sbatch"))
+
+
+def test_host_memory_per_node_at_load_follows_the_rank0_loading():
+    """Issue 29: the 70b plans show host memory per node. Rank 0 alone reads bf16 weights (+ the live DPO reference)
+    and accelerate's fp32 copy of the trainable weights; other ranks and nodes hold only the base."""
+    from med42_utils.cluster_plan import HOST_BASE_GIB, training_host_memory
+    from med42_utils.dpo.rounds import launch_plan
+    from med42_utils.estimates import GIB, LLAMA3_70B
+    from med42_utils.launch import render_plan
+    from med42_utils.params import load_params
+    from med42_utils.sft.stage import sft_plan
+
+    n = LLAMA3_70B.parameters
+    sft = training_host_memory(LLAMA3_70B, 8, 6, reference=False, lora=False)
+    dpo = training_host_memory(LLAMA3_70B, 8, 4, reference=True, lora=False)
+    lora = training_host_memory(LLAMA3_70B, 1, 1, reference=False, lora=True)
+    assert f"node 0 about {(6 * n / GIB + 8 * HOST_BASE_GIB):,.0f} GiB" in sft
+    assert f"node 0 about {(8 * n / GIB + 8 * HOST_BASE_GIB):,.0f} GiB" in dpo and "reference" in dpo
+    assert "fp32" not in lora and "meta" not in lora  # one process, adapters only
+    assert f"({8 * HOST_BASE_GIB:,.0f} GiB per node elsewhere)" in sft
+    p = load_params("70b")
+    for text in (render_plan(sft_plan(p, "x")), render_plan(launch_plan(p, "x", "round1"))):
+        assert "host memory per node at load: node 0 about" in text
+    assert "wrapped per decoder layer" in render_plan(launch_plan(p, "x", "round1"))
