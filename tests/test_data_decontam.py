@@ -78,3 +78,24 @@ def test_pubmedqa_sft_keeps_the_rows_outside_the_official_test_split(tmp_path):
     idx = build_index(questions, n=8, threshold=0.5)
     flagged = [bool(contaminating(conversation_text(adapters.pubmedqa(r)), idx)) for r in sft]
     assert flagged == [i < len(rows) // 2 for i in range(len(rows))]
+
+
+# 13 words: 10 word 4-grams
+QUESTION_13 = "neonatal jaundice in the first twenty four hours of life is always pathological"
+
+
+def test_a_text_holding_exactly_the_threshold_share_is_removed_one_gram_less_is_kept():
+    """'at least threshold': 5 of the question's 10 4-grams at threshold 0.5 is contamination; 4 of 10 is not."""
+    idx = build_index({"b": [QUESTION_13]}, n=4, threshold=0.5)
+    toks = QUESTION_13.split()
+    assert idx.sizes[("b", 0)] == 10
+    at = " ".join(toks[:8]) + " and other words entirely"     # grams 0-4 of the question: 5 of 10
+    under = " ".join(toks[:7]) + " and other words entirely"  # grams 0-3: 4 of 10
+    assert contaminating(at, idx) == [("b", 0)]
+    assert contaminating(under, idx) == []
+    # the same with tiny's params (n=8, threshold 0.5): a 17-word question has 10 8-grams
+    q = QUESTION_13 + " otherwise by a paediatrician"
+    idx8 = build_index({"b": [q]}, n=8, threshold=0.5)
+    assert idx8.sizes[("b", 0)] == 10
+    assert contaminating(" ".join(q.split()[:12]) + " unrelated tail", idx8) == [("b", 0)]
+    assert contaminating(" ".join(q.split()[:11]) + " unrelated tail", idx8) == []

@@ -92,3 +92,33 @@ def test_near_dedup_keeps_the_first_row_of_each_cluster():
     bb[r : 2 * r] = c[r : 2 * r]  # band 1 equals C's
     ds = Dataset.from_dict({"minhash": [a.tolist(), bb.tolist(), c.tolist(), d.tolist()]})
     assert b >= 2 and near_keep_mask(ds, num_perm, 0.8).tolist() == [True, False, False, True]
+
+
+def test_shingles_of_a_short_text_are_every_window_of_words():
+    """Six words at size 5 are two shingles; five words one; fewer words the whole text (normalized)."""
+    from med42_utils.data.dedup import shingles
+
+    assert shingles("A b, C d e f", 5) == {b"a b c d e", b"b c d e f"}
+    assert shingles("one two three four five six seven", 5) == {
+        b"one two three four five", b"two three four five six", b"three four five six seven"}
+    assert shingles("a b c d e", 5) == {b"a b c d e"}
+    assert shingles("Short text!", 5) == {b"short text"}
+
+
+def test_answers_that_differ_only_in_their_last_word_are_both_kept():
+    """Same question, answers differing in the last word: at size 5 they share 2 of 4 shingles (Jaccard 0.5),
+    far under tiny's 0.8 threshold, so both rows stay. A shingle loop that skipped the last window would make
+    the two texts identical and drop one."""
+    from med42_utils.data.dedup import shingles
+    from med42_utils.data.text import conversation_text
+    from med42_utils.params import load_params
+
+    d = load_params("tiny").data.dedup
+    a = _chat("Antidote for paracetamol overdose?", "Acetylcysteine, given intravenously.")
+    b = _chat("Antidote for paracetamol overdose?", "Acetylcysteine, given orally.")
+    sa, sb = (shingles(conversation_text(m), d.shingle_size) for m in (a, b))
+    assert len(sa & sb) / len(sa | sb) == 0.5
+    ds = add_dedup_columns(_ds([("opengpt", a), ("ultrachat", b)]), num_perm=d.num_perm,
+                           shingle_size=d.shingle_size, near=True, num_proc=None)
+    assert near_keep_mask(ds, d.num_perm, d.minhash_threshold).tolist() == [True, True]
+    assert exact_keep_mask(ds["exact_hash"]).tolist() == [True, True]
