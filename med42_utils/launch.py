@@ -29,6 +29,7 @@ from typing import Literal
 import yaml
 
 from . import estimates, preflight, slurm, slurm_site
+from .cli import override_args
 from .hardware import HardwareError, job_hardware, placement
 from .params import Params
 from .params.base import Hardware
@@ -210,32 +211,6 @@ if [ -f "$MED42_REQUEUE_FILE" ]; then
   scontrol requeue "$SLURM_JOB_ID" || {{ echo "scontrol requeue refused: submit the job again to continue from the checkpoint" >&2; exit 1; }}
 fi
 """
-
-
-def override_args(overrides: dict | None) -> list[str]:
-    """Params overrides as `--set key=value` arguments for the stage's entry point (None values skipped)."""
-    out: list[str] = []
-    for k, v in (overrides or {}).items():
-        if v is not None:
-            out += ["--set", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
-    return out
-
-
-def parse_override_args(items: list[str]) -> dict:
-    """The inverse of override_args: ['sft.max_steps=10', ...] -> {'sft.max_steps': 10}.
-
-    JSON first (YAML 1.1 would read 5e-06 as a string), then a YAML scalar, else the plain string.
-    """
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set takes key=value (e.g. sft.max_steps=10), got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = yaml.safe_load(value)
-    return out
 
 
 def plan_launch(

@@ -133,7 +133,7 @@ def test_lora_on_one_gpu_fits_and_drops_optimizer_memory():
 
 
 def test_override_args_round_trip_through_the_entry_point_parser():
-    from med42_utils.launch import override_args, parse_override_args
+    from med42_utils.cli import override_args, parse_override_args
 
     ov = {"dpo.learning_rate": 5e-06, "sft.max_steps": 3, "sft.bf16": False, "dpo.hardware.launcher": "accelerate",
           "eval.limit": None, "judge.models": ["base", "sft"]}

@@ -11,7 +11,8 @@ import argparse
 import sys
 
 from ..hardware import in_kernel
-from ..launch import parse_override_args, run_job
+from ..cli import parse_override_args
+from ..launch import run_job
 from ..manifest import stage_done
 from ..notebook import start
 from . import run as bench

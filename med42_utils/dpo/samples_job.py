@@ -12,7 +12,8 @@ import json
 import sys
 
 from ..hardware import in_kernel
-from ..launch import parse_override_args, run_job
+from ..cli import parse_override_args
+from ..launch import run_job
 from ..params import Params, load_params
 from ..paths import run_dir
 from .report import sample_answers

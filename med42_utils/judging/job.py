@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from ..hardware import in_kernel
-from ..launch import parse_override_args, run_job
+from ..cli import parse_override_args
+from ..launch import run_job
 from ..notebook import start
 from .judge import Judge, make_judge
 

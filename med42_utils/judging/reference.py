@@ -22,7 +22,7 @@ import string
 from collections import Counter
 from typing import Sequence
 
-from .judge import Judge, Verdict, _norm
+from .types import Judge, Verdict, normalise_items
 from .parse import TIE, parse_verdict
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -83,7 +83,7 @@ class ReferenceJudge(Judge):
 
     def compare_many(self, items: Sequence[tuple]) -> list[Verdict]:
         out = []
-        for instruction, resp_a, resp_b, reference in _norm(items):
+        for instruction, resp_a, resp_b, reference in normalise_items(items):
             if not isinstance(reference, str) or not reference.strip():
                 out.append(Verdict(None, "", "", "no reference answer for this question (reference judge)"))
                 continue

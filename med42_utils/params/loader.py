@@ -99,6 +99,51 @@ def _apply_site_env(raw: dict, path: Path) -> None:
         _apply_override(raw, key, value, f"{ENV} (on {path.name})")
 
 
+def _read_file(path: Path, size: str) -> dict:
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path} must hold a mapping of sections, not {type(raw).__name__}")
+    if raw.get("size", size) != size:
+        raise ParamsError(f"{path} says size '{raw.get('size')}' but is named for '{size}'; make them agree")
+    return raw
+
+
+def deep_merge(base: dict, over: Mapping) -> dict:
+    """`over` on top of `base`: mappings merge key by key, anything else (lists, scalars, null) replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve_file(size: str, root: Path | None = None, _chain: tuple[str, ...] = ()) -> dict:
+    """The raw mapping of params/<size>.yaml with `inherits: <parent size>` resolved (parent first, then this
+    file's keys deep-merged on top), before validation."""
+    sizes = valid_sizes(root)
+    path = params_dir(root) / f"{size}.yaml"
+    if size in _chain:
+        loop = " -> ".join(f"{s}.yaml" for s in (*_chain, size))
+        raise ParamsError(f"params files inherit in a cycle: {loop}; make one of them stand alone (drop its 'inherits:')")
+    if size not in sizes:
+        child = params_dir(root) / f"{_chain[-1]}.yaml" if _chain else path
+        raise ParamsError(f"{child} inherits unknown size '{size}'; valid sizes: {', '.join(sizes)}")
+    raw = _read_file(path, size)
+    parent = raw.pop("inherits", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise ParamsError(f"{path}: 'inherits' must name one size (e.g. inherits: 8b), not {parent!r}")
+    merged = deep_merge(resolve_file(parent, root, (*_chain, size)), raw)
+    merged["size"] = size
+    return merged
+
+
 def load_params(size: str, overrides: Mapping[str, Any] | None = None, root: Path | None = None) -> Params:
     """Read params/<size>.yaml, apply dotted-key overrides, validate everything.
 
@@ -108,14 +153,7 @@ def load_params(size: str, overrides: Mapping[str, Any] | None = None, root: Pat
     if size not in sizes:
         raise ParamsError(f"unknown size '{size}'; valid sizes: {', '.join(sizes)} (files in {params_dir(root)})")
     path = params_dir(root) / f"{size}.yaml"
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ParamsError(f"{path} is not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{path} must hold a mapping of sections, not {type(raw).__name__}")
-    if raw.get("size", size) != size:
-        raise ParamsError(f"{path} says size '{raw.get('size')}' but is named for '{size}'; make them agree")
+    raw = resolve_file(size, root)
     _apply_site_env(raw, path)
     for key, value in (overrides or {}).items():
         _apply_override(raw, key, value, f"override '{key}' (on {path.name})")

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..checkpoints import checkpoint_args, resume_for, resume_key, training_callbacks
 from ..fsdp_cpu import enable_cpu_fsdp, fsdp_wrapped_modules
-from ..launch import parse_override_args
+from ..cli import parse_override_args
 from ..notebook import fresh_transforms
 from ..quiet import without_model_card
 from ..manifest import input_fingerprints, require_stage, stage_done, write_manifest
