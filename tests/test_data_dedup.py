@@ -122,3 +122,28 @@ def test_answers_that_differ_only_in_their_last_word_are_both_kept():
                            shingle_size=d.shingle_size, near=True, num_proc=None)
     assert near_keep_mask(ds, d.num_perm, d.minhash_threshold).tolist() == [True, True]
     assert exact_keep_mask(ds["exact_hash"]).tolist() == [True, True]
+
+
+def test_signatures_are_datasketch_minhash_of_the_shingles_with_the_stated_scheme_and_hash():
+    """Signer = datasketch's MinHash (seed 1, affine32 permutations, 32-bit xxhash of each shingle) of the text's
+    shingles: the signature the LSH bands are cut from, the same in every process and every run."""
+    from datasketch import MinHash
+
+    from med42_utils.data.dedup import MINHASH_SEED, SCHEME, shingles, xxh32
+
+    assert (MINHASH_SEED, SCHEME) == (1, "affine32") and xxh32(b"abc") == 852579327  # xxh32 of b"abc", seed 0
+    m = MinHash(num_perm=64, seed=1, scheme="affine32", hashfunc=xxh32)
+    m.update_batch(list(shingles(BASE, 5)))
+    assert np.array_equal(Signer(64, 5)(BASE), m.hashvalues)
+    sha1 = MinHash(num_perm=64, seed=1, scheme="affine32")  # datasketch's default shingle hash
+    sha1.update_batch(list(shingles(BASE, 5)))
+    assert not np.array_equal(Signer(64, 5)(BASE), sha1.hashvalues)
+
+
+def test_dedup_columns_are_a_16_hex_hash_and_uint32_signatures_only_when_near():
+    ds = _ds([("a", _chat("q", BASE)), ("b", _chat("q", OTHER))])
+    near = add_dedup_columns(ds, num_perm=64, shingle_size=5, near=True, num_proc=None)
+    assert all(len(h) == 16 and int(h, 16) >= 0 for h in near["exact_hash"])
+    assert near.features["minhash"].feature.dtype == "uint32" and len(near[0]["minhash"]) == 64
+    exact_only = add_dedup_columns(ds, num_perm=64, shingle_size=5, near=False, num_proc=None)
+    assert "minhash" not in exact_only.column_names and exact_only["exact_hash"] == near["exact_hash"]
