@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("module", help="e.g. med42_utils/data/dedup.py")
     ap.add_argument("--tests", nargs="+", help="test files (default: the module's in pyproject.toml)")
     ap.add_argument("--max-children", type=int, default=2, help="parallel test processes (default 2)")
+    ap.add_argument("--mutants", nargs="+", default=[],
+                    help="only these mutants (names or globs as `mutmut results` lists them), e.g. to retest survivors")
     a = ap.parse_args(argv)
     if shutil.which("mutmut", path=os.path.dirname(sys.executable)) is None:
         raise SystemExit("mutmut is not installed in this environment: pip install -e '.[mutation]'")
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     mutmut = os.path.join(os.path.dirname(sys.executable), "mutmut")
     print(f"mutmut on {a.module} against {' '.join(tests)} in {work}", flush=True)
-    run = subprocess.run([mutmut, "run", "--max-children", str(a.max_children)], cwd=work, env=env)
+    run = subprocess.run([mutmut, "run", "--max-children", str(a.max_children), *a.mutants], cwd=work, env=env)
     if run.returncode != 0:
         return run.returncode
     subprocess.run([mutmut, "results"], cwd=work, env=env)
