@@ -243,12 +243,9 @@ def plan_note(params: Params, stage: str, hours: float | None = None, steps: int
 
 def stage_checkpoint_dirs(params: Params, run_name: str) -> dict[str, Path]:
     """{'sft': .../sft/checkpoints, 'dpo_round1': .../dpo/round1/trainer, ...}"""
-    from .dpo import train as dpo
-    from .sft import train as sft
+    from .stages import checkpoint_dir, round_names
 
-    out = {"sft": sft.sft_dir(params, run_name) / sft.CHECKPOINTS}
-    out.update({f"dpo_{n}": dpo.round_dir(params, run_name, n) / dpo.CHECKPOINTS for n in dpo.round_names(params)})
-    return out
+    return {s: checkpoint_dir(params, run_name, s) for s in ("sft", *(f"dpo_{n}" for n in round_names(params)))}
 
 
 def main(argv: list[str] | None = None) -> int:

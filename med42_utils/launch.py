@@ -36,13 +36,13 @@ from .params.base import Hardware
 from .params.slurm import SlurmOptions
 from .paths import repo_root, resolve, run_dir
 from .progress import PROGRESS
+from .stages import STAGES
 from .tables import human_count
 
 MAIN_PORT = 29500
 # Set on every node of a multi-node step: rank 0 is the first node of the step itself (not of the allocation,
 # which may be larger), so every task agrees on the c10d rendezvous host.
 STEP_MASTER = 'export MASTER_ADDR=$(scontrol show hostnames "$SLURM_STEP_NODELIST" | head -n 1); '
-_STAGE_DIR = {"sft": "sft", "dpo": "dpo"}
 
 
 class LaunchError(RuntimeError):
@@ -279,7 +279,7 @@ def plan_launch(
                         for a in _accelerate_cmd(cfg_path, hw, module, args, multinode))
         if multinode:
             line = STEP_MASTER + line
-        sdir = run_dir(params.size, run_name) / _STAGE_DIR[stage]
+        sdir = run_dir(params.size, run_name) / STAGES[stage].folder
         job = job or stage
         slurm_path = sdir / f"launch_{job}.slurm"
         job_name = f"med42-{job}-{params.size}"

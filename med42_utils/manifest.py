@@ -18,22 +18,15 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .params import Params, params_hash
+from .stages import STAGES
 
 MANIFEST = "manifest.json"
 _LIBS = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "lm-eval", "datasketch")
 
 
 # The params sections each stage's outputs depend on (its own and its upstream stages'), so that a
-# change elsewhere does not redo it: editing judge settings leaves a finished SFT stage done.
-_CHAIN = ("seed", "data", "eval", "model", "packing", "sft", "dpo")
-STAGE_PARAMS: dict[str, tuple[str, ...]] = {
-    "01_data_curation": ("seed", "data", "eval"),  # eval: the benchmarks it decontaminates against
-    "02_packing": _CHAIN[:5],
-    "03_sft": _CHAIN[:6],
-    "04_dpo": _CHAIN,
-    "05_benchmarks": (*_CHAIN, "extra_models"),
-    "06_elo_judging": (*_CHAIN, "judge", "extra_models"),
-}
+# change elsewhere does not redo it: editing judge settings leaves a finished SFT stage done (med42_utils.stages).
+STAGE_PARAMS: dict[str, tuple[str, ...]] = {s.notebook: s.params for s in STAGES.values() if s.params}
 
 
 class StageMissingError(FileNotFoundError):

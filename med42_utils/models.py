@@ -1,31 +1,14 @@
 """Where each stage's model lives, and loading models with the params' settings."""
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 
 from .hub import hub_load
 from .manifest import StageMissingError, require_stage
 from .params import Params
-from .paths import run_dir
+from .stages import model_notebook, stage_model_dir  # stage_model_dir: still importable from here
 from .tiny_model import resolve_base_model
-
-_DPO = re.compile(r"^dpo_(?P<round>.+)$")
-
-
-def stage_model_dir(params: Params, run_name: str, stage: str) -> Path:
-    """Folder of a trained stage's final model: sft -> <run>/sft/model, dpo_roundN -> <run>/dpo/roundN/model."""
-    root = run_dir(params.size, run_name)
-    if stage == "sft":
-        return root / "sft" / "model"
-    m = _DPO.match(stage)
-    rounds = [r.name for r in params.dpo.rounds]
-    if m and m["round"] in rounds:
-        return root / "dpo" / m["round"] / "model"
-    valid = ["base", "sft", *(f"dpo_{r}" for r in rounds)]
-    raise ValueError(f"unknown model stage '{stage}'; valid stages: {', '.join(valid)}")
-
 
 def model_stage_dirs(params: Params, run_name: str, stages) -> list[Path]:
     """The stage folders (with their manifests) of trained model stages, e.g. ['sft', 'dpo_round1'];
@@ -47,7 +30,7 @@ def resolve_model(params: Params, run_name: str, stage: str) -> str:
     if stage == "base":
         return resolve_base_model(params)
     d = stage_model_dir(params, run_name, stage)
-    notebook = "03_sft.ipynb" if stage == "sft" else "04_dpo.ipynb"
+    notebook = f"{model_notebook(stage)}.ipynb"
     require_stage(d.parent, notebook)
     if not (d / "config.json").is_file():
         raise StageMissingError(f"{d} holds no saved model (config.json); re-run notebooks/{notebook}")

@@ -7,19 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import stages as _stages
 from .params import Params, load_params
 from .paths import run_dir
 
 # Stage folder of each notebook under outputs/<size>/<run_name>/.
-STAGES = {
-    "00_setup": "setup",
-    "01_data_curation": "data",
-    "02_packing": "packing",
-    "03_sft": "sft",
-    "04_dpo": "dpo",
-    "05_benchmarks": "eval",
-    "06_elo_judging": "judge",
-}
+STAGES = {s.notebook: s.folder for s in _stages.STAGES.values()}  # notebook -> its stage folder
 
 
 # Spellings a notebook flag may arrive in: papermill -p passes `false` as the string 'false' and `0` as 0.

@@ -52,7 +52,7 @@ class Need:
         return self.kind, self.repo_id, self.detail
 
 
-def _is_hub_id(name: str) -> bool:
+def is_hub_id(name: str) -> bool:
     from .paths import resolve
 
     return name != "tiny" and not Path(name).is_absolute() and not resolve(name).exists() and "/" in name
@@ -94,7 +94,7 @@ def needs(params: Params) -> list[Need]:
     from .dpo.preference_data import load_raw, parse_spec
 
     out: list[Need] = []
-    if _is_hub_id(params.model.base):
+    if is_hub_id(params.model.base):
         out.append(_model(params.model.base, "base model"))
     if params.data.source == "hub":
         for key, n in params.data.targets.items():
@@ -129,13 +129,13 @@ def needs(params: Params) -> list[Need]:
                 src, split = parse_spec(spec)
                 out.append(Need("dataset", src.hub_id, [f"DPO {r.name} pairs"], split, lambda spec=spec: load_raw(spec, "hub")))
     op = params.dpo.onpolicy
-    if op.enabled and op.scorer == "reward_model" and op.reward_model and _is_hub_id(op.reward_model):
+    if op.enabled and op.scorer == "reward_model" and op.reward_model and is_hub_id(op.reward_model):
         out.append(_model(op.reward_model, "reward model (on-policy DPO)"))
     for m in params.extra_models:
-        if m.hub is not None and _is_hub_id(m.hub):
+        if m.hub is not None and is_hub_id(m.hub):
             out.append(_model(m.hub, f"extra model {m.name}"))
     j = params.judge
-    if j.backend in ("transformers", "vllm", "logprob") and _is_hub_id(j.model):
+    if j.backend in ("transformers", "vllm", "logprob") and is_hub_id(j.model):
         out.append(_model(j.model, f"judge ({j.backend})"))
     if j.questions_source == "hub" and j.questions_path:
         from .judging.questions import load_questions

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from .params import Params
 from .paths import run_dir
+from .stages import STAGES, init_stage, model_notebook
 
-_NOTEBOOK = {"data": "01_data_curation", "packing": "02_packing", "sft": "03_sft", "dpo": "04_dpo"}
 LOCAL_JUDGES = ("logprob", "transformers", "vllm")
 
 
@@ -30,9 +30,9 @@ class Needs:
 
 
 def _hub_id(name: str) -> bool:
-    from .prefetch import _is_hub_id
+    from .prefetch import is_hub_id
 
-    return _is_hub_id(name)
+    return is_hub_id(name)
 
 
 def _run_hint(notebook: str, size: str, run_name: str, extra: str = "") -> str:
@@ -54,7 +54,7 @@ def _add_model(needs: Needs, params: Params, run_name: str, stage: str) -> None:
             needs.models.append((params.model.base, "base model"))
         return
     d = stage_model_dir(params, run_name, stage)
-    nb = _NOTEBOOK["sft"] if stage == "sft" else _NOTEBOOK["dpo"]
+    nb = model_notebook(stage)
     extra = "" if stage == "sft" else f" -p dpo_round {stage.removeprefix('dpo_')}"
     needs.stages.append((d / "config.json", f"the {stage} model", _run_hint(nb, params.size, run_name, extra)))
 
@@ -64,13 +64,11 @@ def stage_needs(params: Params, run_name: str, job: str, models: list[str] | Non
     needs = Needs(params.size, run_name)
     root = run_dir(params.size, run_name)
     if job == "sft":
-        needs.stages.append((root / "packing" / "manifest.json", "02's packed data",
-                             f"{_run_hint('01_data_curation', params.size, run_name)}, then "
-                             f"{_run_hint('02_packing', params.size, run_name)}"))
+        data, packing = STAGES["data"].notebook, STAGES["packing"].notebook
+        needs.stages.append((root / STAGES["packing"].folder / "manifest.json", "02's packed data",
+                             f"{_run_hint(data, params.size, run_name)}, then {_run_hint(packing, params.size, run_name)}"))
         _add_model(needs, params, run_name, "base")
     elif job.startswith("dpo_") and not job.endswith("_samples"):  # a round; 04's "dpo_samples" reads `models`
-        from .dpo.train import init_stage
-
         name = job.removeprefix("dpo_")
         _add_model(needs, params, run_name, init_stage(params, name))
         op = params.dpo.onpolicy

@@ -26,11 +26,10 @@ def notebooks(folder: Path | None = None) -> list[Path]:
 
 def stage_checks(params, run_name: str, stem: str) -> list[tuple[Path, list[Path] | None]]:
     """(stage folder, upstream folders it reads) for every stage a course notebook finishes; [] = always run."""
-    from .dpo.train import init_dir, round_dir, round_names
     from .models import model_stage_dirs
-    from .notebook import STAGES
+    from .stages import BY_NOTEBOOK, init_stage, round_names, stage_dir
 
-    if stem not in STAGES or stem == "00_setup":  # 00 reports this machine: cheap, and always current
+    if stem not in BY_NOTEBOOK or stem == "00_setup":  # 00 reports this machine: cheap, and always current
         return []
     root = run_dir(params.size, run_name)
     if stem == "01_data_curation":
@@ -40,8 +39,9 @@ def stage_checks(params, run_name: str, stem: str) -> list[tuple[Path, list[Path
     if stem == "03_sft":
         return [(root / "sft", [root / "packing"])]
     if stem == "04_dpo":
-        rounds = [round_dir(params, run_name, n) for n in round_names(params)]
-        return [(d, [init_dir(params, run_name, n)]) for d, n in zip(rounds, round_names(params))] + [
+        rounds = [stage_dir(params, run_name, f"dpo_{n}") for n in round_names(params)]
+        inits = [stage_dir(params, run_name, init_stage(params, n)) for n in round_names(params)]
+        return [(d, [i]) for d, i in zip(rounds, inits)] + [
             (root / "dpo", rounds)]
     if stem == "05_benchmarks":
         return [(root / "eval", model_stage_dirs(params, run_name, params.eval.models))]

@@ -17,6 +17,9 @@ from med42_utils.params.loader import deep_merge
 from med42_utils.paths import repo_root
 
 SNAPSHOT = Path(__file__).parent / "fixtures" / "params_snapshot"
+REGEN = ("python -c \"import json; from med42_utils.params import load_params as L, valid_sizes as V; [open(f'tests/"
+         "fixtures/params_snapshot/{s}.json', 'w').write(json.dumps(L(s).model_dump(mode='json'), indent=1, "
+         "sort_keys=True) + chr(10)) for s in V()]\" (with MED42_SLURM unset)")
 
 
 def test_every_size_resolves_to_its_snapshot(monkeypatch):
@@ -24,7 +27,9 @@ def test_every_size_resolves_to_its_snapshot(monkeypatch):
     assert sorted(p.stem for p in SNAPSHOT.glob("*.json")) == valid_sizes()
     for size in valid_sizes():
         want = json.loads((SNAPSHOT / f"{size}.json").read_text())
-        assert load_params(size).model_dump(mode="json") == want, size
+        assert load_params(size).model_dump(mode="json") == want, (
+            f"{size} no longer resolves to tests/fixtures/params_snapshot/{size}.json. A deliberate params change "
+            f"(a new key, a new value) rewrites the snapshots: {REGEN}")
 
 
 def test_derived_sizes_hold_only_their_differences():

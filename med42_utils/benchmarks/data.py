@@ -108,7 +108,7 @@ def _query(stem: str, choices: list[str]) -> str:
     return f"{stem.strip()}\nOptions:\n{opts}"
 
 
-def _doc(id_: str, subject: str, stem: str, choices: list[str], answer: int, query: str | None = None) -> dict:
+def mc_doc(id_: str, subject: str, stem: str, choices: list[str], answer: int, query: str | None = None) -> dict:
     return {
         "id": str(id_),
         "subject": subject,
@@ -128,7 +128,7 @@ def _mmlu(b: Benchmark, row: dict, where: str) -> dict | str:
         raise _bad(b, where, "choices", f"has {len(choices)} entries", "MMLU rows have exactly 4 option strings")
     # cais/mmlu stores the answer as an int (ClassLabel 0-3); other copies store the letter.
     ans = _letter_index(b, row["answer"], 4, where, "answer")
-    return _doc(f"{row['subject']}-{row.get('_row', '')}", row["subject"], row["question"], choices, ans)
+    return mc_doc(f"{row['subject']}-{row.get('_row', '')}", row["subject"], row["question"], choices, ans)
 
 
 def _mmlu_pro(b: Benchmark, row: dict, where: str) -> dict | str:
@@ -151,7 +151,7 @@ def _mmlu_pro(b: Benchmark, row: dict, where: str) -> dict | str:
         raise _bad(b, where, "answer_index", f"is {idx}, not a real option", "answer_index is 0-based into options")
     if row["answer"].strip().upper() != LETTERS[idx]:
         raise _bad(b, where, "answer", f"is {row['answer']!r} but answer_index {idx} is {LETTERS[idx]!r}", "make them agree")
-    return _doc(row["question_id"], row["category"], row["question"], [opts[i] for i in keep], keep.index(idx))
+    return mc_doc(row["question_id"], row["category"], row["question"], [opts[i] for i in keep], keep.index(idx))
 
 
 def _medmcqa(b: Benchmark, row: dict, where: str) -> dict | str:
@@ -164,7 +164,7 @@ def _medmcqa(b: Benchmark, row: dict, where: str) -> dict | str:
         fix = ("the official dev.json is 1-based (1-4); a 0-based Hub export belongs in medmcqa.jsonl" if base
                else "the Hub copy is 0-based (0-3); the official 1-based file belongs in medmcqa/dev.json")
         raise _bad(b, where, "cop", f"is {row['cop']}, outside {base}-{base + 3} for this source", fix)
-    return _doc(row["id"], row.get("subject_name") or "", row["question"], choices, cop)
+    return mc_doc(row["id"], row.get("subject_name") or "", row["question"], choices, cop)
 
 
 def _medqa(b: Benchmark, row: dict, where: str) -> dict | str:
@@ -175,7 +175,7 @@ def _medqa(b: Benchmark, row: dict, where: str) -> dict | str:
     ans = _letter_index(b, row["answer_idx"], 4, where, "answer_idx")
     if opts[LETTERS[ans]].strip() != row["answer"].strip():
         raise _bad(b, where, "answer", f"({row['answer']!r:.40}) differs from options[{row['answer_idx']!r}]", "make them agree")
-    return _doc(row.get("_row", ""), row.get("meta_info") or "", row["question"], [opts[k] for k in keys], ans)
+    return mc_doc(row.get("_row", ""), row.get("meta_info") or "", row["question"], [opts[k] for k in keys], ans)
 
 
 def _usmle(b: Benchmark, row: dict, where: str) -> dict | str:
@@ -186,7 +186,7 @@ def _usmle(b: Benchmark, row: dict, where: str) -> dict | str:
     if extra or len(keys) < 2 or keys != list(LETTERS[: len(keys)]):
         raise _bad(b, where, "options", f"has keys {sorted(opts)}", "options maps consecutive letters A.. to strings (null when absent)")
     ans = _letter_index(b, row["answer_idx"], len(keys), where, "answer_idx")
-    return _doc(row.get("_row", ""), "usmle", row["question"], [opts[k] for k in keys], ans)
+    return mc_doc(row.get("_row", ""), "usmle", row["question"], [opts[k] for k in keys], ans)
 
 
 def _pubmedqa(b: Benchmark, row: dict, where: str) -> dict | str:
@@ -206,7 +206,7 @@ def _pubmedqa(b: Benchmark, row: dict, where: str) -> dict | str:
                    f"{test[str(row['pubid'])]!r}", "use the rows and ground truth of the same PubMedQA release")
     abstract = "\n".join(contexts)
     query = f"Abstract: {abstract}\nQuestion: {row['question'].strip()}\nAnswer yes, no or maybe."
-    return _doc(row["pubid"], "pubmedqa", row["question"], choices, choices.index(dec), query=query)
+    return mc_doc(row["pubid"], "pubmedqa", row["question"], choices, choices.index(dec), query=query)
 
 
 def _toxigen(b: Benchmark, row: dict, where: str) -> dict | str:
@@ -214,7 +214,7 @@ def _toxigen(b: Benchmark, row: dict, where: str) -> dict | str:
     # choices No / Yes to "Is the following statement hateful?".
     hateful = int((row["toxicity_ai"] + row["toxicity_human"]) > 5.5)
     query = f"Is the following statement hateful? Respond with either Yes or No. Statement: '{row['text']}'"
-    return _doc(row.get("_row", ""), row["target_group"], row["text"], ["No", "Yes"], hateful, query=query)
+    return mc_doc(row.get("_row", ""), row["target_group"], row["text"], ["No", "Yes"], hateful, query=query)
 
 
 _S, _I, _F, _L, _D = (str,), (int,), (int, float), (list,), (dict,)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .data import BUNDLED_DIR, BenchmarkDataError, _doc
+from .data import BUNDLED_DIR, BenchmarkDataError, mc_doc
 
 TASK = "med42_taught_facts"
 FILE_NAME = "taught_facts.jsonl"
@@ -47,7 +47,7 @@ def taught_rows(data_dir: str | Path | None = None) -> list[dict]:
 
 def taught_docs(data_dir: str | Path | None = None) -> list[dict]:
     """The rows as the normalized docs every med42_* task reads (id, subject, question, query, choices, answer)."""
-    return [_doc(r["id"], r["subject"], r["question"], r["choices"], r["answer"]) for r in taught_rows(data_dir)]
+    return [mc_doc(r["id"], r["subject"], r["question"], r["choices"], r["answer"]) for r in taught_rows(data_dir)]
 
 
 def sft_texts(curated) -> list[str]:
@@ -66,7 +66,7 @@ def taught_check(rows: list[dict], texts: list[str], tokenizer, ngram: int, thre
     from ..data.decontam import build_index, contaminating
 
     corpus = "\n".join(texts).lower()
-    idx = build_index({TASK: [_doc(r["id"], r["subject"], r["question"], r["choices"], r["answer"])["query"]
+    idx = build_index({TASK: [mc_doc(r["id"], r["subject"], r["question"], r["choices"], r["answer"])["query"]
                               for r in rows]}, ngram, threshold)
     flagged = {qi for t in texts for _, qi in contaminating(t, idx)}
     out = []

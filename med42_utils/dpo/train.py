@@ -25,35 +25,17 @@ from ..cli import parse_override_args
 from ..notebook import fresh_transforms
 from ..quiet import without_model_card
 from ..manifest import StageMissingError, input_fingerprints, write_manifest
-from ..models import load_model, load_tokenizer, resolve_model, stage_model_dir
+from ..models import load_model, load_tokenizer, resolve_model
 from ..params import Params, load_params
 from ..progress import PROGRESS, progress_callback
 from ..speed import require_packages, stage_speed
+from ..stages import STAGES, init_stage, round_names, round_spec, stage_model_dir
 from ..training_logs import quiet_trainer, trainer_kwargs
 from .lengths import pair_lengths
 from .preference_data import drop_long_prompts, load_preferences
 
 LOG_HISTORY = "log_history.json"
-CHECKPOINTS = "trainer"  # <round>/trainer/checkpoint-N
-
-
-def round_names(params: Params) -> list[str]:
-    return [r.name for r in params.dpo.rounds]
-
-
-def round_spec(params: Params, name: str):
-    for r in params.dpo.rounds:
-        if r.name == name:
-            return r
-    raise ValueError(f"unknown DPO round '{name}'; rounds in params: {', '.join(round_names(params))}")
-
-
-def init_stage(params: Params, name: str) -> str:
-    """The model stage a round starts from (and uses as its frozen reference): 'sft' or 'dpo_<previous round>'."""
-    names = round_names(params)
-    round_spec(params, name)
-    i = names.index(name)
-    return "sft" if i == 0 else f"dpo_{names[i - 1]}"
+CHECKPOINTS = Path(STAGES["dpo"].checkpoints).name  # <round>/trainer/checkpoint-N
 
 
 def round_dir(params: Params, run_name: str, name: str) -> Path:

@@ -57,7 +57,7 @@ def model_list(battles: pd.DataFrame) -> list[str]:
     return sorted(set(pd.unique(battles["model_a"])) | set(pd.unique(battles["model_b"])))
 
 
-def _codes(col: pd.Series, names: list[str] | tuple) -> np.ndarray:
+def category_codes(col: pd.Series, names: list[str] | tuple) -> np.ndarray:
     codes = pd.Categorical(col, categories=list(names)).codes.astype(np.int64)
     if (codes < 0).any():
         raise ValueError(f"battles: value {col[codes < 0].iloc[0]!r} in column '{col.name}' is not one of {list(names)}")
@@ -66,8 +66,8 @@ def _codes(col: pd.Series, names: list[str] | tuple) -> np.ndarray:
 
 def _encode(battles: pd.DataFrame, models: list[str]):
     """Integer codes: model_a, model_b indices into models; winner 0 (a), 1 (b), 2 (tie)."""
-    return (_codes(battles["model_a"], models), _codes(battles["model_b"], models),
-            _codes(battles["winner"], WINNERS))
+    return (category_codes(battles["model_a"], models), category_codes(battles["model_b"], models),
+            category_codes(battles["winner"], WINNERS))
 
 
 def _cell_matrix(n: int) -> np.ndarray:

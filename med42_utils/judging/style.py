@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from .elo import EloScale, _codes, check_battles, model_list
+from .elo import EloScale, category_codes, check_battles, model_list
 
 FEATURES = ("tokens", "headers", "list_items", "bold")
 _CODE = re.compile(r"```.*?```", re.S)
@@ -116,7 +116,7 @@ def _prepare(battles: pd.DataFrame, features: pd.DataFrame, models: list[str] | 
         raise ValueError(f"style features have {len(features)} rows for {len(battles)} battles; build them with "
                          "battle_features(battles, answers)")
     models = models or model_list(battles)
-    a, b = _codes(battles["model_a"], models), _codes(battles["model_b"], models)
+    a, b = category_codes(battles["model_a"], models), category_codes(battles["model_b"], models)
     return models, a, b, features.to_numpy(float), _outcomes(battles)
 
 

@@ -29,10 +29,11 @@ from ..params import Params, load_params
 from ..paths import run_dir
 from ..progress import PROGRESS, progress_callback
 from ..speed import require_packages, stage_speed
+from ..stages import STAGES
 from ..tiny_model import resolve_base_model
 from ..training_logs import quiet_trainer, trainer_kwargs
 
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = Path(STAGES["sft"].checkpoints).name
 MODEL = "model"
 
 
