@@ -99,3 +99,41 @@ def test_a_text_holding_exactly_the_threshold_share_is_removed_one_gram_less_is_
     assert idx8.sizes[("b", 0)] == 10
     assert contaminating(" ".join(q.split()[:12]) + " unrelated tail", idx8) == [("b", 0)]
     assert contaminating(" ".join(q.split()[:11]) + " unrelated tail", idx8) == []
+
+
+def test_the_index_travels_to_map_workers_whole():
+    """Dataset.map(num_proc) ships the index to its workers with dill: it arrives with every field, and finds
+    the same questions."""
+    import pickle
+
+    import dill
+
+    idx = build_index(BENCH, n=8, threshold=0.5)
+    for copy in (pickle.loads(pickle.dumps(idx)), dill.loads(dill.dumps(idx))):
+        assert copy.__dict__ == idx.__dict__ and copy.digest
+        assert contaminating("Koplik spots are seen in\nA. Mumps\nB. Rubella\nC. Measles\nD. Chickenpox", copy) == [("medmcqa", 0)]
+
+
+def test_a_question_shorter_than_n_must_appear_whole_and_one_of_two_words_is_skipped():
+    """Under n words (stem + options) there are no n-grams: the whole question, normalized, must be in the row."""
+    bench = {"b": ["Koplik spots indicate measles", "Virchow triad", "Which cranial nerve?"]}
+    idx = build_index(bench, n=8, threshold=0.5)
+    assert idx.questions == {"b": 2} and not idx.grams  # 'Virchow triad' is too short to mean anything
+    assert contaminating("Q: koplik spots indicate MEASLES. A: yes", idx) == [("b", 0)]
+    assert contaminating("Koplik spots indicate mumps, not measles", idx) == []   # the first 3 words are not enough
+    assert contaminating("which cranial", idx) == []                               # shorter than the question
+    assert contaminating("Which cranial nerve?", idx) == [("b", 2)]                # exactly 3 words: found
+    assert contaminating("Virchow triad", idx) == []
+
+
+def test_a_text_of_exactly_n_words_is_compared():
+    q = {"b": ["one two three four"]}
+    assert contaminating("One two three four", build_index(q, n=4, threshold=1.0)) == [("b", 0)]
+
+
+def test_a_row_holding_questions_of_two_benchmarks_names_both():
+    idx = build_index(BENCH, n=8, threshold=0.5)
+    ds = Dataset.from_dict({"messages": [[{"role": "user", "content": SHORT_Q.replace("Options:\n", "") + "\n\n" + LONG_Q},
+                                          {"role": "assistant", "content": "C, then B"}]]})
+    out = add_contamination_column(ds, idx, num_proc=None)
+    assert out["contaminated_by"] == ["medmcqa,medqa"] and out["contaminated_question"] == ["medmcqa:0"]
