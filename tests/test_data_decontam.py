@@ -137,3 +137,24 @@ def test_a_row_holding_questions_of_two_benchmarks_names_both():
                                           {"role": "assistant", "content": "C, then B"}]]})
     out = add_contamination_column(ds, idx, num_proc=None)
     assert out["contaminated_by"] == ["medmcqa,medqa"] and out["contaminated_question"] == ["medmcqa:0"]
+
+
+def test_a_stem_of_at_least_n_words_is_compared_without_its_options():
+    assert question_tokens(LONG_Q, 8)[-1] == "diagnosis"
+    assert "atresia" not in question_tokens(LONG_Q, 8)
+    eight = "one two three four five six seven eight\nA. alpha\nB. beta"
+    assert question_tokens(eight, 8) == "one two three four five six seven eight".split()
+    assert question_tokens(eight, 9) == "one two three four five six seven eight a alpha b beta".split()
+
+
+def test_malformed_benchmarks_are_errors_naming_what_came():
+    import pytest
+
+    from med42_utils.data.decontam import BenchmarkInputError
+
+    with pytest.raises(BenchmarkInputError, match="must be a dict name -> list of str, got list"):
+        build_index(["q"], n=8, threshold=0.5)
+    with pytest.raises(BenchmarkInputError, match="benchmark 'b': questions must be a list of str, got str"):
+        build_index({"b": "q"}, n=8, threshold=0.5)
+    with pytest.raises(BenchmarkInputError, match="benchmark 'b' question 1 is int, not str"):
+        build_index({"b": ["q", 3]}, n=8, threshold=0.5)
