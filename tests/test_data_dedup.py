@@ -95,6 +95,7 @@ def test_near_dedup_keeps_the_first_row_of_each_cluster():
     # read in batches smaller than the dataset: the same answer (each batch's band keys land in its own rows)
     assert near_keep_mask(ds, num_perm, 0.8, batch_size=1).tolist() == [True, False, False, True]
     assert near_keep_mask(ds, num_perm, 0.8, batch_size=3).tolist() == [True, False, False, True]
+    assert near_keep_mask(ds, num_perm, 0.8).dtype == bool  # a mask Dataset.filter / numpy indexing can take
 
 
 def test_shingles_of_a_short_text_are_every_window_of_words():
