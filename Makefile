@@ -8,7 +8,7 @@ RUN    ?= demo
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lab clean-outputs
+.PHONY: setup demo test lab clean-outputs mutate
 
 TORCH  := torch==2.13.0
 # PyTorch's CPU wheels, given to pip as an extra index only where a 5-second probe reaches it
@@ -52,6 +52,13 @@ demo: setup  ## build the tiny model and run every notebook at size=tiny into ou
 
 test: setup $(REFDIR)/.unpacked $(TOKDIR)/.unpacked  ## the whole pytest suite (offline)
 	PROMETHEUS_EVAL_SRC=$(REFDIR) MED42_TOKENIZER_PACKAGES=$(TOKDIR) $(PY) -m pytest
+
+# Mutation testing of one module against its own tests (not part of `make test` or .ci/run; docs/testing.md):
+#   make mutate MODULE=med42_utils/data/dedup.py
+mutate: setup
+	@test -n "$(MODULE)" || { echo "usage: make mutate MODULE=med42_utils/data/dedup.py (modules: pyproject.toml [tool.med42.mutation.modules])" >&2; exit 2; }
+	$(PY) -m pip install -q -e ".[mutation]"
+	$(PY) tools/mutate.py $(MODULE) $(if $(TESTS),--tests $(TESTS))
 
 lab: setup
 	$(PY) -m pip install -q -e ".[lab]"

@@ -2,6 +2,7 @@
 size=tiny run of every notebook."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -54,6 +55,49 @@ def tiny_model_path(tiny_params):
     return resolve_base_model(tiny_params)
 
 
+# ---------------------------------------------------------------- the machine's own SLURM stays out of the tests
+# A test sees the cluster it sets up (the real test cluster through `real_slurm`, fakes it puts on PATH), never the
+# one of the machine it runs on: on a login node, or any machine where `sinfo`/`sacct`/`squeue` answer, or inside
+# an allocation, the suite gives the answers it gives on a machine without SLURM (tests/test_machine_slurm.py).
+_SLURM_ENV_PREFIXES = ("SLURM_", "SBATCH_", "SALLOC_", "SRUN_")
+_NO_SLURM_DIR = Path(tempfile.mkdtemp(prefix="med42-path-without-slurm-"))
+_no_slurm_paths: dict[str, str] = {}
+
+
+def path_without_machine_slurm(path: str) -> str:
+    """`path` without SLURM's client programs (built once per distinct PATH)."""
+    from realslurm import path_without_slurm
+
+    if path not in _no_slurm_paths:
+        _no_slurm_paths[path] = path_without_slurm(_NO_SLURM_DIR / str(len(_no_slurm_paths)), path)
+    return _no_slurm_paths[path]
+
+
+@contextlib.contextmanager
+def no_machine_slurm():
+    """For session fixtures (which run before the per-test one below): no SLURM clients on PATH, no SLURM_* set."""
+    saved = dict(os.environ)
+    for k in [k for k in os.environ if k.startswith(_SLURM_ENV_PREFIXES)]:
+        del os.environ[k]
+    os.environ["PATH"] = path_without_machine_slurm(os.environ.get("PATH", ""))
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _no_machine_slurm(request, monkeypatch):
+    """Every test but those on the real test cluster starts on a machine without SLURM: no client on PATH, no
+    SLURM_* variables of an outer allocation. A test that wants a cluster puts its own fakes first on PATH."""
+    if "real_slurm" in request.fixturenames:
+        return
+    for k in [k for k in os.environ if k.startswith(_SLURM_ENV_PREFIXES)]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("PATH", path_without_machine_slurm(os.environ.get("PATH", "")))
+
+
 @pytest.fixture(scope="session")
 def notebook_run():
     """Run every notebook in order at size=tiny into outputs/tiny/<unique run>/ once per session.
@@ -64,7 +108,8 @@ def notebook_run():
     from med42_utils.runner import run_all
 
     run_name = f"pytest-{uuid.uuid4().hex[:8]}"
-    run_all("tiny", run_name)
+    with no_machine_slurm():
+        run_all("tiny", run_name)
     yield run_name, run_dir("tiny", run_name)
 
 
@@ -102,6 +147,7 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if not os.environ.get("MED42_KEEP_TEST_OUTPUTS"):
         shutil.rmtree(TEST_OUTPUTS, ignore_errors=True)
+    shutil.rmtree(_NO_SLURM_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

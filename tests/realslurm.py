@@ -394,21 +394,30 @@ SLURM_CLIENTS = {"sbatch", "squeue", "srun", "salloc", "scontrol", "sinfo", "sca
                  "sbcast", "scrontab", "sdiag", "sprio", "sreport", "sshare", "sstat", "strigger", "sview"}
 
 
-def path_without_slurm(folder: Path) -> str:
-    """A PATH with every program of this one except SLURM's clients (links in `folder`): for tests of a machine
-    without SLURM on one where the packages are installed (/bin is /usr/bin on Debian, so no PATH entry can
-    simply be dropped)."""
+def path_without_slurm(folder: Path, path: str | None = None) -> str:
+    """`path` (default: this PATH) without SLURM's clients, for tests of a machine without SLURM on one where the
+    packages are installed or a cluster answers. A directory holding none of them stays as it is; one that holds
+    any (/usr/bin; /bin is /usr/bin on Debian, so it cannot simply be dropped) is replaced by a folder under
+    `folder` with links to its other programs."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for d in os.environ.get("PATH", "").split(os.pathsep):
+    out = []
+    for i, d in enumerate((os.environ.get("PATH", "") if path is None else path).split(os.pathsep)):
         if not d or not os.path.isdir(d):
             continue
-        for name in os.listdir(d):
-            target, link = os.path.join(d, name), folder / name
+        names = os.listdir(d)
+        if not SLURM_CLIENTS.intersection(names):
+            out.append(d)
+            continue
+        farm = folder / f"{i}-{Path(d).name or 'root'}"
+        farm.mkdir(exist_ok=True)
+        for name in names:
+            target, link = os.path.join(d, name), farm / name
             if name in SLURM_CLIENTS or link.exists() or link.is_symlink() or not os.access(target, os.X_OK):
                 continue
             link.symlink_to(target)
-    return str(folder)
+        out.append(str(farm))
+    return os.pathsep.join(out)
 
 
 def _alive(pid: int) -> bool:

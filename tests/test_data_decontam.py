@@ -78,3 +78,83 @@ def test_pubmedqa_sft_keeps_the_rows_outside_the_official_test_split(tmp_path):
     idx = build_index(questions, n=8, threshold=0.5)
     flagged = [bool(contaminating(conversation_text(adapters.pubmedqa(r)), idx)) for r in sft]
     assert flagged == [i < len(rows) // 2 for i in range(len(rows))]
+
+
+# 13 words: 10 word 4-grams
+QUESTION_13 = "neonatal jaundice in the first twenty four hours of life is always pathological"
+
+
+def test_a_text_holding_exactly_the_threshold_share_is_removed_one_gram_less_is_kept():
+    """'at least threshold': 5 of the question's 10 4-grams at threshold 0.5 is contamination; 4 of 10 is not."""
+    idx = build_index({"b": [QUESTION_13]}, n=4, threshold=0.5)
+    toks = QUESTION_13.split()
+    assert idx.sizes[("b", 0)] == 10
+    at = " ".join(toks[:8]) + " and other words entirely"     # grams 0-4 of the question: 5 of 10
+    under = " ".join(toks[:7]) + " and other words entirely"  # grams 0-3: 4 of 10
+    assert contaminating(at, idx) == [("b", 0)]
+    assert contaminating(under, idx) == []
+    # the same with tiny's params (n=8, threshold 0.5): a 17-word question has 10 8-grams
+    q = QUESTION_13 + " otherwise by a paediatrician"
+    idx8 = build_index({"b": [q]}, n=8, threshold=0.5)
+    assert idx8.sizes[("b", 0)] == 10
+    assert contaminating(" ".join(q.split()[:12]) + " unrelated tail", idx8) == [("b", 0)]
+    assert contaminating(" ".join(q.split()[:11]) + " unrelated tail", idx8) == []
+
+
+def test_the_index_travels_to_map_workers_whole():
+    """Dataset.map(num_proc) ships the index to its workers with dill: it arrives with every field, and finds
+    the same questions."""
+    import pickle
+
+    import dill
+
+    idx = build_index(BENCH, n=8, threshold=0.5)
+    for copy in (pickle.loads(pickle.dumps(idx)), dill.loads(dill.dumps(idx))):
+        assert copy.__dict__ == idx.__dict__ and copy.digest
+        assert contaminating("Koplik spots are seen in\nA. Mumps\nB. Rubella\nC. Measles\nD. Chickenpox", copy) == [("medmcqa", 0)]
+
+
+def test_a_question_shorter_than_n_must_appear_whole_and_one_of_two_words_is_skipped():
+    """Under n words (stem + options) there are no n-grams: the whole question, normalized, must be in the row."""
+    bench = {"b": ["Koplik spots indicate measles", "Virchow triad", "Which cranial nerve?"]}
+    idx = build_index(bench, n=8, threshold=0.5)
+    assert idx.questions == {"b": 2} and not idx.grams  # 'Virchow triad' is too short to mean anything
+    assert contaminating("Q: koplik spots indicate MEASLES. A: yes", idx) == [("b", 0)]
+    assert contaminating("Koplik spots indicate mumps, not measles", idx) == []   # the first 3 words are not enough
+    assert contaminating("which cranial", idx) == []                               # shorter than the question
+    assert contaminating("Which cranial nerve?", idx) == [("b", 2)]                # exactly 3 words: found
+    assert contaminating("Virchow triad", idx) == []
+
+
+def test_a_text_of_exactly_n_words_is_compared():
+    q = {"b": ["one two three four"]}
+    assert contaminating("One two three four", build_index(q, n=4, threshold=1.0)) == [("b", 0)]
+
+
+def test_a_row_holding_questions_of_two_benchmarks_names_both():
+    idx = build_index(BENCH, n=8, threshold=0.5)
+    ds = Dataset.from_dict({"messages": [[{"role": "user", "content": SHORT_Q.replace("Options:\n", "") + "\n\n" + LONG_Q},
+                                          {"role": "assistant", "content": "C, then B"}]]})
+    out = add_contamination_column(ds, idx, num_proc=None)
+    assert out["contaminated_by"] == ["medmcqa,medqa"] and out["contaminated_question"] == ["medmcqa:0"]
+
+
+def test_a_stem_of_at_least_n_words_is_compared_without_its_options():
+    assert question_tokens(LONG_Q, 8)[-1] == "diagnosis"
+    assert "atresia" not in question_tokens(LONG_Q, 8)
+    eight = "one two three four five six seven eight\nA. alpha\nB. beta"
+    assert question_tokens(eight, 8) == "one two three four five six seven eight".split()
+    assert question_tokens(eight, 9) == "one two three four five six seven eight a alpha b beta".split()
+
+
+def test_malformed_benchmarks_are_errors_naming_what_came():
+    import pytest
+
+    from med42_utils.data.decontam import BenchmarkInputError
+
+    with pytest.raises(BenchmarkInputError, match="must be a dict name -> list of str, got list"):
+        build_index(["q"], n=8, threshold=0.5)
+    with pytest.raises(BenchmarkInputError, match="benchmark 'b': questions must be a list of str, got str"):
+        build_index({"b": "q"}, n=8, threshold=0.5)
+    with pytest.raises(BenchmarkInputError, match="benchmark 'b' question 1 is int, not str"):
+        build_index({"b": ["q", 3]}, n=8, threshold=0.5)

@@ -92,3 +92,62 @@ def test_near_dedup_keeps_the_first_row_of_each_cluster():
     bb[r : 2 * r] = c[r : 2 * r]  # band 1 equals C's
     ds = Dataset.from_dict({"minhash": [a.tolist(), bb.tolist(), c.tolist(), d.tolist()]})
     assert b >= 2 and near_keep_mask(ds, num_perm, 0.8).tolist() == [True, False, False, True]
+    # read in batches smaller than the dataset: the same answer (each batch's band keys land in its own rows)
+    assert near_keep_mask(ds, num_perm, 0.8, batch_size=1).tolist() == [True, False, False, True]
+    assert near_keep_mask(ds, num_perm, 0.8, batch_size=3).tolist() == [True, False, False, True]
+    assert near_keep_mask(ds, num_perm, 0.8).dtype == bool  # a mask Dataset.filter / numpy indexing can take
+
+
+def test_shingles_of_a_short_text_are_every_window_of_words():
+    """Six words at size 5 are two shingles; five words one; fewer words the whole text (normalized)."""
+    from med42_utils.data.dedup import shingles
+
+    assert shingles("A b, C d e f", 5) == {b"a b c d e", b"b c d e f"}
+    assert shingles("one two three four five six seven", 5) == {
+        b"one two three four five", b"two three four five six", b"three four five six seven"}
+    assert shingles("a b c d e", 5) == {b"a b c d e"}
+    assert shingles("Short text!", 5) == {b"short text"}
+
+
+def test_answers_that_differ_only_in_their_last_word_are_both_kept():
+    """Same question, answers differing in the last word: at size 5 they share 2 of 4 shingles (Jaccard 0.5),
+    far under tiny's 0.8 threshold, so both rows stay. A shingle loop that skipped the last window would make
+    the two texts identical and drop one."""
+    from med42_utils.data.dedup import shingles
+    from med42_utils.data.text import conversation_text
+    from med42_utils.params import load_params
+
+    d = load_params("tiny").data.dedup
+    a = _chat("Antidote for paracetamol overdose?", "Acetylcysteine, given intravenously.")
+    b = _chat("Antidote for paracetamol overdose?", "Acetylcysteine, given orally.")
+    sa, sb = (shingles(conversation_text(m), d.shingle_size) for m in (a, b))
+    assert len(sa & sb) / len(sa | sb) == 0.5
+    ds = add_dedup_columns(_ds([("opengpt", a), ("ultrachat", b)]), num_perm=d.num_perm,
+                           shingle_size=d.shingle_size, near=True, num_proc=None)
+    assert near_keep_mask(ds, d.num_perm, d.minhash_threshold).tolist() == [True, True]
+    assert exact_keep_mask(ds["exact_hash"]).tolist() == [True, True]
+
+
+def test_signatures_are_datasketch_minhash_of_the_shingles_with_the_stated_scheme_and_hash():
+    """Signer = datasketch's MinHash (seed 1, affine32 permutations, 32-bit xxhash of each shingle) of the text's
+    shingles: the signature the LSH bands are cut from, the same in every process and every run."""
+    from datasketch import MinHash
+
+    from med42_utils.data.dedup import MINHASH_SEED, SCHEME, shingles, xxh32
+
+    assert (MINHASH_SEED, SCHEME) == (1, "affine32") and xxh32(b"abc") == 852579327  # xxh32 of b"abc", seed 0
+    m = MinHash(num_perm=64, seed=1, scheme="affine32", hashfunc=xxh32)
+    m.update_batch(list(shingles(BASE, 5)))
+    assert np.array_equal(Signer(64, 5)(BASE), m.hashvalues)
+    sha1 = MinHash(num_perm=64, seed=1, scheme="affine32")  # datasketch's default shingle hash
+    sha1.update_batch(list(shingles(BASE, 5)))
+    assert not np.array_equal(Signer(64, 5)(BASE), sha1.hashvalues)
+
+
+def test_dedup_columns_are_a_16_hex_hash_and_uint32_signatures_only_when_near():
+    ds = _ds([("a", _chat("q", BASE)), ("b", _chat("q", OTHER))])
+    near = add_dedup_columns(ds, num_perm=64, shingle_size=5, near=True, num_proc=None)
+    assert all(len(h) == 16 and int(h, 16) >= 0 for h in near["exact_hash"])
+    assert near.features["minhash"].feature.dtype == "uint32" and len(near[0]["minhash"]) == 64
+    exact_only = add_dedup_columns(ds, num_perm=64, shingle_size=5, near=False, num_proc=None)
+    assert "minhash" not in exact_only.column_names and exact_only["exact_hash"] == near["exact_hash"]

@@ -93,3 +93,38 @@ def test_lora_needs_one_process():
         load_params("8b", {"dpo.method": "lora"})
     with pytest.raises(ParamsError, match="dpo.method"):
         load_params("tiny", {"dpo.method": "qlora"})
+
+
+def test_the_first_batch_the_dpo_trainer_builds_scores_the_replies_only(tiny_model_path, tmp_path, monkeypatch):
+    """The batch DPOTrainer's own collator hands to compute_loss: completion_mask is 0 on every token of the
+    prompt (system, user, earlier turns, the assistant header) and 1 on the reply being compared."""
+    from trl import DPOTrainer
+
+    from llama3_turns import token_turns
+    from med42_utils.dpo.train import build_trainer
+
+    seen = []
+    real = DPOTrainer.compute_loss
+
+    def spy(self, model, inputs, *a, **k):
+        if not seen:
+            seen.append({k: v.detach().clone() for k, v in inputs.items() if torch.is_tensor(v)})
+        return real(self, model, inputs, *a, **k)
+
+    monkeypatch.setattr(DPOTrainer, "compute_loss", spy)
+    params = load_params("tiny", {"dpo.max_samples_per_source": 4})
+    trainer = build_trainer(params, tiny_model_path, _pairs(), tmp_path, max_steps=1)
+    trainer.train()
+    batch, tok = seen[0], trainer.processing_class
+    end = tok.convert_tokens_to_ids("<|end_header_id|>")
+    assert len(batch["input_ids"]) >= 2  # chosen and rejected rows
+    for ids, mask, att in zip(batch["input_ids"].tolist(), batch["completion_mask"].tolist(),
+                              batch["attention_mask"].tolist()):
+        ids, mask = [t for t, a in zip(ids, att) if a], [m for m, a in zip(mask, att) if a]
+        turns = token_turns(ids, tok)
+        reply = max(i for i, t in enumerate(ids) if t == end) + 1  # after the last (assistant) header
+        assert "user" in turns[:reply] and turns[reply - 2] == "header"
+        assert not any(mask[:reply]), [tok.decode([t]) for t, m in zip(ids[:reply], mask[:reply]) if m][:20]
+        words = [i for i in range(reply, len(ids)) if tok.decode([ids[i]]).strip()]
+        assert words and all(mask[i] == 1 for i in words), "the reply is not scored"
+        assert all(turns[i] == "assistant" for i in words)

@@ -122,3 +122,17 @@ def test_prompt_offers_tie_only_when_allowed():
 def test_feedback_is_kept():
     p = parse_verdict("Feedback: A covers dosing; B omits it. [RESULT] A")
     assert p.feedback == "A covers dosing; B omits it."
+
+
+def test_feedback_keeps_its_first_words_and_a_decorated_tie_is_a_tie():
+    """Found by mutation testing: a feedback without the 'Feedback:' label is kept whole, and a tie wrapped in
+    markdown or brackets ('**Tie**', '(tie)') reads as a tie."""
+    p = parse_verdict("Both answers name the antidote. [RESULT] A")
+    assert (p.winner, p.feedback) == ("A", "Both answers name the antidote.")
+    q = parse_verdict("Feedback: Both are fine. [RESULT] B")
+    assert (q.winner, q.feedback) == ("B", "Both are fine.")
+    for tail in ("**Tie**", "(tie)", "`draw`", "[tie]"):
+        assert parse_verdict(f"Equal. [RESULT] {tail}").winner == "tie", tail
+    from med42_utils.judging.parse import parse_tie
+
+    assert parse_tie("**Tie**") and parse_tie("(draw).") and not parse_tie("**A**")  # verdicts.py calls it directly

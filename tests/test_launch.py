@@ -175,3 +175,22 @@ def test_jobs_run_in_the_notebooks_python_environment_without_an_activated_env()
     # set before the srun line that calls `accelerate`
     assert min(i for i, line in enumerate(lines) if line.startswith(export)) < \
         min(i for i, line in enumerate(lines) if line.startswith("srun "))
+
+
+@pytest.mark.parametrize("size,stage,nodes", [("8b", "sft", 2), ("70b", "sft", 6), ("8b", "dpo", 2), ("70b", "dpo", 4)])
+def test_multi_node_scripts_ask_for_the_gpus_of_one_node_per_node(size, stage, nodes):
+    """--gres is per node: 8 H100s on each of the nodes, never the job's total (gpu:16 on an 8-GPU node never
+    starts)."""
+    p = load_params(size)
+    if stage == "sft":
+        plan = plan_launch(p, "sft", "plan-gres", "med42_utils.sft.train", [])
+    else:
+        from med42_utils.dpo.rounds import launch_plan
+
+        plan = launch_plan(p, "plan-gres", p.dpo.rounds[0].name)
+    hw = getattr(p, stage).hardware
+    assert (hw.nodes, hw.gpus_per_node) == (nodes, 8)
+    gres = [line for line in plan.slurm_script.splitlines() if line.startswith("#SBATCH --gres")]
+    assert gres == ["#SBATCH --gres=gpu:8"]
+    assert f"#SBATCH --nodes={nodes}\n" in plan.slurm_script
+    assert f"--num_machines {nodes} --num_processes {nodes * 8}" in plan.slurm_script

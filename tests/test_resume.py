@@ -232,3 +232,18 @@ def test_checkpoints_cli_lists_and_discards(tmp_path, capsys):
             checkpoints.main(["--size", "tiny", "--run-name", run, "--stage", "dpo_round9"])
     finally:
         shutil.rmtree(run_dir("tiny", run), ignore_errors=True)
+
+
+def test_resume_takes_the_highest_step_not_the_last_name(tmp_path):
+    """checkpoint-10 is after checkpoint-5 (and checkpoint-100 after checkpoint-99), though '5' sorts after '10'
+    as text."""
+    key = {"sft": {"learning_rate": 1e-3}}
+    checkpoints.resume_point(tmp_path, key)
+    for step in (5, 10):
+        _fake_checkpoint(tmp_path, step)
+    assert [p.name for p in checkpoints.checkpoints(tmp_path)] == ["checkpoint-5", "checkpoint-10"]
+    assert checkpoints.resume_point(tmp_path, key) == str(tmp_path / "checkpoint-10")
+    _fake_checkpoint(tmp_path, 99)
+    _fake_checkpoint(tmp_path, 100, complete=False)  # incomplete: the one before it by step is 99
+    assert checkpoints.resume_point(tmp_path, key) == str(tmp_path / "checkpoint-99")
+    assert not (tmp_path / "checkpoint-100").exists() and (tmp_path / "checkpoint-10").is_dir()

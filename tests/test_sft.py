@@ -199,3 +199,40 @@ def test_bfd_padding_free_training_runs(packed_run):
     fields = train_sft(p, name)
     assert fields["packing_strategy"] == "bfd" and fields["global_step"] == 3
     assert all(torch.isfinite(torch.tensor(e["loss"])) for e in fields["log_history"])
+
+
+@pytest.mark.slow
+def test_the_first_batch_the_trainer_builds_trains_on_assistant_tokens_only(packed_run, monkeypatch):
+    """The batch SFTTrainer's own collator hands to compute_loss: every system, user and header token is -100,
+    every assistant token (and the <|eot_id|> closing it) carries its own id. Were the labels column lost, TRL
+    would fall back to labels = input_ids and train on the prompts."""
+    from trl import SFTTrainer
+
+    from llama3_turns import HEADER, UNKNOWN, token_turns
+
+    seen = []
+    real = SFTTrainer.compute_loss
+
+    def spy(self, model, inputs, *a, **k):
+        if not seen:
+            seen.append(({k: v.detach().clone() for k, v in inputs.items() if torch.is_tensor(v)}, self.processing_class))
+        return real(self, model, inputs, *a, **k)
+
+    monkeypatch.setattr(SFTTrainer, "compute_loss", spy)
+    name = packed_run()
+    train_sft(load_params("tiny", {"sft.max_steps": 1, "sft.save_steps": 100}), name)
+    batch, tok = seen[0]
+    eot = tok.convert_tokens_to_ids("<|eot_id|>")
+    trained = prompt = 0
+    for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist()):
+        for t, lab, turn in zip(ids, labels, token_turns(ids, tok)):
+            if turn == UNKNOWN:
+                continue  # the row starts inside a turn cut by packing
+            if turn == "assistant":
+                assert lab == t, f"assistant token {tok.decode([t])!r} is not trained on"
+                trained += 1
+            else:
+                assert lab == -100, f"{turn} token {tok.decode([t])!r} is trained on (label {lab})"
+                prompt += turn != HEADER
+        assert eot in ids
+    assert trained > 0 and prompt > 0, (trained, prompt)
