@@ -52,7 +52,8 @@ def resolve(path: str | Path) -> Path:
 
 def shown(path: str | Path) -> str:
     """A path as a notebook prints it: relative to the repo ("outputs/tiny/demo/sft"), or "$MED42_OUTPUTS/..."
-    when runs go to another outputs root; never the machine's absolute path (anything else: ".../<name>")."""
+    when runs go to another outputs root; never the machine's absolute path (anything else: ".../<folder>/<name>",
+    enough to tell which dataset's file it is)."""
     if not Path(path).expanduser().is_absolute():
         return str(path)  # a Hub id or a path already relative
     p = Path(path).expanduser().resolve()
@@ -64,4 +65,4 @@ def shown(path: str | Path) -> str:
     try:
         return str(p.relative_to(repo_root()))
     except ValueError:
-        return f".../{p.name}"
+        return f".../{p.parent.name}/{p.name}" if p.parent.name else f".../{p.name}"

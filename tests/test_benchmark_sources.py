@@ -133,7 +133,8 @@ def test_05_via_papermill_reads_a_folder_for_some_benchmarks_and_the_hub_for_oth
     text = "".join(o.get("text", "") for o in cell.outputs) + "".join(
         o.get("data", {}).get("text/html", "") for o in cell.outputs)
     assert "'medqa': 'local'" in text and "'toxigen': 'hub'" in text and "seed 42" in text
-    assert str(tmp_path / "data" / "medmcqa" / "dev.json") in text  # read from the folder
+    assert "'medmcqa': 'local'" in text and ".../medmcqa/dev.json" in text  # read from the folder (shown without
+    assert str(tmp_path) not in text                                           # the machine's absolute path)
     assert "HuggingSara/usmle_self_assessment (train)" in text       # read from the (fake) Hub cache
     assert "4 of" in text and "stratified by subject" in text
 

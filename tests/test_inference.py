@@ -136,8 +136,7 @@ PKG = Path(__file__).resolve().parents[1] / "med42_utils"
 ALLOWED = {
     "inference.py": "the loader",
     "models.py": "load_model, which the loader calls",
-    "sft/train.py": "training (FSDP places it)",
-    "dpo/train.py": "training (FSDP places it)",
+    "training.py": "the training core, for SFT and DPO (rank 0 loads, FSDP/accelerate place the shards)",
     "tiny_model.py": "builds the tiny model",
     "packing/stage.py": "02's CPU equivalence check of packed losses",
 }
