@@ -62,6 +62,10 @@ def tiny_model_path(tiny_params):
 _SLURM_ENV_PREFIXES = ("SLURM_", "SBATCH_", "SALLOC_", "SRUN_")
 _NO_SLURM_DIR = Path(tempfile.mkdtemp(prefix="med42-path-without-slurm-"))
 _no_slurm_paths: dict[str, str] = {}
+# The machine's PATH as the session started: tests on the real test cluster get it back explicitly, since the
+# stripped PATH of the other tests has been seen to outlive their teardown (after a Dataset.map with num_proc, not
+# reproducible outside the suite), and the cluster's clients are in /usr/bin.
+_MACHINE_PATH = os.environ.get("PATH", "")
 
 
 def path_without_machine_slurm(path: str) -> str:
@@ -92,6 +96,7 @@ def _no_machine_slurm(request, monkeypatch):
     """Every test but those on the real test cluster starts on a machine without SLURM: no client on PATH, no
     SLURM_* variables of an outer allocation. A test that wants a cluster puts its own fakes first on PATH."""
     if "real_slurm" in request.fixturenames:
+        monkeypatch.setenv("PATH", _MACHINE_PATH)
         return
     for k in [k for k in os.environ if k.startswith(_SLURM_ENV_PREFIXES)]:
         monkeypatch.delenv(k)
@@ -156,7 +161,12 @@ def real_slurm():
     Skips where the packages are missing; fails instead under MED42_REQUIRE_SLURM=1."""
     import realslurm
 
-    cluster = realslurm.session_cluster()
+    path = os.environ.get("PATH", "")
+    os.environ["PATH"] = _MACHINE_PATH   # the clients and daemons where the packages put them (see _MACHINE_PATH)
+    try:
+        cluster = realslurm.session_cluster()
+    finally:
+        os.environ["PATH"] = path
     yield cluster
     realslurm.stop_session_cluster()
 
