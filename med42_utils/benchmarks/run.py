@@ -18,7 +18,7 @@ from ..hardware import require_cuda
 from ..params import Params
 from ..paths import resolve, shown
 from . import taught
-from .data import BENCHMARKS, TASK_TO_KEY, benchmark, benchmark_sources, load_benchmark, sample_docs, sample_note
+from .data import TASK_TO_KEY, benchmark, benchmark_sources, load_benchmark, sample_docs, sample_note
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 # Course tasks beside Table 4's: bundled, scored whole (eval.limit samples the Table 4 tasks only).

@@ -20,7 +20,7 @@ import urllib.request
 from typing import Sequence
 
 from .parse import TIE, parse_verdict
-from .prompt import RESULT_MARKER, judge_messages
+from .prompt import RESULT_MARKER
 from .types import Item, Judge, Verdict, normalise_items  # Judge, Verdict: still importable from here
 
 
