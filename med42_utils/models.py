@@ -7,7 +7,7 @@ from pathlib import Path
 from .hub import hub_load
 from .manifest import StageMissingError, require_stage
 from .params import Params
-from .stages import model_notebook, stage_model_dir  # stage_model_dir: still importable from here
+from .stages import model_notebook, stage_model_dir
 from .tiny_model import resolve_base_model
 
 def model_stage_dirs(params: Params, run_name: str, stages) -> list[Path]:

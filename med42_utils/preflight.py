@@ -42,7 +42,7 @@ def _run_hint(notebook: str, size: str, run_name: str, extra: str = "") -> str:
 def _add_model(needs: Needs, params: Params, run_name: str, stage: str) -> None:
     """'base' is the Hub model; 'sft'/'dpo_<round>' a trained model folder of this run."""
     from .extra_models import find_extra
-    from .models import stage_model_dir
+    from .stages import stage_model_dir
 
     extra = find_extra(params, stage)
     if extra is not None:

@@ -33,7 +33,8 @@ VARIANTS = {
 def run_variant(run_name: str, name: str, overrides: dict, config: dict, out: Path) -> dict:
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from med42_utils.dpo.train import build_trainer, prepare_round_data, resolve_init
+    from med42_utils.dpo.round_models import resolve_init
+    from med42_utils.dpo.train import build_trainer, prepare_round_data
     from med42_utils.models import load_tokenizer
     from med42_utils.params import load_params
 

@@ -99,8 +99,8 @@ def test_acc_on_a_known_case():
 def standin_run(tiny_model_path):
     """A throwaway run whose sft stage is a stand-in (the tiny base model), removed afterwards."""
     from med42_utils.manifest import write_manifest
-    from med42_utils.models import stage_model_dir
     from med42_utils.paths import run_dir
+    from med42_utils.stages import stage_model_dir
 
     p = load_params("tiny")
     name = f"pytest-bench-{uuid.uuid4().hex[:6]}"

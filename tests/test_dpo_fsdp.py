@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import load_file
 
 from med42_utils.manifest import read_manifest, write_manifest
-from med42_utils.models import stage_model_dir
 from med42_utils.params import load_params
 from med42_utils.paths import run_dir
+from med42_utils.stages import stage_model_dir
 
 # 2 processes: batch_size must equal micro x accum x 2
 FSDP = {

@@ -68,7 +68,8 @@ def test_lora_reference_is_the_starting_model_after_training(tiny_model_path, tm
 def test_lora_round_saves_a_merged_model_and_adapter(tiny_model_path):
     from med42_utils.dpo.rounds import run_rounds
     from med42_utils.manifest import read_manifest, write_manifest
-    from med42_utils.models import load_model, stage_model_dir
+    from med42_utils.models import load_model
+    from med42_utils.stages import stage_model_dir
 
     params = load_params("tiny", LORA)
     run = f"pytest-dpo-lora-{uuid.uuid4().hex[:8]}"

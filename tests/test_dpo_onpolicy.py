@@ -126,8 +126,8 @@ def test_onpolicy_round_trains_on_its_own_pairs(tiny_model_path, monkeypatch):
     from med42_utils.dpo.onpolicy_job import META, pairs_dir, read_pairs
     from med42_utils.dpo.rounds import run_rounds
     from med42_utils.manifest import StageMissingError, read_manifest, write_manifest
-    from med42_utils.models import stage_model_dir
     from med42_utils.paths import run_dir
+    from med42_utils.stages import stage_model_dir
 
     over = {"dpo.onpolicy.enabled": True, "dpo.onpolicy.rounds": ["round1"], "dpo.onpolicy.num_prompts": 4,
             "dpo.onpolicy.k": 3, "dpo.max_samples_per_source": 4, "dpo.warmup_ratio": 0.0}
@@ -185,8 +185,8 @@ def test_pairs_are_made_again_only_when_their_inputs_change(tiny_model_path, mon
     from med42_utils.dpo.onpolicy_job import pairs_ready
     from med42_utils.dpo.rounds import generate_where_gpus_are
     from med42_utils.manifest import write_manifest
-    from med42_utils.models import stage_model_dir
     from med42_utils.paths import run_dir
+    from med42_utils.stages import stage_model_dir
 
     over = {"dpo.onpolicy.enabled": True, "dpo.onpolicy.rounds": ["round1"], "dpo.onpolicy.num_prompts": 2,
             "dpo.onpolicy.k": 2, "dpo.max_samples_per_source": 2}

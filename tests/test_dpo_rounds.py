@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import load_file
 
 from med42_utils.manifest import StageMissingError, read_manifest, write_manifest
-from med42_utils.models import stage_model_dir
 from med42_utils.params import load_params
 from med42_utils.paths import run_dir
+from med42_utils.stages import stage_model_dir
 
 FAST = {"dpo.max_samples_per_source": 4, "dpo.warmup_ratio": 0.0}
 
@@ -56,7 +56,8 @@ def test_round1_starts_from_sft(chained):
 
 def test_round2_policy_and_reference_are_round1_weights(chained, tmp_path):
     from med42_utils.dpo.preference_data import load_preferences
-    from med42_utils.dpo.train import build_trainer, resolve_init
+    from med42_utils.dpo.round_models import resolve_init
+    from med42_utils.dpo.train import build_trainer
 
     params, run, sft = chained
     r1 = stage_model_dir(params, run, "dpo_round1")
@@ -153,7 +154,8 @@ def test_slurm_rounds_get_one_script_each():
 def test_precomputed_reference_log_probs_come_from_the_previous_round(chained, tmp_path):
     """dpo.precompute_ref_log_probs: no reference model kept; the data carries round 1's log-probs instead."""
     from med42_utils.dpo.preference_data import load_preferences
-    from med42_utils.dpo.train import build_trainer, resolve_init
+    from med42_utils.dpo.round_models import resolve_init
+    from med42_utils.dpo.train import build_trainer
 
     params, run, _ = chained
     pre = load_params("tiny", {**FAST, "dpo.precompute_ref_log_probs": True})

@@ -9,9 +9,9 @@ import pytest
 
 from med42_utils.benchmarks import run as bench
 from med42_utils.manifest import write_manifest
-from med42_utils.models import stage_model_dir
 from med42_utils.params import load_params
 from med42_utils.paths import run_dir
+from med42_utils.stages import stage_model_dir
 
 OV = {"eval.limit": 1, "eval.tasks": ["med42_medqa_4options"], "eval.models": ["base", "sft", "dpo_round1"],
       "eval.letter_models": [], "extra_models": []}

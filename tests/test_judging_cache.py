@@ -16,7 +16,7 @@ import pytest
 from med42_utils.judging.battles import judge_all, judgment_tasks, judgments_frame, position_bias, to_battles
 from med42_utils.judging.cache import JudgmentCache, judgment_key
 from med42_utils.judging.elo import bt_elo
-from med42_utils.judging.judge import Judge, Verdict
+from med42_utils.judging.types import Judge, Verdict
 
 QUESTIONS = [{"id": f"q{i}", "question": f"question {i}?", "reference": None} for i in range(6)]
 MODELS = ["base", "sft", "dpo_round3"]

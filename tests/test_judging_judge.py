@@ -8,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from med42_utils.judging.judge import GenerativeJudge, LogprobJudge, OpenAIJudge, Verdict, make_judge
+from med42_utils.judging.judge import GenerativeJudge, LogprobJudge, OpenAIJudge, make_judge
+from med42_utils.judging.types import Verdict
 
 SAMPLING = {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "max_new_tokens": 16}
 

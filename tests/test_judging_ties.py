@@ -9,7 +9,7 @@ import pytest
 from med42_utils.judging.battles import judge_all, judgments_frame, model_win_rates, position_bias, to_battles
 from med42_utils.judging.cache import JudgmentCache
 from med42_utils.judging.elo import bt_elo, online_elo
-from med42_utils.judging.judge import Judge, Verdict
+from med42_utils.judging.types import Judge, Verdict
 
 
 class TableJudge(Judge):

@@ -15,9 +15,9 @@ from safetensors.torch import load_file
 
 from med42_utils import checkpoints
 from med42_utils.manifest import read_manifest
-from med42_utils.models import stage_model_dir
 from med42_utils.params import load_params
 from med42_utils.paths import run_dir
+from med42_utils.stages import stage_model_dir
 
 # measured: a resumed run's losses and weights are bit-for-bit those of the uninterrupted run (CPU, one process,
 # the same threads; the tests print the largest difference): asserted exactly
@@ -158,8 +158,9 @@ def two_dpo_runs(tiny_model_path):
 
 @pytest.mark.slow
 def test_dpo_round_interrupted_then_rerun_ends_like_an_uninterrupted_round(two_dpo_runs):
+    from med42_utils.dpo.round_models import round_dir
     from med42_utils.dpo.rounds import round_done, run_rounds
-    from med42_utils.dpo.train import CHECKPOINTS, round_dir, train_round
+    from med42_utils.dpo.train import CHECKPOINTS, train_round
 
     params, (a, b) = two_dpo_runs
     run_rounds(params, a, round="round1")

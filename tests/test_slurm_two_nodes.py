@@ -18,9 +18,9 @@ import pytest
 
 import fakeslurm
 from med42_utils.manifest import read_manifest, write_manifest
-from med42_utils.models import stage_model_dir
 from med42_utils.params import load_params
 from med42_utils.paths import run_dir
+from med42_utils.stages import stage_model_dir
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -73,7 +73,7 @@ def test_forcing_01_with_a_changed_parameter_repacks_02(capsys):
 
 def _fake_round_trainer(calls):
     """Stands in for dpo.train.train_round: saves a model stub and the round's manifest as the real one does."""
-    from med42_utils.dpo.train import init_dir, round_dir
+    from med42_utils.dpo.round_models import init_dir, round_dir
 
     def train_round(params, run_name, name, force=False):
         calls.append(name)
@@ -89,7 +89,7 @@ def _fake_round_trainer(calls):
 def test_retraining_sft_reruns_every_dpo_round_in_order(monkeypatch):
     import med42_utils.dpo.train as dpo_train
     from med42_utils.dpo.rounds import plan_rounds, run_rounds
-    from med42_utils.models import stage_model_dir
+    from med42_utils.stages import stage_model_dir
 
     params, run = load_params("tiny"), f"pytest-chain-dpo-{uuid.uuid4().hex[:6]}"
     calls: list[str] = []

@@ -8,6 +8,7 @@ import pytest
 
 from med42_utils import checkpoints, manifest, notebook, preflight
 from med42_utils.dpo import train as dpo_train
+from med42_utils.dpo.round_models import round_dir
 from med42_utils.params import load_params
 from med42_utils.paths import repo_root, run_dir
 from med42_utils.sft import train as sft_train
@@ -36,9 +37,9 @@ def test_paths_of_models_checkpoints_and_rounds():
     root = run_dir("tiny", "r")
     assert stage_model_dir(p, "r", "sft") == root / "sft" / "model"
     assert stage_model_dir(p, "r", "dpo_round2") == root / "dpo" / "round2" / "model"
-    assert stage_dir(p, "r", "dpo_round2") == dpo_train.round_dir(p, "r", "round2")
+    assert stage_dir(p, "r", "dpo_round2") == round_dir(p, "r", "round2")
     assert checkpoint_dir(p, "r", "sft") == root / "sft" / sft_train.CHECKPOINTS == root / "sft" / "checkpoints"
-    assert checkpoint_dir(p, "r", "dpo_round1") == dpo_train.round_dir(p, "r", "round1") / dpo_train.CHECKPOINTS
+    assert checkpoint_dir(p, "r", "dpo_round1") == round_dir(p, "r", "round1") / dpo_train.CHECKPOINTS
     assert checkpoints.stage_checkpoint_dirs(p, "r")["dpo_round3"] == root / "dpo" / "round3" / "trainer"
     assert stage_dir(p, "r", "packing") == root / "packing"
     assert init_stage(p, "round1") == "sft" and init_stage(p, "round3") == "dpo_round2"

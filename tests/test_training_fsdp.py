@@ -21,9 +21,9 @@ import torch
 from safetensors.torch import load_file
 
 from med42_utils.manifest import write_manifest
-from med42_utils.models import stage_model_dir
 from med42_utils.params import ParamsError, load_params
 from med42_utils.paths import repo_root, run_dir
+from med42_utils.stages import stage_model_dir
 
 # 2 processes x micro-batch 1 x accumulation 2 = 4 pairs a step; 1 process takes them in 4 micro-batches
 TWO = {"dpo.hardware.gpus_per_node": 2, "dpo.hardware.launcher": "accelerate", "dpo.micro_batch_size": 1,

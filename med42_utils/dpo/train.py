@@ -32,8 +32,8 @@ from ..stages import STAGES, init_stage, round_spec
 from ..training import frozen_reference, load_for_training, lora_config, save_final, stage_callbacks, training_args
 from ..training_logs import quiet_trainer, trainer_kwargs
 from .lengths import pair_lengths
-from .round_models import init_dir, resolve_init, round_dir  # where a round lives and starts (also importable here)
 from .preference_data import drop_long_prompts, load_preferences
+from .round_models import init_dir, resolve_init, round_dir
 
 LOG_HISTORY = "log_history.json"
 CHECKPOINTS = Path(STAGES["dpo"].checkpoints).name  # <round>/trainer/checkpoint-N

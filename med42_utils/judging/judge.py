@@ -21,7 +21,7 @@ from typing import Sequence
 
 from .parse import TIE, parse_verdict
 from .prompt import RESULT_MARKER
-from .types import Item, Judge, Verdict, normalise_items  # Judge, Verdict: still importable from here
+from .types import Item, Judge, Verdict, normalise_items
 
 
 class GenerativeJudge(Judge):
@@ -317,4 +317,4 @@ def make_judge(params, model=None, tokenizer=None, batch_size: int | None = None
     return judge
 
 
-__all__ = ["Verdict", "Judge", "LogprobJudge", "TransformersJudge", "VllmJudge", "OpenAIJudge", "make_judge"]
+__all__ = ["LogprobJudge", "TransformersJudge", "VllmJudge", "OpenAIJudge", "make_judge"]

@@ -32,7 +32,7 @@ def cache_key(params, run_name: str) -> dict:
     and, at tiny, its build; an extra model's Hub id, folder, answers file hash or tiny seed), the answer sampling, the system prompt, and the judge's settings."""
     from ..chat import SYSTEM_PROMPT
     from ..manifest import MANIFEST, fingerprint
-    from ..models import stage_model_dir
+    from ..stages import stage_model_dir
     from ..tiny_model import BUILD_INFO
 
     from ..extra_models import extra_fingerprint
