@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, str, tuple[str, ...]]] = [
      ("data", "data.*", "benchmarks.data", "benchmarks.images", "benchmarks.taught", "benchmarks.tasks.*",
       "dpo.preference_data", "judging.questions")),
     ("params / foundations", "typed params, the stage table, paths, manifests, the command line, hardware, the tiny "
-     "model, chat templates, logging and progress helpers",
+     "model, chat templates, the OpenAI-compatible chat client, logging and progress helpers",
      ("", "params", "params.*", "*")),
 ]
 LAYERS.reverse()  # lowest first

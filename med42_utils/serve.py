@@ -3,14 +3,13 @@ environment-vllm.txt), `transformers serve` on CPU (the tests). One server per m
 goes back when its server stops.
 
     with Server(server_command("transformers", path, port=8011), port=8011, log=run_dir / "server.log") as s:
-        texts = chat_many(s.api_base, s.model_name, conversations, sampling, concurrency=8)
+        texts = chat_client.chat_many(s.api_base, s.model_name, conversations, sampling, concurrency=8)
 
 The server is stopped on leaving the block: normally, on an error, on Ctrl-C and on SIGTERM (SLURM's cancel
 and time limit), with the log's tail in the error when it never came up.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -20,11 +19,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
+
+from .chat_client import ServerError
 
 if TYPE_CHECKING:
     from .judging.types import Judge
@@ -138,10 +138,6 @@ def log_tail(path: Path, lines: int = 20) -> str:
     return "\n".join(p.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
-class ServerError(RuntimeError):
-    pass
-
-
 class Server:
     """A server process for one model: started, waited for (GET /health), stopped (process group)."""
 
@@ -221,54 +217,6 @@ def _raise_exit(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def chat(api_base: str, model: str, messages: list[dict], sampling: dict, seed: int | None = None,
-         retries: int = 3, backoff: float = 1.0, timeout: float = 300.0, api_key: str | None = None,
-         extra: dict | None = None) -> tuple[str, int]:
-    """One /chat/completions request: (text, completion tokens). Server errors (5xx, 408, 429) and dropped
-    connections are retried with backoff; anything else raises at once, naming the endpoint."""
-    body = {"model": model, "messages": messages, "temperature": sampling["temperature"],
-            "top_p": sampling["top_p"], "max_tokens": sampling["max_new_tokens"]}
-    if seed is not None:
-        body["seed"] = seed
-    body.update(extra or {})  # e.g. vLLM's top_k / repetition_penalty (transformers serve is not sent them)
-    headers = {"Content-Type": "application/json"}
-    if api_key:
-        headers["Authorization"] = "Bearer " + api_key
-    req = urllib.request.Request(f"{api_base.rstrip('/')}/chat/completions", json.dumps(body).encode(), headers)
-    last = ""
-    for i in range(retries + 1):
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                doc = json.loads(r.read().decode())
-            text = doc["choices"][0]["message"]["content"] or ""
-            return text, int((doc.get("usage") or {}).get("completion_tokens") or 0)
-        except urllib.error.HTTPError as e:
-            last = f"HTTP {e.code} from {api_base}: {e.read()[:300].decode(errors='replace')}"
-            if e.code not in (408, 409, 429) and e.code < 500:
-                break
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-            last = f"cannot reach {api_base}: {getattr(e, 'reason', e)}"
-        if i < retries:
-            time.sleep(backoff * 2**i)
-    raise ServerError(f"{last} (after {i + 1} tries)")
-
-
-def chat_many(api_base: str, model: str, conversations: list[list[dict]], sampling: dict, concurrency: int = 8,
-              seed: int | None = None, **kw):
-    """Yield (text, completion tokens) for each conversation in order, at most `concurrency` in flight."""
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1 (got {concurrency})")
-    with ThreadPoolExecutor(concurrency) as pool:
-        futures = [pool.submit(chat, api_base, model, c, sampling, None if seed is None else seed + i, **kw)
-                   for i, c in enumerate(conversations)]
-        try:
-            for f in futures:
-                yield f.result()
-        finally:
-            for f in futures:
-                f.cancel()
-
-
 def node_gpus() -> tuple[int, float]:  # pragma: no cover - reads the GPU
     """(GPUs visible, GiB of the first) on this node."""
     import torch
@@ -315,8 +263,8 @@ def server_for(params, model_path: str, name: str, log_dir: Path, kind: str | No
 
 
 __all__ = ["Served", "LLAMA3_8B", "LLAMA3_70B", "MIXTRAL_8X7B", "served_shape", "Parallel", "parallel_sizes",
-           "vllm_command", "transformers_command", "port_in_use", "free_port", "log_tail", "ServerError", "Server",
-           "chat", "chat_many", "node_gpus", "vllm_executable", "server_for"]
+           "vllm_command", "transformers_command", "port_in_use", "free_port", "log_tail", "Server", "node_gpus",
+           "vllm_executable", "server_for"]
 
 
 @contextmanager

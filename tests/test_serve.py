@@ -18,9 +18,9 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from med42_utils import serve
-from med42_utils.serve import (LLAMA3_8B, LLAMA3_70B, MIXTRAL_8X7B, Server, ServerError, chat, chat_many,
-                               free_port, parallel_sizes, port_in_use, served_shape, transformers_command,
-                               vllm_command)
+from med42_utils.chat_client import ServerError, chat, chat_many
+from med42_utils.serve import (LLAMA3_8B, LLAMA3_70B, MIXTRAL_8X7B, Server, free_port, parallel_sizes, port_in_use,
+                               served_shape, transformers_command, vllm_command)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures" / "vllm"

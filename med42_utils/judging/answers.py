@@ -92,7 +92,8 @@ def _generate_openai(params, model_name: str, model_path: str, questions: list[d
     """Through an OpenAI-compatible server: one started here for this model (judge.server), or judge.api_base."""
     from contextlib import nullcontext
 
-    from ..serve import chat_many, server_for
+    from ..chat_client import chat_many
+    from ..serve import server_for
 
     j = params.judge
     s = j.sampling

@@ -12,11 +12,7 @@ Prometheus setup) the prompt asks for A or B only and a judge that still answers
 """
 from __future__ import annotations
 
-import json
 import os
-import time
-import urllib.error
-import urllib.request
 from typing import Sequence
 
 from .parse import TIE, parse_verdict
@@ -220,41 +216,22 @@ class OpenAIJudge(GenerativeJudge):
 
     def _post(self, conv: list[dict]) -> str:
         from ..chat import merge_system
+        from ..chat_client import ServerError, chat
 
-        if self.merge_system:
-            conv = merge_system(conv)
-        body = {"model": self.served_name or self.model, "messages": conv, "temperature": self.sampling["temperature"],
-                "top_p": self.sampling["top_p"], "max_tokens": self.sampling["max_new_tokens"]}
-        if self.sampling.get("repetition_penalty", 1.0) != 1.0:  # vLLM's server takes it; others are not sent it
-            body["repetition_penalty"] = self.sampling["repetition_penalty"]
-        headers = {"Content-Type": "application/json"}
-        if self.api_key_env:
-            headers["Authorization"] = "Bearer " + os.environ[self.api_key_env]
-        req = urllib.request.Request(f"{self.api_base}/chat/completions", json.dumps(body).encode(), headers)
-        last = None
-        for i in range(self.http_retries + 1):
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                    doc = json.loads(r.read().decode())
-                return doc["choices"][0]["message"]["content"] or ""
-            except urllib.error.HTTPError as e:
-                last = f"HTTP {e.code} from {self.api_base}"
-                has_system = any(m.get("role") == "system" for m in conv)
-                if e.code == 400 and has_system and not self.merge_system:
-                    # the server renders the model's own template; one that takes no system turn answers 400
-                    # ("Conversation roles must alternate ..."): ask again with the system text in the user turn
-                    self.merge_system = True
-                    return self._post(conv)
-                if e.code not in (408, 409, 429) and e.code < 500:
-                    break
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                last = f"cannot reach {self.api_base}: {getattr(e, 'reason', e)}"
-            except (KeyError, IndexError, TypeError, ValueError) as e:
-                last = f"unexpected response shape from {self.api_base}: {type(e).__name__}"
-                break
-            if i < self.http_retries:
-                time.sleep(self.backoff * 2**i)
-        raise RuntimeError(last)
+        conv = merge_system(conv) if self.merge_system else conv
+        rp = self.sampling.get("repetition_penalty", 1.0)  # vLLM's server takes it; others are not sent it
+        try:
+            return chat(self.api_base, self.served_name or self.model, conv, self.sampling, retries=self.http_retries,
+                        backoff=self.backoff, timeout=self.timeout,
+                        api_key=os.environ[self.api_key_env] if self.api_key_env else None,
+                        extra={"repetition_penalty": rp} if rp != 1.0 else None)[0]
+        except ServerError as e:
+            if e.code != 400 or self.merge_system or not any(m.get("role") == "system" for m in conv):
+                raise
+            # the server renders the model's own template; one that takes no system turn answers 400 ("Conversation
+            # roles must alternate ..."): ask again, and from now on, with the system text in the user turn
+            self.merge_system = True
+            return self._post(conv)
 
     def generate(self, conversations: list[list[dict]]) -> list[str]:
         from concurrent.futures import ThreadPoolExecutor
