@@ -182,7 +182,7 @@ export TORCH_NCCL_ASYNC_ERROR_HANDLING=1
 # (without --cpus-per-task, e.g. --exclusive where sinfo could not say: every CPU the job has on the node)
 if [ -n "${{SLURM_CPUS_PER_TASK:-}}" ]; then export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK;
 else export SRUN_CPUS_PER_TASK=${{SLURM_CPUS_ON_NODE:-1}}; fi
-{_requeue_lines(accelerate_line, requeue_seconds) if requeue_seconds else _srun_lines(accelerate_line, log_dir, job_name, signal_seconds)}"""
+{_srun_lines(accelerate_line, log_dir, job_name, requeue_seconds or signal_seconds, bool(requeue_seconds))}"""
 
 
 def _signal_lines(signal_seconds: int | None, what: str = "training saves a checkpoint, stops, and the job "
@@ -193,47 +193,43 @@ def _signal_lines(signal_seconds: int | None, what: str = "training saves a chec
             f"# SIGUSR1 to this script {signal_seconds} s before the time limit: {what} (docs/resume.md)\n")
 
 
-def _requeue_lines(line: str, seconds: int) -> str:
-    """A job whose work is kept per model: on SIGUSR1 (the time limit is near) requeue it now; the next start skips
-    what finished (benchmarks.run.finished, the judging caches)."""
-    srun = f"srun --export=ALL --kill-on-bad-exit=1 bash -c {shlex.quote(line)}"
-    return f"""trap 'echo "SIGUSR1: the time limit is near; requeueing job $SLURM_JOB_ID: finished models are kept, the next start goes on from there (restarts so far: ${{SLURM_RESTART_COUNT:-0}})"; scontrol requeue "$SLURM_JOB_ID"' USR1
-{srun} &
-step=$!
-while :; do  # a trapped signal ends `wait` early: wait again until srun itself has ended
-  rc=0; wait "$step" || rc=$?
-  kill -0 "$step" 2>/dev/null || break
-done
-exit "$rc"
-"""
-
-
-def _srun_lines(line: str, log_dir: Path, job_name: str, signal_seconds: int | None) -> str:
+def _srun_lines(line: str, log_dir: Path, job_name: str, signal_seconds: int | None, requeue: bool = False) -> str:
     """srun of the node command (--export=ALL: under SBATCH_EXPORT=NONE srun would start the step with an empty
-    environment, not even PATH). With a time-limit signal, this script (not the step) gets SIGUSR1 and leaves
-    $MED42_STOP_FILE, which the trainer checks after every step (a signal that comes while the step is still
-    starting is not lost); a trainer that stopped at a checkpoint leaves $MED42_REQUEUE_FILE, and the job is
-    requeued."""
+    environment, not even PATH). With a time-limit signal, this script (not the step) gets SIGUSR1 while it waits for
+    srun. A job whose work is kept per model (`requeue`) requeues itself at once; the next start skips what finished
+    (benchmarks.run.finished, the judging caches). A training job leaves $MED42_STOP_FILE, which the trainer checks
+    after every step (a signal that comes while the step is still starting is not lost); a trainer that stopped at a
+    checkpoint leaves $MED42_REQUEUE_FILE, and the job is requeued."""
     srun = f"srun --export=ALL --kill-on-bad-exit=1 bash -c {shlex.quote(line)}"
     if not signal_seconds:
         return srun + "\n"
-    logs = shlex.quote(str(log_dir))
-    return f"""export MED42_STOP_FILE={logs}/{job_name}-"${{SLURM_JOB_ID:-local}}".stop
+    if requeue:
+        before, after = "", 'exit "$rc"\n'
+        trap = ('echo "SIGUSR1: the time limit is near; requeueing job $SLURM_JOB_ID: finished models are kept, the '
+                'next start goes on from there (restarts so far: ${SLURM_RESTART_COUNT:-0})"; '
+                'scontrol requeue "$SLURM_JOB_ID"')
+    else:
+        logs = shlex.quote(str(log_dir))
+        before = f"""export MED42_STOP_FILE={logs}/{job_name}-"${{SLURM_JOB_ID:-local}}".stop
 export MED42_REQUEUE_FILE={logs}/{job_name}-"${{SLURM_JOB_ID:-local}}".requeue
 rm -f "$MED42_STOP_FILE" "$MED42_REQUEUE_FILE"
-trap 'echo "SIGUSR1: the time limit is near; asking training to save a checkpoint and stop"; touch "$MED42_STOP_FILE"' USR1
+"""
+        trap = ('echo "SIGUSR1: the time limit is near; asking training to save a checkpoint and stop"; '
+                'touch "$MED42_STOP_FILE"')
+        after = """[ "$rc" -eq 0 ] || exit "$rc"
+if [ -f "$MED42_REQUEUE_FILE" ]; then
+  echo "stopped at a checkpoint before the time limit: requeueing job $SLURM_JOB_ID (restarts so far: ${SLURM_RESTART_COUNT:-0})"
+  scontrol requeue "$SLURM_JOB_ID" || { echo "scontrol requeue refused: submit the job again to continue from the checkpoint" >&2; exit 1; }
+fi
+"""
+    return f"""{before}trap '{trap}' USR1
 {srun} &
 step=$!
 while :; do  # a trapped signal ends `wait` early: wait again until srun itself has ended
   rc=0; wait "$step" || rc=$?
   kill -0 "$step" 2>/dev/null || break
 done
-[ "$rc" -eq 0 ] || exit "$rc"
-if [ -f "$MED42_REQUEUE_FILE" ]; then
-  echo "stopped at a checkpoint before the time limit: requeueing job $SLURM_JOB_ID (restarts so far: ${{SLURM_RESTART_COUNT:-0}})"
-  scontrol requeue "$SLURM_JOB_ID" || {{ echo "scontrol requeue refused: submit the job again to continue from the checkpoint" >&2; exit 1; }}
-fi
-"""
+{after}"""
 
 
 def plan_launch(
