@@ -1,7 +1,9 @@
-"""The command line the launched entry points share: params overrides as `--set key=value` and back.
-The launcher writes them (override_args); the trainers and jobs it launches read them (parse_override_args)."""
+"""The command line the launched entry points share: --size, --run-name and params overrides as `--set key=value`.
+The launcher writes the overrides (override_args); the trainers and jobs it launches read them (job_parser,
+parse_override_args)."""
 from __future__ import annotations
 
+import argparse
 import json
 
 import yaml
@@ -14,6 +16,16 @@ def override_args(overrides: dict | None) -> list[str]:
         if v is not None:
             out += ["--set", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
     return out
+
+
+def job_parser(description: str, **kw) -> argparse.ArgumentParser:
+    """The arguments of an entry point the launcher starts: --size, --run-name and --set KEY=VALUE (repeatable;
+    parse_override_args reads them); the entry point adds its own. `kw` goes to ArgumentParser."""
+    ap = argparse.ArgumentParser(description=description, **kw)
+    ap.add_argument("--size", required=True)
+    ap.add_argument("--run-name", required=True)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override, repeatable")
+    return ap
 
 
 def parse_override_args(items: list[str]) -> dict:

@@ -7,11 +7,10 @@ runs the same stage function in its own kernel.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..hardware import in_kernel
-from ..cli import parse_override_args
+from ..cli import job_parser, parse_override_args
 from ..launch import job_plan, run_job
 from ..manifest import stage_done
 from ..notebook import start
@@ -47,11 +46,8 @@ def eval_plan(run):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", required=True)
-    ap.add_argument("--run-name", required=True)
+    ap = job_parser(__doc__.splitlines()[0])
     ap.add_argument("--force", action="store_true")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override, repeatable")
     ap.add_argument("--only-model", default=None, help="evaluate this one model into eval/raw (a worker of the "
                     "one-model-per-GPU launch, benchmarks/workers.py) and stop")
     a = ap.parse_args(argv)

@@ -11,7 +11,6 @@ Pairs made from other params or another starting model are made again. At tiny t
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -115,13 +114,10 @@ def read_pairs(params: Params, run_name: str, name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..cli import parse_override_args
+    from ..cli import job_parser, parse_override_args
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", required=True)
-    ap.add_argument("--run-name", required=True)
+    ap = job_parser(__doc__.splitlines()[0])
     ap.add_argument("--round", required=True, help="round name from params, e.g. round2")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override, repeatable")
     ap.add_argument("--force", action="store_true", help="make the pairs again even if they are ready")
     a = ap.parse_args(argv)
     params = load_params(a.size, parse_override_args(a.set))

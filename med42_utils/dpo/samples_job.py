@@ -7,12 +7,11 @@ At tiny the notebook samples in its own kernel (report.sample_answers); at 8b/70
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from ..hardware import in_kernel
-from ..cli import parse_override_args
+from ..cli import job_parser, parse_override_args
 from ..launch import run_job
 from ..params import Params, load_params
 from ..paths import run_dir
@@ -40,13 +39,10 @@ def answers_where_gpus_are(params: Params, run_name: str, question: str, stages:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", required=True)
-    ap.add_argument("--run-name", required=True)
+    ap = job_parser(__doc__.splitlines()[0])
     ap.add_argument("--question", required=True)
     ap.add_argument("--stages", nargs="+", required=True)
     ap.add_argument("--stage", default="dpo", help="folder under the run for samples.json")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override, repeatable")
     a = ap.parse_args(argv)
     params = load_params(a.size, parse_override_args(a.set))
     df = sample_answers(params, a.run_name, a.question, a.stages)

@@ -11,7 +11,6 @@ interrupted round continues from the last one when started again (med42_utils.ch
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -20,7 +19,7 @@ from typing import Any
 
 
 from ..checkpoints import resume_for, resume_key
-from ..cli import parse_override_args
+from ..cli import job_parser, parse_override_args
 from ..notebook import fresh_transforms
 from ..quiet import without_model_card
 from ..manifest import input_fingerprints, write_manifest
@@ -182,11 +181,8 @@ CONFIG_FIELDS = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", required=True)
-    ap.add_argument("--run-name", required=True)
+    ap = job_parser(__doc__.splitlines()[0])
     ap.add_argument("--round", required=True, help="round name from params, e.g. round1")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override, repeatable")
     ap.add_argument("--force", action="store_true", help="discard the round's checkpoints and train from step 0")
     ap.add_argument("--stop-after-step", type=int, default=None, help="stop after this step (tests resuming)")
     args = ap.parse_args(argv)

@@ -7,13 +7,12 @@ a RecordedJudge (no model in the notebook kernel); at tiny the notebook answers 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from ..hardware import in_kernel
-from ..cli import parse_override_args
+from ..cli import job_parser, parse_override_args
 from ..launch import job_plan, run_job
 from ..notebook import start
 from .judge import Judge, make_judge
@@ -73,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..extra_models import judged_models
     from .stage import JUDGMENTS, answer_all
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", required=True)
-    ap.add_argument("--run-name", required=True)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override, repeatable")
+    ap = job_parser(__doc__.splitlines()[0])
     a = ap.parse_args(argv)
     run = start(a.size, a.run_name, parse_override_args(a.set))
     params, judge_dir = run.params, run.stage_dir("06_elo_judging")

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..checkpoints import resume_for, resume_key
 from ..fsdp_cpu import fsdp_wrapped_modules
-from ..cli import parse_override_args
+from ..cli import job_parser, parse_override_args
 from ..notebook import fresh_transforms
 from ..quiet import without_model_card
 from ..manifest import input_fingerprints, require_stage, stage_done, write_manifest
@@ -148,10 +148,7 @@ def train_sft(params: Params, run_name: str, stop_after_step: int | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", required=True)
-    ap.add_argument("--run-name", required=True)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override (repeatable)")
+    ap = job_parser(__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stop-after-step", type=int, default=None, help="stop after this step (tests resuming)")
     ap.add_argument("--force", action="store_true",
                     help="re-train from step 0 even if sft/manifest.json exists (discards sft/checkpoints/)")
