@@ -215,7 +215,8 @@ def checkpoint_bytes(params: Params, stage: str) -> float:
     return trainable * 4 * (1 + moments)
 
 
-def _size(b: float) -> str:
+def size_text(b: float) -> str:
+    """Bytes as the checkpoint lines write them: '2.68 TB', '141.11 GB', '503.32 MB'."""
     for unit, f in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
         if b >= f:
             return f"{b / f:,.2f} {unit}"
@@ -230,8 +231,8 @@ def plan_note(params: Params, stage: str, hours: float | None = None, steps: int
     every = f"every {s.save_steps} steps" + (f" ({s.save_steps * s.batch_size:,} pairs)" if stage == "dpo" else "")
     if hours and steps:
         every += f", about {hours / steps * s.save_steps * 60:,.0f} min at the estimated pace"
-    return (f"checkpoints: {every}, the last {s.save_total_limit} kept: about {_size(each)} each, "
-            f"{_size(each * s.save_total_limit)} on disk at most (plus one being written); a re-run, requeue or "
+    return (f"checkpoints: {every}, the last {s.save_total_limit} kept: about {size_text(each)} each, "
+            f"{size_text(each * s.save_total_limit)} on disk at most (plus one being written); a re-run, requeue or "
             f"restart resumes from the last one; on SLURM, SIGUSR1 {s.stop_signal_seconds} s before the time limit "
             f"saves one and requeues the job (docs/resume.md)")
 
@@ -261,10 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         found = checkpoints(d)
         if a.discard:
             freed = discard(d)
-            print(f"{name}: discarded {d} ({_size(freed)})" if freed else f"{name}: no checkpoints in {d}")
+            print(f"{name}: discarded {d} ({size_text(freed)})" if freed else f"{name}: no checkpoints in {d}")
         else:
             listed = ", ".join(p.name for p in found) or "none"
-            print(f"{name}: {d}: {listed}" + (f" ({_size(disk_bytes(d))})" if found else ""))
+            print(f"{name}: {d}: {listed}" + (f" ({size_text(disk_bytes(d))})" if found else ""))
     return 0
 
 

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 
 from . import estimates
+from .checkpoints import checkpoint_bytes, size_text
 from .estimates import GIB, ModelShape
 from .params import Params
 
@@ -90,8 +91,6 @@ def final_model_bytes(shape: ModelShape) -> float:
 
 
 def _checkpoint_hours(params: Params, stage: str, steps: int, nodes: int) -> tuple[float, int, float]:
-    from .checkpoints import checkpoint_bytes
-
     s = getattr(params, stage)
     count = steps // s.save_steps if s.save_steps else 0
     each = checkpoint_bytes(params, stage)
@@ -143,8 +142,6 @@ def _time_notes(hw, comm: float, micro: int, count: int, each: float, save: floa
 
 def disk_bytes(params: Params, stage: str) -> dict[str, float]:
     """Bytes the stage leaves on disk at most: retained checkpoints (+ one being written) and the final model(s)."""
-    from .checkpoints import checkpoint_bytes
-
     s = getattr(params, stage)
     shape = estimates.model_shape(params)
     rounds = len(params.dpo.rounds) if stage == "dpo" else 1
@@ -155,14 +152,6 @@ def disk_bytes(params: Params, stage: str) -> dict[str, float]:
     else:
         model = final_model_bytes(shape) * rounds
     return {"checkpoints": ckpt, "final model": model, "total": ckpt + model}
-
-
-def size_text(b: float) -> str:
-    """Bytes as the checkpoint lines write them: '2.68 TB', '141.11 GB', '503.32 MB'."""
-    for unit, f in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
-        if b >= f:
-            return f"{b / f:,.2f} {unit}"
-    return f"{b / 1e3:,.1f} kB"
 
 
 def disk_note(params: Params, stage: str) -> str:
