@@ -26,19 +26,15 @@ from ..manifest import input_fingerprints, require_stage, stage_done, write_mani
 from .. import models
 from ..training import is_main, load_for_training, lora_config, save_final, stage_callbacks, training_args
 from ..params import Params, load_params
-from ..paths import run_dir, shown
+from ..paths import shown
 from ..progress import PROGRESS
 from ..speed import require_packages
-from ..stages import STAGES
+from ..stages import STAGES, stage_dir
 from ..tiny_model import resolve_base_model
 from ..training_logs import quiet_trainer, trainer_kwargs
 
 CHECKPOINTS = Path(STAGES["sft"].checkpoints).name
 MODEL = "model"
-
-
-def sft_dir(params: Params, run_name: str) -> Path:
-    return run_dir(params.size, run_name) / "sft"
 
 
 def build_sft_config(params: Params, output_dir: Path, **overrides: Any):
@@ -67,7 +63,7 @@ def load_train_dataset(params: Params, run_name: str):
     """02_packing's tokenized conversations (input_ids + assistant-only labels); SFTTrainer packs them."""
     from datasets import load_from_disk
 
-    pdir = run_dir(params.size, run_name) / "packing"
+    pdir = stage_dir(params, run_name, "packing")
     require_stage(pdir, "02_packing.ipynb")
     ds = load_from_disk(str(pdir / "tokenized"))
     return ds.select_columns(["input_ids", "labels"])
@@ -83,8 +79,8 @@ def train_sft(params: Params, run_name: str, stop_after_step: int | None = None,
     from transformers import set_seed
     from trl import SFTTrainer
 
-    out = sft_dir(params, run_name)
-    packing = run_dir(params.size, run_name) / "packing"
+    out = stage_dir(params, run_name, "sft")
+    packing = stage_dir(params, run_name, "packing")
     if stage_done(out, params, inputs=[packing]) and not force and stop_after_step is None:
         print(f"03_sft already done in {out} (force=True re-trains)")
         return json.loads((out / "manifest.json").read_text())
@@ -159,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     if is_main():
         f = fields
         loss = f"loss {f['first_loss']:.3f} -> {f['last_loss']:.3f}, " if f.get("last_loss") is not None else ""
-        print(f"sft: step {f['global_step']}/{f['max_steps']}, {loss}{f['wall_seconds']:.0f} s; in {shown(sft_dir(params, a.run_name))}")
+        where = shown(stage_dir(params, a.run_name, "sft"))
+        print(f"sft: step {f['global_step']}/{f['max_steps']}, {loss}{f['wall_seconds']:.0f} s; in {where}")
     return 0
 
 
