@@ -17,9 +17,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..cli import job_parser, parse_override_args
 from ..manifest import StageMissingError, input_fingerprints
 from ..params import Params, load_params
+from ..stages import round_spec
 from .preference_data import DropReport
+from .round_models import init_dir, resolve_init, round_dir
 
 MODULE = "med42_utils.dpo.onpolicy_job"
 PAIRS_DIR = "onpolicy"
@@ -37,17 +40,12 @@ def is_onpolicy(params: Params, name: str) -> bool:
 
 
 def pairs_dir(params: Params, run_name: str, name: str) -> Path:
-    from .round_models import round_dir
-
     return round_dir(params, run_name, name) / PAIRS_DIR
 
 
 def pairs_key(params: Params, run_name: str, name: str) -> dict[str, Any]:
     """What a round's on-policy pairs are made from: the on-policy and data settings, the scorer's params, and
     the manifest of the model they sample (so a retrained SFT or earlier round makes them again)."""
-    from ..stages import round_spec
-    from .round_models import init_dir, round_dir
-
     d = params.dpo
     key = {"onpolicy": d.onpolicy.model_dump(mode="json"), "datasets": round_spec(params, name).datasets,
            "data_source": d.data_source, "data_dir": d.data_dir, "max_samples_per_source": d.max_samples_per_source,
@@ -71,8 +69,6 @@ def make_pairs(params: Params, run_name: str, name: str, force: bool = False) ->
     """Sample, score and write the round's pairs (skipped when ready, unless force); returns pairs.json's fields."""
     from .onpolicy import onpolicy_pairs
     from .scorers import make_scorer
-    from ..stages import round_spec
-    from .round_models import resolve_init
 
     if not is_onpolicy(params, name):
         raise ValueError(f"DPO {name} is not an on-policy round (dpo.onpolicy.enabled with {name} in "
@@ -114,8 +110,6 @@ def read_pairs(params: Params, run_name: str, name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..cli import job_parser, parse_override_args
-
     ap = job_parser(__doc__.splitlines()[0])
     ap.add_argument("--round", required=True, help="round name from params, e.g. round2")
     ap.add_argument("--force", action="store_true", help="make the pairs again even if they are ready")

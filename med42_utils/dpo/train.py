@@ -31,6 +31,7 @@ from ..stages import STAGES, init_stage, round_spec
 from ..training import frozen_reference, load_for_training, lora_config, save_final, stage_callbacks, training_args
 from ..training_logs import quiet_trainer, trainer_kwargs
 from .lengths import pair_lengths
+from .onpolicy_job import is_onpolicy, read_pairs
 from .preference_data import drop_long_prompts, load_preferences
 from .round_models import init_dir, resolve_init, round_dir
 
@@ -93,9 +94,7 @@ def prepare_round_data(params: Params, run_name: str, name: str, init_path: str,
     dpo.onpolicy_job) after dropping long prompts -> (Dataset, DropReport). Training never samples."""
     d = params.dpo
     spec = round_spec(params, name)
-    if d.onpolicy.enabled and name in d.onpolicy.rounds:
-        from .onpolicy_job import read_pairs
-
+    if is_onpolicy(params, name):
         ds, report = read_pairs(params, run_name, name)
     else:
         ds, report = load_preferences(
@@ -144,7 +143,7 @@ def train_round(params: Params, run_name: str, name: str, force: bool = False,
         fields = dict(
             round=name,
             datasets=round_spec(params, name).datasets,
-            onpolicy=params.dpo.onpolicy.enabled and name in params.dpo.onpolicy.rounds,
+            onpolicy=is_onpolicy(params, name),
             init_from=init_path,
             reference=init_path,
             init_stage=init_stage(params, name),
