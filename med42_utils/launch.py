@@ -28,7 +28,9 @@ from typing import Literal
 
 import yaml
 
-from . import estimates, preflight, slurm, slurm_site
+from . import cluster_plan, estimates, inference_plan, preflight, slurm, slurm_site
+from .budget import plan_notes
+from .checkpoints import plan_note
 from .cli import override_args
 from .hardware import HardwareError, job_hardware, placement
 from .params import Params
@@ -232,6 +234,22 @@ done
 {after}"""
 
 
+def _site_request(params: Params, stage: str, hw: Hardware, hours: float | None, host_gib: float | None,
+                  notes: list[str]) -> tuple["slurm_site.SiteRequest", list[str]]:
+    """The job's SLURM options (params' slurm.<stage>) with a default --time from the plan's hours and --mem from
+    `host_gib` (real model sizes only), their notes added to `notes` -> (request, what keeps it from fitting)."""
+    parts = slurm_site.read_sinfo()
+    real = params.model.tiny is None  # tiny labelled as a GPU size (the tests): no H100 time or memory applies
+    suggested = cluster_plan.suggested_time(hours) if hours is not None and real else None
+    site = slurm_site.site_request(params.slurm.for_stage(stage), hw, parts, suggested, host_gib if real else None,
+                                   stage)
+    notes += site.notes
+    if suggested is not None:
+        notes.append(f"suggested --time {suggested}: 1.2 x {hours:,.1f} h + {cluster_plan.STARTUP_HOURS:g} h "
+                     f"start-up, rounded up to 15 min")
+    return site, slurm_site.fit_problems(site, hw, parts, stage)
+
+
 def plan_launch(
     params: Params,
     stage: Literal["sft", "dpo"],
@@ -265,10 +283,6 @@ def plan_launch(
          "memory: one process, no FSDP (in-process at this size)") + "; see med42_utils/estimates.py for the assumptions",
         *cfg_notes,
     ]
-    from . import cluster_plan
-    from .budget import plan_notes
-    from .checkpoints import plan_note
-
     timing = None
     if stage == "sft":
         timing = cluster_plan.sft_time(params, mfu)
@@ -336,18 +350,10 @@ def plan_launch(
         job = job or stage
         slurm_path = sdir / f"launch_{job}.slurm"
         job_name = f"med42-{job}-{params.size}"
-        parts = slurm_site.read_sinfo()
-        real = params.model.tiny is None  # tiny labelled as a GPU size (the tests): no H100 time or memory applies
-        suggested = cluster_plan.suggested_time(hours) if hours is not None and real else None
-        host = cluster_plan.host_memory_gib(shape) if hw.gpus_per_node == 1 and real else None
-        site = slurm_site.site_request(params.slurm.for_stage(stage), hw, parts, suggested, host, stage)
+        host = cluster_plan.host_memory_gib(shape) if hw.gpus_per_node == 1 else None
+        site, warnings = _site_request(params, stage, hw, hours, host, notes)
         slurm_text = render_slurm(stage, hw, line, job_name, sdir / "logs", site,
                                   signal_seconds=getattr(params, stage).stop_signal_seconds)
-        notes += site.notes
-        if suggested is not None:
-            notes.append(f"suggested --time {suggested}: 1.2 x {hours:,.1f} h + {cluster_plan.STARTUP_HOURS:g} h "
-                         f"start-up, rounded up to 15 min")
-        warnings = slurm_site.fit_problems(site, hw, parts, stage)
         limit = slurm_site.time_hours(site.options.time) if site.options.time else None
         if limit is not None and hours is not None and hours > limit:
             notes.append(f"slurm time {site.options.time} is shorter than the estimated {hours:,.1f} h: the job will "
@@ -375,8 +381,6 @@ def plan_job(params: Params, job: str, run_name: str, stage_dir: Path, module: s
     `models`: the model stages it reads (default: eval.models for 'eval', judge.models for 'judge').
     For 'eval' and 'judge' the plan carries each model's GPUs, memory and hours from params alone
     (med42_utils.inference_plan), a default --time and --mem from them, and refuses what cannot fit the node."""
-    from . import cluster_plan, inference_plan
-
     hw = job_hardware(params)
     args = ["--size", params.size, "--run-name", run_name, *(extra_args or [])]
     command = shlex.join(["python", "-m", module, *args])
@@ -395,22 +399,14 @@ def plan_job(params: Params, job: str, run_name: str, stage_dir: Path, module: s
     warnings: list[str] = list(capacity)
     if hw.launcher != "inprocess":
         slurm_path = Path(stage_dir) / f"launch_{job}.slurm"
-        parts = slurm_site.read_sinfo()
-        real = params.model.tiny is None  # tiny labelled as a GPU size (the tests): no H100 time or memory applies
-        suggested = cluster_plan.suggested_time(hours) if hours is not None and real else None
-        site = slurm_site.site_request(params.slurm.for_stage(site_stage), hw, parts, suggested,
-                                       host if real else None, site_stage)
         requeue = JOB_REQUEUE_SECONDS if job in ("eval", "judge") else None
-        slurm_text = render_slurm(job, hw, command, job_name, slurm_path.parent / "logs", site,
-                                  requeue_seconds=requeue)
         if requeue:
             notes.append(f"resumable: every finished model is kept; SIGUSR1 {requeue} s before the time limit "
                          f"requeues the job (--requeue), which goes on at the next model")
-        notes += site.notes
-        if suggested is not None:
-            notes.append(f"suggested --time {suggested}: 1.2 x {hours:,.1f} h + {cluster_plan.STARTUP_HOURS:g} h "
-                         f"start-up, rounded up to 15 min")
-        warnings += slurm_site.fit_problems(site, hw, parts, site_stage)
+        site, unfit = _site_request(params, site_stage, hw, hours, host, notes)
+        warnings += unfit
+        slurm_text = render_slurm(job, hw, command, job_name, slurm_path.parent / "logs", site,
+                                  requeue_seconds=requeue)
     return LaunchPlan(stage=job, hardware=hw, accelerate_config=None, commands=[command], slurm_script=slurm_text,
                       memory_gib=memory, est_hours=hours, module=module, args=args, slurm_path=slurm_path,
                       node_command=command, job_name=job_name, notes=notes, site=site, site_stage=site_stage,
