@@ -585,16 +585,19 @@ def job_request(plan: LaunchPlan, inputs: list[Path]) -> dict:
     return {"command": plan.commands[0], "inputs": {str(d): fp(Path(d)) for d in inputs}}
 
 
+def _recorded(record: Path, request: dict) -> bool:
+    """Whether the request record (<script>.request.json) holds `request`."""
+    try:
+        return record.is_file() and json.loads(record.read_text()) == request
+    except json.JSONDecodeError:
+        return False
+
+
 def job_done(plan: LaunchPlan, outputs: list[Path], inputs: list[Path]) -> str | None:
     """Why the job's work is already there (None when it must run): the recorded request equals this one and
     every output was written after it (by the job it describes)."""
     record = plan.request_record
-    if record is None or not record.is_file() or not outputs:
-        return None
-    try:
-        if json.loads(record.read_text()) != job_request(plan, inputs):
-            return None
-    except json.JSONDecodeError:
+    if record is None or not outputs or not _recorded(record, job_request(plan, inputs)):
         return None
     asked = record.stat().st_mtime_ns
     if all(Path(o).is_file() and Path(o).stat().st_mtime_ns >= asked for o in outputs):
@@ -627,11 +630,7 @@ def run_job(params: Params, job: str, run_name: str, stage_dir: Path, module: st
     record = plan.request_record
     if record is not None:
         request = job_request(plan, inputs or [])
-        try:
-            same = record.is_file() and json.loads(record.read_text()) == request
-        except json.JSONDecodeError:
-            same = False
-        if not same:   # a job recorded for another request (say, another question) is not waited for
+        if not _recorded(record, request):   # a job recorded for another request (say, another question) is not waited for
             plan.job_record.unlink(missing_ok=True)
             record.parent.mkdir(parents=True, exist_ok=True)
             record.write_text(json.dumps(request, indent=1))
