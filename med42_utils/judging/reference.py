@@ -34,14 +34,18 @@ def words(text: str) -> list[str]:
     return _ARTICLES.sub(" ", str(text).lower().translate(_PUNCT)).split()
 
 
+def f1(r: Counter, g: Counter) -> float:
+    """F1 of the multiset overlap of a response's units `r` with the reference's `g`; 0 when they share none."""
+    common = sum((r & g).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / sum(r.values()), common / sum(g.values())
+    return 2 * precision * recall / (precision + recall)
+
+
 def token_f1(response: str, reference: str) -> float:
     """F1 of the words the response shares with the reference (multiset overlap); 0 when either is empty."""
-    r, g = words(response), words(reference)
-    common = sum((Counter(r) & Counter(g)).values())
-    if not r or not g or common == 0:
-        return 0.0
-    precision, recall = common / len(r), common / len(g)
-    return 2 * precision * recall / (precision + recall)
+    return f1(Counter(words(response)), Counter(words(reference)))
 
 
 def char3_f1(response: str, reference: str) -> float:
@@ -50,12 +54,7 @@ def char3_f1(response: str, reference: str) -> float:
         t = " ".join(words(text))
         return Counter(t[i : i + 3] for i in range(len(t) - 2))
 
-    r, g = grams(response), grams(reference)
-    common = sum((r & g).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / sum(r.values()), common / sum(g.values())
-    return 2 * precision * recall / (precision + recall)
+    return f1(grams(response), grams(reference))
 
 
 METRICS = {"token_f1": token_f1, "char3_f1": char3_f1}
