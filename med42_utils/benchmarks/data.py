@@ -574,10 +574,6 @@ def load_benchmark(key: str, source: str = "hub", data_dir: str | Path | None = 
     return LoadedBenchmark(b.key, b.task, raw.origin, docs, len(raw.rows), dict(dropped), raw.layout)
 
 
-def load_all(source: str, data_dir: str | Path | None = None, keys: list[str] | None = None) -> dict[str, LoadedBenchmark]:
-    return {k: load_benchmark(k, source, data_dir) for k in (keys or list(BENCHMARKS))}
-
-
 def benchmark_questions(params, keys: list[str] | None = None) -> dict[str, list[str]]:
     """Each benchmark's evaluation-split question texts (question + options), for decontamination.
 

@@ -373,11 +373,6 @@ def run_models(params: Params, run_name: str, out_dir: Path, models: list[str] |
     return out
 
 
-def dropped_rows(params: Params) -> dict[str, dict[str, int]]:
-    """Rows left out per benchmark and reason (e.g. USMLE image questions), for the manifest."""
-    return {TASK_TO_KEY[t]: scored_docs(params, t)[0].dropped for t in eval_tasks(params)[0] if t not in COURSE_TASKS}
-
-
 def benchmark_overview(params: Params) -> list[dict]:
     """Per task: source and its layout, rows read, kept, scored (and how the sample was drawn), image questions
     dropped, every drop with its reason, chance accuracy; a skipped task (no files for it) with the reason."""

@@ -18,12 +18,6 @@ from pathlib import Path
 from ..params import Params
 
 
-def cuda_devices() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
 def worker_command(params: Params, run_name: str, stage: str, resume: bool, extra_args: list[str] | None = None) -> list[str]:
     """`python -m med42_utils.benchmarks.job --only-model STAGE` with the job's params overrides (extra_args)."""
     return [sys.executable, "-m", "med42_utils.benchmarks.job", "--size", params.size, "--run-name", run_name,

@@ -163,19 +163,6 @@ def write_stage_manifest(params: Params, run_name: str, **extra: Any) -> Path:
                           inputs=[round_dir(params, run_name, n) for n in round_names(params)], rounds=rounds, round_names=round_names(params), **extra)
 
 
-def load_logs(params: Params, run_name: str):
-    """Training logs of every finished round -> one DataFrame (round, step, loss, rewards/..., ...)."""
-    import pandas as pd
-
-    frames = []
-    for n in round_names(params):
-        f = round_dir(params, run_name, n) / LOG_HISTORY
-        if f.is_file():
-            rows = [h for h in json.loads(f.read_text()) if "loss" in h]
-            frames.append(pd.DataFrame(rows).assign(round=n))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
 def round_curves(params: Params, run_name: str) -> tuple[dict, str]:
     """Each finished round's curves by step (its TensorBoard event files, or its log history without them)
     -> ({round: DataFrame}, where they came from)."""
