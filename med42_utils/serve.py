@@ -277,12 +277,9 @@ def serving_judge(params, log_dir: Path, **kw) -> Iterator[Judge]:
     if j.backend != "openai" or j.server == "none":
         yield make_judge(params, **kw)
         return
-    path = j.model
-    if path == "tiny":
-        from .tiny_model import resolve_base_model
+    from .tiny_model import resolve_named
 
-        path = resolve_base_model(params)
-    srv = server_for(params, path, "judge", log_dir)
+    srv = server_for(params, resolve_named(params, j.model), "judge", log_dir)
     judge = OpenAIJudge(j.model, srv.api_base, None, j.judge_sampling.model_dump(), j.max_retries,
                         allow_ties=j.allow_ties, style=j.prompt, concurrency=j.concurrency,
                         served_name=srv.model_name)

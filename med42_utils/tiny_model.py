@@ -148,6 +148,12 @@ def resolve_base_model(params: Params) -> str:
     return params.model.base
 
 
+def resolve_named(params: Params, name: str) -> str:
+    """A model a params key names (judge.model, dpo.onpolicy.reward_model): 'tiny' is resolve_base_model's tiny
+    model, anything else a Hub id or folder as given."""
+    return resolve_base_model(params) if name == "tiny" else name
+
+
 def _release_cfg(params: Params, seed: int) -> TinyModelConfig:
     return params.model.tiny.model_copy(update={"seed": seed})
 

@@ -107,9 +107,6 @@ def make_scorer(params: Params, judge=None) -> Scorer:
                 params.judge.backend = "logprob"
             judge = make_judge(params)
         return PairwiseJudgeScorer(judge)
-    name = op.reward_model
-    if name == "tiny":
-        from ..tiny_model import resolve_base_model
+    from ..tiny_model import resolve_named
 
-        name = resolve_base_model(params)
-    return RewardModelScorer.load(params, name, seed=op.seed)
+    return RewardModelScorer.load(params, resolve_named(params, op.reward_model), seed=op.seed)

@@ -273,11 +273,9 @@ def make_judge(params, model=None, tokenizer=None, batch_size: int | None = None
                              "server: give judge.api_base, or use serving_judge")
         return OpenAIJudge(j.model, j.api_base, j.api_key_env, sampling, j.max_retries, allow_ties=ties, style=style,
                            concurrency=j.concurrency)
-    name = j.model
-    if name == "tiny":
-        from ..tiny_model import resolve_base_model
+    from ..tiny_model import resolve_named
 
-        name = resolve_base_model(params)
+    name = resolve_named(params, j.model)
     if j.backend == "vllm":
         return VllmJudge(name, sampling, j.max_retries, params.model.trust_remote_code, allow_ties=ties, style=style)
     if model is None or tokenizer is None:
