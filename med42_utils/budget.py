@@ -15,7 +15,7 @@ import sys
 from dataclasses import asdict, dataclass
 from math import comb
 
-from .estimates import LLAMA3_8B, GIB, ModelShape, model_shape
+from .estimates import ANSWER_PROMPT_TOKENS, GIB, JUDGE_PROMPT_TOKENS, LLAMA3_8B, model_shape, shape_for
 from .params import Params, load_params
 
 
@@ -51,12 +51,7 @@ CALIBRATION: dict[str, Figure] = {
     "packing_rows_per_s": Figure(500, "rows/s", "assumed", "(ours) 02 on CPU: chat template + tokenisation"),
 }
 
-# Prometheus 2 7B (prometheus-eval/prometheus-7b-v2.0) is Mistral-7B-Instruct-v0.2 fine-tuned:
-# hidden 4096, 32 layers, 32 heads, 8 KV heads, MLP 14336, vocab 32000 (its config.json).
-MISTRAL_7B = ModelShape("Mistral-7B (Prometheus 2 7B)", 4096, 32, 32, 8, 14336, 32000)
-JUDGE_SHAPES = {"prometheus-eval/prometheus-7b-v2.0": MISTRAL_7B}
 H100_GIB = 79.1         # an H100 80GB HBM3 as torch reports it (get_device_properties().total_memory / 2**30)
-JUDGE_PROMPT_TOKENS = 2048  # (ours) Prometheus' pairwise prompt: rubric + question + two 512-token answers
 
 
 class BudgetError(ValueError):
@@ -199,26 +194,22 @@ def total_minutes(params: Params) -> float:
     return sum(b.minutes for b in stage_budgets(params))
 
 
-def kv_bytes_per_token(shape: ModelShape) -> int:
-    """bf16 K and V for every layer."""
-    return 2 * shape.layers * shape.kv_heads * shape.head_dim * 2
-
-
 def judge_memory(params: Params) -> dict[str, float]:
     """GiB on one GPU with the policy (bf16 + KV cache of its answer batch) and the judge (bf16 + KV cache of its
-    batch) both resident: does the judge fit beside the policy?"""
+    batch) both resident: does the judge fit beside the policy? (Shapes: estimates.SHAPES.)"""
     j = params.judge
-    if j.model not in JUDGE_SHAPES:
-        raise BudgetError(f"no shape for judge.model {j.model}; add it to med42_utils.budget.JUDGE_SHAPES "
-                          f"(known: {', '.join(JUDGE_SHAPES)})")
-    policy, judge = model_shape(params), JUDGE_SHAPES[j.model]
-    answer_seq = 256 + j.sampling.max_new_tokens  # (ours) system prompt + question ~256 tokens
+    try:
+        judge = shape_for(j.model)
+    except ValueError as e:
+        raise BudgetError(f"judge.model: {e}") from None
+    policy = model_shape(params)
+    answer_seq = ANSWER_PROMPT_TOKENS + j.sampling.max_new_tokens
     judge_seq = JUDGE_PROMPT_TOKENS + j.judge_sampling.max_new_tokens
     mem = {
-        "policy weights": 2 * policy.parameters / GIB,
-        "policy KV cache": j.batch_size * answer_seq * kv_bytes_per_token(policy) / GIB,
-        "judge weights": 2 * judge.parameters / GIB,
-        "judge KV cache": j.batch_size * judge_seq * kv_bytes_per_token(judge) / GIB,
+        "policy weights": policy.weights_gib(),
+        "policy KV cache": j.batch_size * answer_seq * policy.kv_bytes_per_token() / GIB,
+        "judge weights": judge.weights_gib(),
+        "judge KV cache": j.batch_size * judge_seq * judge.kv_bytes_per_token() / GIB,
     }
     mem = {k: round(v, 2) for k, v in mem.items()}
     mem["total"] = round(sum(mem.values()), 2)

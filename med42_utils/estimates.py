@@ -1,8 +1,12 @@
 """Back-of-the-envelope per-GPU memory and wall-time estimates for SFT and DPO under FSDP.
 
-Model shapes (Llama 3 configs on the Hub, config.json of Meta-Llama-3-8B / -70B):
-  8B : hidden 4096, 32 layers, 32 heads, 8 KV heads, MLP 14336, vocab 128256 -> 8.03e9 parameters
-  70B: hidden 8192, 80 layers, 64 heads, 8 KV heads, MLP 28672, vocab 128256 -> 70.55e9 parameters
+Model shapes: the one table of the models a params file names (SHAPES, `shape_for`), which training, the inference
+loader, the vLLM server's sizing and the job plans all read (published config.json values):
+  Llama 3 8B : hidden 4096, 32 layers, 32 heads, 8 KV heads, MLP 14336, vocab 128256 -> 8.03e9 parameters
+  Llama 3 70B: hidden 8192, 80 layers, 64 heads, 8 KV heads, MLP 28672, vocab 128256 -> 70.55e9 parameters
+  Mistral 7B (Prometheus 2 7B): hidden 4096, 32 layers, 32 heads, 8 KV heads, MLP 14336, vocab 32000 -> 7.24e9
+  Mixtral 8x7B (Prometheus 2 8x7B): Mistral 7B's attention, 8 experts of MLP 14336 per layer, 2 active per token
+    -> 46.7e9 parameters, 12.9e9 active
 (untied embeddings; Llama 3.1 has the same shapes).
 
 Assumptions, stated so a reader can check them:
@@ -45,6 +49,11 @@ DPO_STEP_EXTRA_GIB = 7.0
 # buffers (NCCL_BUFFSIZE 4 MiB x channels x peers, plus its streams) per GPU of a multi-GPU job.
 RUNTIME_OVERHEAD_GIB = 1.5
 NCCL_OVERHEAD_GIB = 1.0
+# (ours) sequence lengths that size inference KV caches: an answer's prompt (system prompt + question) is about
+# ANSWER_PROMPT_TOKENS before its new tokens; Prometheus' pairwise prompt (rubric + question + two 512-token answers)
+# about JUDGE_PROMPT_TOKENS before the verdict's.
+ANSWER_PROMPT_TOKENS = 256
+JUDGE_PROMPT_TOKENS = 2048
 
 
 @dataclass(frozen=True)
@@ -59,25 +68,76 @@ class ModelShape:
     intermediate: int
     vocab: int
     tied_embeddings: bool = False
+    experts: int = 1              # a mixture of experts: MLPs per layer (with a router), of which
+    experts_per_token: int = 1    # this many run for each token
 
     @property
     def head_dim(self) -> int:
         return self.hidden // self.heads
 
-    @property
-    def parameters(self) -> int:
+    def _count(self, experts: int) -> int:
         h, kv = self.hidden, self.kv_heads * self.head_dim
-        per_layer = 2 * h * h + 2 * h * kv + 3 * h * self.intermediate + 2 * h
+        router = h * self.experts if self.experts > 1 else 0
+        per_layer = 2 * h * h + 2 * h * kv + experts * 3 * h * self.intermediate + router + 2 * h
         embed = self.vocab * h * (1 if self.tied_embeddings else 2)
         return self.layers * per_layer + embed + h
+
+    @property
+    def parameters(self) -> int:
+        return self._count(self.experts)
+
+    @property
+    def active_parameters(self) -> int:
+        """Parameters one token runs through (a mixture of experts runs experts_per_token of its MLPs)."""
+        return self._count(self.experts_per_token)
+
+    def weights_gib(self, dtype_bytes: int = 2) -> float:
+        return self.parameters * dtype_bytes / GIB
+
+    def kv_bytes_per_token(self, dtype_bytes: int = 2) -> int:
+        """K and V of every layer for one token."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes
 
 
 LLAMA3_8B = ModelShape("Llama-3-8B", 4096, 32, 32, 8, 14336, 128256)
 LLAMA3_70B = ModelShape("Llama-3-70B", 8192, 80, 64, 8, 28672, 128256)
+# Prometheus 2 7B (prometheus-eval/prometheus-7b-v2.0) is Mistral-7B-Instruct-v0.2 fine-tuned; Prometheus 2 8x7B is
+# Mixtral-8x7B-Instruct fine-tuned (their config.json files).
+MISTRAL_7B = ModelShape("Mistral-7B (Prometheus 2 7B)", 4096, 32, 32, 8, 14336, 32000)
+MIXTRAL_8X7B = ModelShape("Mixtral-8x7B (Prometheus 2 8x7B)", 4096, 32, 32, 8, 14336, 32000, experts=8,
+                          experts_per_token=2)
+# A model's shape by its name (Hub id or folder, lower case): the first fragment found wins ("8x7b" before "7b").
+SHAPES = {"70b": LLAMA3_70B, "8x7b": MIXTRAL_8X7B, "8b": LLAMA3_8B, "prometheus-7b": MISTRAL_7B,
+          "mistral-7b": MISTRAL_7B}
+
+
+def shape_from_config(cfg: dict, name: str = "model") -> ModelShape:
+    """The shape a config.json describes (Llama, Mistral, Mixtral: the keys transformers writes)."""
+    heads = cfg["num_attention_heads"]
+    return ModelShape(name, cfg["hidden_size"], cfg["num_hidden_layers"], heads,
+                      cfg.get("num_key_value_heads") or heads, cfg["intermediate_size"], cfg["vocab_size"],
+                      bool(cfg.get("tie_word_embeddings", False)), cfg.get("num_local_experts") or 1,
+                      cfg.get("num_experts_per_tok") or 1)
+
+
+def shape_for(name_or_path: str) -> ModelShape:
+    """The shape of a model: a local folder's own config.json, else the SHAPES entry its name contains."""
+    import json
+    from pathlib import Path
+
+    cfg = Path(name_or_path) / "config.json"
+    if cfg.is_file():
+        return shape_from_config(json.loads(cfg.read_text()), Path(name_or_path).name)
+    low = str(name_or_path).lower()
+    for key, shape in SHAPES.items():
+        if key in low:
+            return shape
+    raise ValueError(f"cannot tell the size of model '{name_or_path}' (no config.json there, and none of "
+                     f"{', '.join(SHAPES)} in its name); add its ModelShape to med42_utils/estimates.py SHAPES")
 
 
 def model_shape(params: Params) -> ModelShape:
-    """The shape of the params' base model: tiny from params, 8B/70B from the Llama 3 configs."""
+    """The shape of the params' base model: tiny from params, else `shape_for` (8B/70B: the Llama 3 configs)."""
     if params.model.tiny is not None:
         from .tiny_model import tiny_model_info
 
@@ -86,15 +146,10 @@ def model_shape(params: Params) -> ModelShape:
             "tiny", t.hidden_size, t.num_hidden_layers, t.num_attention_heads, t.num_key_value_heads,
             t.intermediate_size, tiny_model_info(t)["vocab"],
         )
-    base = params.model.base.lower()
-    if "70b" in base:
-        return LLAMA3_70B
-    if "8b" in base:
-        return LLAMA3_8B
-    raise ValueError(
-        f"cannot tell the shape of model.base '{params.model.base}' (no '8b' or '70b' in the name); "
-        "add its ModelShape to med42_utils/estimates.py"
-    )
+    try:
+        return shape_for(params.model.base)
+    except ValueError as e:
+        raise ValueError(f"model.base: {e}") from None
 
 
 @dataclass

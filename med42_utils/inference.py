@@ -1,20 +1,25 @@
-"""One way to load a model for inference (answers, judges, sample answers, on-policy pairs and their scorer).
+"""One way to load a model for inference (answers, judges, sample answers, on-policy pairs and their scorer), and
+the one answer to "how many GPUs, how much memory does this model need" (`fit`).
 
-`placement_for` decides, from the model's size and the node's GPUs alone (no GPU needed, so plans and tests can
-ask it), where a model goes:
-- no GPU (tiny, workshop laptops, CI): the CPU;
-- weights plus the inference reserve fit one GPU (8B in bf16 on an 80 GB H100): one GPU per replica, so a node of
-  8 holds 8 replicas (this process uses one; a data-parallel launcher can use the rest);
-- otherwise (70B, Prometheus 2 8x7B): spread over the node's GPUs with transformers' `device_map="auto"` and a
-  per-GPU `max_memory` cap of an even share of the weights plus a margin, which accelerate's
-  `infer_auto_device_map` fills layer by layer; each GPU keeps the rest of its memory for activations and KV cache;
-- weights that cannot fit the node: an error naming the sizes and what to change.
+`fit` sizes a model from its parameter count and KV-cache bytes per token (the shapes table,
+`estimates.SHAPES`, or the model's own config): bf16 weights + a KV cache of `kv_tokens` tokens, and the fewest GPUs
+of `gpu_gib` whose memory holds them. Three policies read it, so they cannot disagree:
+- the loader's placement (`placement_for`, here): no GPU (tiny, workshop laptops, CI): the CPU; a model that fits
+  one GPU (8B in bf16 on an 80 GB H100): one GPU per replica, so a node of 8 holds 8 replicas (this process uses
+  one; a data-parallel launcher can use the rest); otherwise (70B, Prometheus 2 8x7B): spread over the node's GPUs
+  with transformers' `device_map="auto"` and a per-GPU `max_memory` cap of an even share of the weights plus a margin,
+  which accelerate's `infer_auto_device_map` fills layer by layer; each GPU keeps the rest for activations and KV
+  cache; a model that cannot fit the node: an error naming the sizes and what to change;
+- the vLLM server's tensor- and data-parallel sizes (`serve.parallel_sizes`);
+- the 05/06 job plans (`inference_plan`).
 
 `load_for_inference` reads the GPU count and memory of this machine (or takes them as arguments), loads through
 `models.load_model` with that placement, checks nothing landed on CPU or disk, and logs where the model went.
-Assumptions, stated: `GPU_RESERVE_FRACTION` of each GPU is left for activations and KV cache, plus
-`CUDA_CONTEXT_GIB` for the CUDA context and kernels; the spread cap adds `SPREAD_MARGIN` to each GPU's share so
-that whole decoder layers (accelerate never splits one) still fit.
+Assumptions, stated: a model may hold `GPU_UTILIZATION` of each GPU (vLLM's default --gpu-memory-utilization; the
+rest is the allocator's slack and one forward's activations) less `estimates.RUNTIME_OVERHEAD_GIB` per GPU for the
+CUDA context and workspaces; the loader sizes the KV cache for `DEFAULT_KV_TOKENS` unless its caller knows its
+batch; the spread cap adds `SPREAD_MARGIN` to each GPU's share so that whole decoder layers (accelerate never
+splits one) still fit.
 """
 from __future__ import annotations
 
@@ -23,19 +28,78 @@ import math
 import os
 from dataclasses import dataclass, field
 
-GIB = 2**30
-GPU_RESERVE_FRACTION = 0.15   # of each GPU, kept free for activations and KV cache at the card's lengths
-CUDA_CONTEXT_GIB = 1.0        # CUDA context, cuBLAS workspace and kernels, per GPU
+from .estimates import GIB, RUNTIME_OVERHEAD_GIB, shape_from_config
+
+GPU_UTILIZATION = 0.9         # of each GPU a model may take (vLLM's default); the rest: allocator slack, activations
+DEFAULT_KV_TOKENS = 8 * 4096  # KV cache the loader keeps room for when its caller does not say: 8 sequences of 4096
 SPREAD_MARGIN = 0.10          # extra share per GPU when spreading, so whole layers fit without disk offload
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 KINDS = ("causal_lm", "sequence_classification")
 DEFAULT_LAYERS = 32           # Llama 3 8B's and Mixtral 8x7B's decoder layers; fewer layers means bigger ones
+DEFAULT_KV_BYTES = 128 * 1024 # K,V per token of Llama 3 8B / Mistral 7B / Mixtral 8x7B in bf16 (32 x 8 x 128 x 2 x 2)
 
 log = logging.getLogger(__name__)
 
 
 class PlacementError(RuntimeError):
     """The model cannot be placed on the GPUs given."""
+
+
+@dataclass(frozen=True)
+class Fit:
+    """What one copy of a model needs: weights + KV cache, and the fewest GPUs of gpu_gib that hold them."""
+
+    what: str
+    weights_gib: float
+    kv_gib: float
+    kv_tokens: int
+    gpu_gib: float
+    per_gpu_gib: float       # what one GPU offers weights and KV cache: gpu_gib x GPU_UTILIZATION - overhead
+    gpus: int                # fewest GPUs (at least 1) whose per_gpu_gib hold need_gib
+
+    @property
+    def need_gib(self) -> float:
+        return self.weights_gib + self.kv_gib
+
+    @property
+    def overhead_gib(self) -> float:
+        """The runtime overhead over the GPUs it takes (per GPU: CUDA context, workspaces, fragmentation)."""
+        return self.gpus * RUNTIME_OVERHEAD_GIB
+
+    @property
+    def total_gib(self) -> float:
+        return self.need_gib + self.overhead_gib
+
+    def describe(self) -> str:
+        return (f"weights {self.weights_gib:,.1f} GiB + KV cache {self.kv_gib:,.1f} GiB ({self.kv_tokens:,} tokens) + "
+                f"overhead {self.gpus} x {RUNTIME_OVERHEAD_GIB:g} GiB = {self.total_gib:,.1f} GiB: at least "
+                f"{self.gpus} GPU(s) of {self.gpu_gib:.0f} GiB")
+
+
+def usable_gib(gpu_mem_gib: float) -> float:
+    """What one GPU offers a model's weights and KV cache: its memory x GPU_UTILIZATION less the runtime overhead."""
+    return gpu_mem_gib * GPU_UTILIZATION - RUNTIME_OVERHEAD_GIB
+
+
+def fit(n_params: float, kv_bytes_per_token: float, kv_tokens: int, gpu_gib: float, dtype_bytes: int = 2,
+        what: str = "model") -> Fit:
+    """The one sizing rule: weights (n_params x dtype_bytes) + KV cache (kv_tokens x kv_bytes_per_token), and the
+    fewest GPUs of gpu_gib GiB whose usable memory (usable_gib) holds both. Pure arithmetic, no GPU needed."""
+    if n_params <= 0 or dtype_bytes <= 0:
+        raise ValueError(f"{what}: n_params and dtype_bytes must be positive, got {n_params}, {dtype_bytes}")
+    if gpu_gib <= 0:
+        raise ValueError(f"{what}: gpu_mem_gib must be positive, got {gpu_gib}")
+    weights, kv = n_params * dtype_bytes / GIB, max(kv_tokens, 0) * kv_bytes_per_token / GIB
+    per = usable_gib(gpu_gib)
+    if per <= 0:
+        raise ValueError(f"{what}: a GPU of {gpu_gib} GiB leaves nothing for the model")
+    return Fit(what, weights, kv, int(kv_tokens), gpu_gib, per, max(1, math.ceil((weights + kv) / per)))
+
+
+def fit_shape(shape, kv_tokens: int, gpu_gib: float, dtype_bytes: int = 2, what: str | None = None) -> Fit:
+    """fit() for an estimates.ModelShape."""
+    return fit(shape.parameters, shape.kv_bytes_per_token(dtype_bytes), kv_tokens, gpu_gib, dtype_bytes,
+               what or shape.name)
 
 
 @dataclass(frozen=True)
@@ -70,40 +134,33 @@ class Placement:
                 f"{self.gpu_mem_gib:.0f} GiB GPUs)")
 
 
-def usable_gib(gpu_mem_gib: float) -> float:
-    """What one GPU offers the weights: its memory less the reserve for activations/KV cache and the CUDA context."""
-    return gpu_mem_gib * (1 - GPU_RESERVE_FRACTION) - CUDA_CONTEXT_GIB
-
-
 def placement_for(n_params: float, dtype_bytes: int, gpus_per_node: int, gpu_mem_gib: float,
-                  num_layers: int = DEFAULT_LAYERS, local_rank: int = 0, what: str = "model") -> Placement:
+                  num_layers: int = DEFAULT_LAYERS, local_rank: int = 0, what: str = "model",
+                  kv_bytes_per_token: float = DEFAULT_KV_BYTES, kv_tokens: int = DEFAULT_KV_TOKENS) -> Placement:
     """Placement of a model of `n_params` parameters stored in `dtype_bytes` bytes each on one node of
-    `gpus_per_node` GPUs of `gpu_mem_gib` GiB; pure arithmetic, no GPU needed. gpus_per_node 0 means the CPU.
+    `gpus_per_node` GPUs of `gpu_mem_gib` GiB, with room for a KV cache of `kv_tokens` tokens: fit() decides how
+    many GPUs one copy needs; pure arithmetic, no GPU needed. gpus_per_node 0 means the CPU.
     `num_layers` (decoder layers) sizes the largest unit accelerate will not split: each GPU's cap leaves room
     for one more, which infer_auto_device_map keeps free on every GPU but the last."""
     if n_params <= 0 or dtype_bytes <= 0:
         raise ValueError(f"{what}: n_params and dtype_bytes must be positive, got {n_params}, {dtype_bytes}")
-    weights = n_params * dtype_bytes / GIB
     if gpus_per_node <= 0:
-        return Placement("cpu", weights, 0, 1, 0.0, 0.0)
-    if gpu_mem_gib <= 0:
-        raise ValueError(f"{what}: gpu_mem_gib must be positive with {gpus_per_node} GPU(s), got {gpu_mem_gib}")
-    usable = usable_gib(gpu_mem_gib)
-    if weights <= usable:
+        return Placement("cpu", n_params * dtype_bytes / GIB, 0, 1, 0.0, 0.0)
+    f = fit(n_params, kv_bytes_per_token, kv_tokens, gpu_mem_gib, dtype_bytes, what)
+    weights = f.weights_gib
+    if f.gpus == 1:
         return Placement("one_gpu", weights, 1, gpus_per_node, weights, gpu_mem_gib,
                          device=f"cuda:{local_rank % gpus_per_node}")
-    need = math.ceil(weights * (1 + SPREAD_MARGIN) / usable)  # fewest GPUs whose usable memory holds it
-    if need > gpus_per_node:
+    if f.gpus > gpus_per_node:
         raise PlacementError(
-            f"{what}: {weights:.1f} GiB of weights need {need} GPUs of {gpu_mem_gib:.0f} GiB (keeping "
-            f"{GPU_RESERVE_FRACTION:.0%} of each for activations and KV cache), but the node has {gpus_per_node}; "
-            "use a node with more or larger GPUs (sft.hardware.gpus_per_node sizes the GPU jobs' node), a smaller "
-            "model, or the "
-            "vLLM server route with tensor parallelism")
+            f"{what}: {weights:.1f} GiB of weights need {f.gpus} GPUs of {gpu_mem_gib:.0f} GiB with a KV cache of "
+            f"{f.kv_gib:.1f} GiB ({f.kv_tokens:,} tokens) and {RUNTIME_OVERHEAD_GIB:g} GiB per GPU for the runtime, "
+            f"but the node has {gpus_per_node}; use a node with more or larger GPUs (sft.hardware.gpus_per_node "
+            "sizes the GPU jobs' node), a smaller model, or the vLLM server route with tensor parallelism")
     # one replica over the whole node: an even share leaves every GPU the most room for activations and KV cache
     n = gpus_per_node
     layer = weights / max(num_layers, 1)
-    cap = min(usable, weights / n * (1 + SPREAD_MARGIN) + layer + 0.5)
+    cap = min(f.per_gpu_gib, weights / n * (1 + SPREAD_MARGIN) + layer + 0.5)
     cap_gib = math.ceil(cap * 10) / 10
     return Placement("spread", weights, n, gpus_per_node // n, weights / n, gpu_mem_gib,
                      max_memory={i: f"{cap_gib}GiB" for i in range(n)}, device="cuda:0")
@@ -137,9 +194,11 @@ def _wants_cpu(params) -> bool:
 
 
 def plan_placement(params, name_or_path: str, kind: str = "causal_lm", gpus: int | None = None,
-                   gpu_mem_gib: float | None = None, dtype: str | None = None, what: str = "model") -> Placement:
-    """The placement for one model of this job: its config's parameter count and the params' dtype on the
-    GPUs given (default: this machine's). Sizes whose hardware is the CPU (tiny) stay on the CPU."""
+                   gpu_mem_gib: float | None = None, dtype: str | None = None, what: str = "model",
+                   kv_tokens: int = DEFAULT_KV_TOKENS) -> Placement:
+    """The placement for one model of this job: its config's parameter count, KV-cache bytes per token and the
+    params' dtype on the GPUs given (default: this machine's), with room for `kv_tokens` tokens of KV cache (the
+    caller's batch x sequence). Sizes whose hardware is the CPU (tiny) stay on the CPU."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     dtype = dtype or params.model.torch_dtype
@@ -160,8 +219,13 @@ def plan_placement(params, name_or_path: str, kind: str = "causal_lm", gpus: int
     if kind == "sequence_classification":
         config.num_labels = 1
     layers = getattr(config, "num_hidden_layers", None) or DEFAULT_LAYERS
+    try:
+        kv_bytes = shape_from_config(config.to_dict()).kv_bytes_per_token(DTYPE_BYTES[dtype])
+    except (KeyError, TypeError, ZeroDivisionError):  # not a decoder config this table reads: Llama 3 8B's figure
+        kv_bytes = DEFAULT_KV_BYTES
     return placement_for(count_parameters(config, kind), DTYPE_BYTES[dtype], gpus, gpu_mem_gib, layers,
-                         local_rank=int(os.environ.get("LOCAL_RANK", "0")), what=f"{what} {name_or_path}")
+                         local_rank=int(os.environ.get("LOCAL_RANK", "0")), what=f"{what} {name_or_path}",
+                         kv_bytes_per_token=kv_bytes, kv_tokens=kv_tokens)
 
 
 def where(model) -> str:
@@ -173,8 +237,9 @@ def where(model) -> str:
 
 def load_for_inference(params, name_or_path: str, kind: str = "causal_lm", gpus: int | None = None,
                        gpu_mem_gib: float | None = None, what: str = "model", seed: int | None = None,
-                       tokenizer: bool = True):
-    """(model in eval mode, tokenizer or None, Placement): the model placed by plan_placement on this job's GPUs.
+                       tokenizer: bool = True, kv_tokens: int = DEFAULT_KV_TOKENS):
+    """(model in eval mode, tokenizer or None, Placement): the model placed by plan_placement on this job's GPUs,
+    with room for a KV cache of `kv_tokens` tokens (the caller's batch x sequence length).
 
     kind 'sequence_classification' loads a one-logit reward model; `seed` fixes a newly initialised head.
     Raises PlacementError if the weights would not all land on the GPUs (no silent CPU/disk offload)."""
@@ -182,7 +247,7 @@ def load_for_inference(params, name_or_path: str, kind: str = "causal_lm", gpus:
 
     from .models import load_model, load_tokenizer
 
-    placement = plan_placement(params, name_or_path, kind, gpus, gpu_mem_gib, what=what)
+    placement = plan_placement(params, name_or_path, kind, gpus, gpu_mem_gib, what=what, kv_tokens=kv_tokens)
     kwargs = placement.from_pretrained_kwargs()
     if seed is not None:
         torch.manual_seed(seed)

@@ -1,6 +1,7 @@
 """05's and 06's GPU jobs planned from params alone (no data, no model read): per model, the GPUs and memory it
-needs (bf16 weights + KV cache at the card's lengths + runtime overhead) and the hours it takes; and whether the
-job's node can hold it, naming the params key to change when it cannot.
+needs (bf16 weights + KV cache at the card's lengths + runtime overhead, by inference.fit, the rule the loader and
+the vLLM server's sizing use too) and the hours it takes; and whether the job's node can hold it, naming the params
+key to change when it cannot.
 
     figures = job_figures(params, "eval")       # or "judge"
     figures.models                               # one ModelNeed per model
@@ -13,24 +14,30 @@ Assumptions, stated so a reader can check them:
   lm-eval's HF backend with `parallelize` (70b) splits the layers over the GPUs and runs one GPU at a time, so a 70B
   model scores at one GPU's rate. Generation: budget's measured transformers generate rates (8B, batch 64/128),
   scaled the same way; a mixture of experts costs its active parameters per token.
-- KV cache: bf16 K and V of every layer; eval requests up to EVAL_REQUEST_TOKENS; answers 256 prompt tokens +
-  judge.sampling.max_new_tokens; judgments budget.JUDGE_PROMPT_TOKENS + judge.judge_sampling.max_new_tokens.
-- A GPU holds GPU_USABLE of its memory (the rest: allocator and activations of one forward).
+- A model the job serves with vLLM (judge.server: vllm) runs on all its GPUs at once: tensor parallelism splits
+  each step over the replica's GPUs (decoding reads 1/TP of the weights per GPU; the all-reduce is not counted) and
+  the data-parallel replicas run side by side, each with judge.concurrency requests in flight. So its rate is the
+  transformers figure at that batch x TP x DP; vLLM itself is faster (not measured here): a ceiling.
+- KV cache: bf16 K and V of every layer; eval requests up to EVAL_REQUEST_TOKENS; answers ANSWER_PROMPT_TOKENS +
+  judge.sampling.max_new_tokens; judgments JUDGE_PROMPT_TOKENS + judge.judge_sampling.max_new_tokens, for the batch
+  in flight; a served replica judge.concurrency x judge.server_max_model_len (4096 when null), as serve sizes it.
+- A GPU holds inference.GPU_UTILIZATION of its memory, less the runtime overhead per GPU (estimates).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from . import budget, estimates
-from .estimates import GIB, ModelShape
+from .estimates import ANSWER_PROMPT_TOKENS, JUDGE_PROMPT_TOKENS, ModelShape
+from .inference import Fit, PlacementError, fit_shape, placement_for
 from .params import Params
 
 EVAL_REQUEST_TOKENS = 2048   # (ours) system prompt + question + the longest option, upper bound
-ANSWER_PROMPT_TOKENS = 256   # (ours) as budget.judge_memory
 GPU_GIB = budget.H100_GIB
-GPU_USABLE = 0.9
 CARD_QUESTIONS = 4000        # the model card's Elo evaluation: 4,000 clinical questions
+
+# How a model of a job holds the GPUs (params.judge.answers_route / judge_route for 06; 05's lm-eval: the loader).
+LOADER, SERVER, IN_PROCESS_VLLM = "loader", "server", "vllm"
 
 # Published rows of the split each benchmark scores (before image questions are dropped), for planning only.
 BENCHMARK_ROWS = {
@@ -44,13 +51,6 @@ BENCHMARK_ROWS = {
     "toxigen": (940, "toxigen/toxigen-data annotated test"),
 }
 
-# Prometheus 2 8x7B is Mixtral-8x7B-Instruct fine-tuned (its config.json): Mistral-7B's attention and 8 experts of
-# MLP 14336 per layer, 2 active per token, vocab 32000 -> 46.7B parameters, 12.9B active.
-MIXTRAL_8X7B = ModelShape("Mixtral-8x7B (Prometheus 2 8x7B)", 4096, 32, 32, 8, 8 * 14336, 32000)
-MIXTRAL_ACTIVE = ModelShape("Mixtral-8x7B active", 4096, 32, 32, 8, 2 * 14336, 32000)
-JUDGE_SHAPES = {**budget.JUDGE_SHAPES, "prometheus-eval/prometheus-8x7b-v2.0": MIXTRAL_8X7B}
-ACTIVE_SHAPES = {MIXTRAL_8X7B.name: MIXTRAL_ACTIVE}
-
 
 @dataclass
 class ModelNeed:
@@ -59,41 +59,58 @@ class ModelNeed:
     name: str
     shape: ModelShape | None          # None: a model whose size the plan cannot tell (an extra model's folder)
     role: str                         # "scored", "answers" or "judge"
-    batch: int
+    batch: int                        # sequences in flight per copy (a served model: judge.concurrency per replica)
     seq_tokens: int
     work_tokens: float
     rate: float                       # tokens/s on the job's GPUs
     note: str = ""
+    route: str = LOADER               # LOADER (inference.load_for_inference), SERVER (vLLM: TP x DP), IN_PROCESS_VLLM
+    parallel: object = None           # SERVER: serve.Parallel on the job's node, or the reason it cannot be served
+
+    @property
+    def fit(self) -> Fit | None:
+        """inference.fit for one copy: weights + KV cache of batch x seq_tokens, and the fewest 80 GB GPUs."""
+        return fit_shape(self.shape, self.batch * self.seq_tokens, GPU_GIB, what=self.name) if self.shape else None
 
     @property
     def weights_gib(self) -> float:
-        return 2 * self.shape.parameters / GIB if self.shape else float("nan")
+        return self.fit.weights_gib if self.shape else float("nan")
 
     @property
     def kv_gib(self) -> float:
-        return self.batch * self.seq_tokens * budget.kv_bytes_per_token(self.shape) / GIB if self.shape else float("nan")
+        return self.fit.kv_gib if self.shape else float("nan")
 
     @property
     def total_gib(self) -> float:
-        return self.weights_gib + self.kv_gib + estimates.RUNTIME_OVERHEAD_GIB
+        return self.fit.total_gib if self.shape else float("nan")
 
     @property
     def gpus(self) -> int:
         """80 GB GPUs its weights, KV cache and overhead need (at least 1)."""
-        return max(1, math.ceil(self.total_gib / (GPU_GIB * GPU_USABLE))) if self.shape else 1
+        return self.fit.gpus if self.shape else 1
 
-    loaded_by_transformers: bool = True  # False: a vLLM judge (sized by the server route, med42_utils.serve)
+    @property
+    def loaded_by_transformers(self) -> bool:
+        return self.route == LOADER
 
     def placement(self, gpus_per_node: int) -> str:
         """Where med42_utils.inference.load_for_inference (and 05's lm-eval arguments) will put this model on the
         job's node: the same arithmetic the job runs, so the plan and the job agree."""
-        from .inference import PlacementError, placement_for
-
         try:
             return placement_for(self.shape.parameters, 2, gpus_per_node, GPU_GIB, num_layers=self.shape.layers,
-                                 what=self.name).describe()
+                                 what=self.name, kv_bytes_per_token=self.shape.kv_bytes_per_token(),
+                                 kv_tokens=self.batch * self.seq_tokens).describe()
         except PlacementError as e:
             return f"cannot place: {e}"
+
+    def serving(self) -> str:
+        """How the job's vLLM server runs this model (serve.parallel_sizes on the job's node)."""
+        par = self.parallel
+        if isinstance(par, str):
+            return f"cannot serve: {par}"
+        return (f"vllm serve --tensor-parallel-size {par.tensor} --data-parallel-size {par.data}: {par.data} "
+                f"replica(s) of {par.tensor} GPU(s), {par.tensor * par.data} GPU(s) busy; "
+                f"{self.batch} request(s) in flight per replica")
 
     @property
     def hours(self) -> float:
@@ -121,8 +138,9 @@ class JobFigures:
         m = max((m for m in self.models if m.shape), key=lambda m: m.total_gib, default=None)
         if m is None:
             return {}
-        return {"weights (bf16)": round(m.weights_gib, 2), "KV cache": round(m.kv_gib, 2),
-                "overhead": estimates.RUNTIME_OVERHEAD_GIB, "total": round(m.total_gib, 2)}
+        f = m.fit
+        return {"weights (bf16)": round(f.weights_gib, 2), "KV cache": round(f.kv_gib, 2),
+                "overhead": round(f.overhead_gib, 2), "total": round(f.total_gib, 2)}
 
     def lines(self) -> list[str]:
         out = []
@@ -130,25 +148,37 @@ class JobFigures:
             if m.shape is None:
                 out.append(f"{m.name} ({m.role}): size unknown ({m.note}); not planned")
                 continue
-            out.append(f"{m.name} ({m.role}, {m.shape.name}): weights {m.weights_gib:,.1f} GiB + KV cache "
-                       f"{m.kv_gib:,.1f} GiB ({m.batch} x {m.seq_tokens:,} tokens) + overhead "
-                       f"{estimates.RUNTIME_OVERHEAD_GIB:g} GiB = {m.total_gib:,.1f} GiB: at least {m.gpus} GPU(s) of 80 GB; "
-                       f"{m.work_tokens / 1e6:,.1f}M tokens at {m.rate:,.0f} tokens/s = {m.hours:,.2f} h")
-            if self.gpus_per_node and m.loaded_by_transformers:
+            f = m.fit
+            per = " per replica" if m.route == SERVER else ""
+            out.append(f"{m.name} ({m.role}, {m.shape.name}): weights {f.weights_gib:,.1f} GiB + KV cache "
+                       f"{f.kv_gib:,.1f} GiB ({m.batch} x {m.seq_tokens:,} tokens{per}) + overhead {f.gpus} x "
+                       f"{estimates.RUNTIME_OVERHEAD_GIB:g} GiB = {f.total_gib:,.1f} GiB: at least {f.gpus} GPU(s) "
+                       f"of 80 GB; {m.work_tokens / 1e6:,.1f}M tokens at {m.rate:,.0f} tokens/s = {m.hours:,.2f} h")
+            if m.route == SERVER:
+                out.append(f"  served by the job's vLLM server: {m.serving()}")
+            elif self.gpus_per_node and m.route == LOADER:
                 out.append(f"  placed by the inference loader: {m.placement(self.gpus_per_node)}")
+            elif m.route == IN_PROCESS_VLLM:
+                out.append("  in-process vLLM (vllm in the job's Python), one GPU unless vLLM is told otherwise")
         return out
 
     def problems(self, gpus_per_node: int, hw_key: str = "sft.hardware.gpus_per_node") -> list[str]:
         """What cannot fit the job's node, naming the params key to change."""
         out = []
         for m in self.models:
-            if m.shape is None or m.gpus <= gpus_per_node:
+            if m.shape is None:
                 continue
-            weights_only = max(1, math.ceil((m.weights_gib + estimates.RUNTIME_OVERHEAD_GIB) / (GPU_GIB * GPU_USABLE)))
-            fix = (f"lower {self.batch_key} (the KV cache of {m.batch} x {m.seq_tokens:,} tokens is "
-                   f"{m.kv_gib:,.1f} GiB)" if weights_only <= gpus_per_node else
+            served = m.route == SERVER
+            if (not isinstance(m.parallel, str)) if served else m.gpus <= gpus_per_node:
+                continue
+            weights_only = fit_shape(m.shape, 0, GPU_GIB).gpus
+            key = "judge.concurrency or judge.server_max_model_len" if served else self.batch_key
+            fix = (f"lower {key} (the KV cache of {m.batch} x {m.seq_tokens:,} tokens is {m.kv_gib:,.1f} GiB)"
+                   if weights_only <= gpus_per_node else
                    f"give the job more GPUs per node ({hw_key}, now {gpus_per_node})")
-            out.append(f"{m.name} needs {m.total_gib:,.1f} GiB = {m.gpus} GPU(s) of 80 GB and the job's node has "
+            what = (f"{m.gpus} GPU(s) of 80 GB, as a power of two dividing the node's GPUs for vLLM's tensor "
+                    "parallelism," if served else f"{m.gpus} GPU(s) of 80 GB")
+            out.append(f"{m.name} needs {m.total_gib:,.1f} GiB = {what} and the job's node has "
                        f"{gpus_per_node}: {fix}")
         return out
 
@@ -157,21 +187,18 @@ def _shape_for(params: Params, stage: str) -> tuple[ModelShape | None, str]:
     from .extra_models import find_extra
 
     extra = find_extra(params, stage)
-    if extra is None:
+    if extra is None or params.model.tiny is not None:
         return estimates.model_shape(params), ""
-    name = (extra.hub or str(getattr(extra, "path", "") or stage)).lower()
-    if params.model.tiny is not None:
-        return estimates.model_shape(params), ""
-    if "70b" in name:
-        return estimates.LLAMA3_70B, ""
-    if "8b" in name:
-        return estimates.LLAMA3_8B, ""
-    return None, f"extra model {stage}: no '8b' or '70b' in its name"
+    name = extra.hub or str(getattr(extra, "path", "") or stage)
+    try:
+        return estimates.shape_for(name), ""
+    except ValueError:
+        return None, f"extra model {stage}: no config.json at {name} and no known size in its name"
 
 
 def _scale(shape: ModelShape) -> float:
-    active = ACTIVE_SHAPES.get(shape.name, shape)
-    return estimates.LLAMA3_8B.parameters / active.parameters
+    """Per-token cost against Llama 3 8B's (a mixture of experts: its active parameters)."""
+    return estimates.LLAMA3_8B.parameters / shape.active_parameters
 
 
 def eval_rows(params: Params) -> tuple[int, int, str]:
@@ -230,8 +257,36 @@ def _eval_figures(params: Params, gpus: int) -> JobFigures:
     return fig
 
 
+def _served(params: Params, shape: ModelShape | None, gpus: int):
+    """serve.parallel_sizes for a model the job serves with vLLM on its node, or why it cannot be."""
+    from .serve import parallel_sizes, server_kv_tokens
+
+    if shape is None:
+        return "size unknown"
+    try:
+        return parallel_sizes(shape, gpus, GPU_GIB, server_kv_tokens(params.judge))
+    except ValueError as e:
+        return str(e)
+
+
+def _need(params: Params, name: str, shape: ModelShape | None, role: str, route: str, batch: int, seq: int,
+          work: float, gpus: int, why: str = "") -> ModelNeed:
+    """A generating model of 06's job: in the job's process (batch x seq of KV cache, the measured generate rate at
+    that batch), or served by vLLM (judge.concurrency x the server's length per replica, every GPU busy)."""
+    from .serve import DEFAULT_MAX_MODEL_LEN
+
+    j = params.judge
+    if route == SERVER:
+        batch, seq = j.concurrency, j.server_max_model_len or DEFAULT_MAX_MODEL_LEN
+    rate = budget.generate_rate(batch)[0] * (_scale(shape) if shape else 1)
+    par = _served(params, shape, gpus) if route == SERVER else None
+    if par is not None and not isinstance(par, str):
+        rate *= par.tensor * par.data
+    return ModelNeed(name, shape, role, batch, seq, work, rate, why, route=route, parallel=par)
+
+
 def _judge_figures(params: Params, gpus: int) -> JobFigures:
-    from .extra_models import judged_models
+    from .extra_models import find_extra, judged_models
 
     j = params.judge
     try:
@@ -240,32 +295,47 @@ def _judge_figures(params: Params, gpus: int) -> JobFigures:
         q, counted = CARD_QUESTIONS, (f"judge.num_questions is null: planned for the card's {CARD_QUESTIONS:,} "
                                       "questions (set it to the file's count for a closer plan); ")
     models = judged_models(params)
-    a_rate, a_key = budget.generate_rate(min(j.batch_size, q))
+    a_route, j_route = j.answers_route, j.judge_route
     fig = JobFigures("judge", batch_key="judge.batch_size",
-                     notes=[f"{counted}{q:,} questions x {len(models)} models; generation rate {budget.human_rate(a_key)} per "
-                            "8B (transformers generate, measured), scaled by parameters; vLLM is faster (not measured "
-                            "here), so these hours are a ceiling"])
-    from .extra_models import find_extra
-
+                     notes=[f"{counted}{q:,} questions x {len(models)} models; generation rate "
+                            f"{budget.human_rate(budget.generate_rate(min(j.batch_size, q))[1])} per 8B (transformers "
+                            "generate, measured), scaled by parameters; vLLM is faster (not measured here), so these "
+                            "hours are a ceiling"])
+    if SERVER in (a_route, j_route) and j.server == "vllm":
+        fig.notes.append(f"judge.server vllm: the job starts one `vllm serve` per model on its node, one after "
+                         f"another, each sized by serve.parallel_sizes for {j.concurrency} request(s) in flight per "
+                         f"replica (judge.concurrency) of up to {j.server_max_model_len or 'null: 4096'} tokens "
+                         "(judge.server_max_model_len); vLLM comes from its own environment (environment-vllm.txt, "
+                         "$MED42_VLLM)")
     for s in models:
         extra = find_extra(params, s)
         if extra is not None and extra.answers is not None:
             fig.notes.append(f"{s}: answers read from {extra.answers}, no model on the GPUs")
             continue
+        if a_route == "remote":
+            fig.notes.append(f"{s}: answers from the server at judge.api_base, no model on the job's GPUs")
+            continue
+        if a_route == SERVER and j.server != "vllm":
+            fig.notes.append(f"{s}: answers from `transformers serve` on the CPU (judge.server {j.server})")
+            continue
         shape, why = _shape_for(params, s)
-        fig.models.append(ModelNeed(s, shape, "answers", min(j.batch_size, q),
-                                    ANSWER_PROMPT_TOKENS + j.sampling.max_new_tokens,
-                                    q * j.sampling.max_new_tokens, a_rate * (_scale(shape) if shape else 1), why))
-    if j.backend in ("logprob", "transformers", "vllm"):
-        shape = JUDGE_SHAPES.get(j.model)
-        judgments = q * len(models) * (len(models) - 1)  # every unordered pair in both orders
-        j_rate, _ = budget.generate_rate(min(j.batch_size, judgments))
+        fig.models.append(_need(params, s, shape, "answers", a_route, min(j.batch_size, q),
+                                ANSWER_PROMPT_TOKENS + j.sampling.max_new_tokens, q * j.sampling.max_new_tokens,
+                                gpus, why))
+    judgments = q * len(models) * (len(models) - 1)  # every unordered pair in both orders
+    if j_route in (LOADER, IN_PROCESS_VLLM) or (j_route == SERVER and j.server == "vllm"):
+        try:
+            shape, why = estimates.shape_for(j.model), ""
+        except ValueError:
+            shape, why = None, "no shape for judge.model; add it to med42_utils/estimates.py SHAPES"
         new = 1 if j.backend == "logprob" else j.judge_sampling.max_new_tokens
-        fig.models.append(ModelNeed(j.model, shape, "judge", min(j.batch_size, judgments),
-                                    budget.JUDGE_PROMPT_TOKENS + new, judgments * new,
-                                    j_rate * (_scale(shape) if shape else 1),
-                                    "" if shape else f"no shape for judge.model; add it to inference_plan.JUDGE_SHAPES",
-                                    loaded_by_transformers=j.backend != "vllm"))
+        fig.models.append(_need(params, j.model, shape, "judge", j_route, min(j.batch_size, judgments),
+                                JUDGE_PROMPT_TOKENS + new, judgments * new, gpus, why))
+    elif j_route == "remote":
+        fig.notes.append(f"judge.backend openai at judge.api_base: no judge model on the job's GPUs (the key, if "
+                         f"any, from the environment variable judge.api_key_env names)")
+    elif j_route == SERVER:
+        fig.notes.append(f"judge from `transformers serve` on the CPU (judge.server {j.server})")
     else:
         fig.notes.append(f"judge.backend {j.backend}: no judge model on the job's GPUs")
     return fig

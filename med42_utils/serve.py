@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from .chat_client import ServerError
+from .estimates import ModelShape, shape_for
+from .inference import GPU_UTILIZATION, fit_shape
 
 if TYPE_CHECKING:
     from .judging.types import Judge
@@ -33,71 +35,35 @@ GIB = 2**30
 
 
 @dataclass(frozen=True)
-class Served:
-    """What sets a served model's memory: parameters and the KV cache's bytes per token (bf16)."""
-
-    name: str
-    parameters: float
-    layers: int
-    kv_heads: int
-    head_dim: int
-
-    def weights_gib(self, bytes_per_param: int = 2) -> float:
-        return self.parameters * bytes_per_param / GIB
-
-    def kv_gib_per_token(self, bytes_per_value: int = 2) -> float:
-        return 2 * self.layers * self.kv_heads * self.head_dim * bytes_per_value / GIB
-
-
-# Published configs: Llama 3 8B/70B (config.json), Mixtral 8x7B (Prometheus 2 8x7B's base; 46.7B parameters)
-LLAMA3_8B = Served("Llama-3-8B", 8.03e9, 32, 8, 128)
-LLAMA3_70B = Served("Llama-3-70B", 70.6e9, 80, 8, 128)
-MIXTRAL_8X7B = Served("Mixtral-8x7B", 46.7e9, 32, 8, 128)
-
-
-def served_shape(model: str) -> Served:
-    """The shape of a model by its name (Hub id or folder): 70b, 8x7b, 8b."""
-    m = model.lower()
-    for key, shape in (("70b", LLAMA3_70B), ("8x7b", MIXTRAL_8X7B), ("8b", LLAMA3_8B)):
-        if key in m:
-            return shape
-    raise ValueError(f"cannot tell the size of served model '{model}' (no '8b', '70b' or '8x7b' in the name); "
-                     "add its Served shape to med42_utils/serve.py")
-
-
-@dataclass(frozen=True)
 class Parallel:
     tensor: int  # GPUs per replica (vLLM --tensor-parallel-size)
     data: int  # replicas on the node (vLLM --data-parallel-size)
     need_gib: float  # weights + KV cache of one replica
-    per_gpu_gib: float  # what one GPU may hold (gpu_gib x utilization)
+    per_gpu_gib: float  # what one GPU may hold for them (inference.usable_gib)
 
 
-def parallel_sizes(shape: Served, gpus: int, gpu_gib: float, kv_tokens: int,
-                   utilization: float = 0.9, overhead_gib: float = 4.0) -> Parallel:
-    """Tensor- and data-parallel sizes for one node: the fewest GPUs (a power of two dividing `gpus`) whose
-    memory holds the weights and a KV cache of `kv_tokens` tokens; the rest of the node runs replicas.
-
-    Each GPU holds gpu_gib x utilization (vLLM's --gpu-memory-utilization) less `overhead_gib` (our allowance for
-    activations, CUDA graphs and communication buffers). On 8 GPUs of 80 GB (8 x 4096 tokens of KV cache): 8B
-    1 GPU x 8 replicas; the 8x7B judge (87 GiB of weights) 2 GPUs x 4; 70B (131 GiB) 4 GPUs x 2.
-    """
+def parallel_sizes(shape: ModelShape, gpus: int, gpu_gib: float, kv_tokens: int) -> Parallel:
+    """Tensor- and data-parallel sizes for one node: inference.fit's fewest GPUs for the weights and a KV cache of
+    `kv_tokens` tokens per replica, rounded up to a power of two that divides `gpus` (vLLM splits attention heads
+    evenly); the rest of the node runs replicas. On 8 GPUs of 80 GB (8 x 4096 tokens of KV cache): 8B 1 GPU x 8
+    replicas; the 8x7B judge (87 GiB of weights) 2 GPUs x 4; 70B (131 GiB) 4 GPUs x 2."""
     if gpus < 1:
         raise ValueError(f"no GPUs to serve {shape.name} on (gpus={gpus}); run the judging job on a GPU node")
-    need = shape.weights_gib() + shape.kv_gib_per_token() * kv_tokens
-    per = gpu_gib * utilization - overhead_gib
+    f = fit_shape(shape, kv_tokens, gpu_gib)
     tp = 1
-    while tp * per < need or gpus % tp:
+    while tp < f.gpus or gpus % tp:
         tp *= 2
         if tp > gpus:
-            raise ValueError(f"{shape.name} needs {need:.0f} GiB (weights + KV cache of {kv_tokens} tokens) but "
-                             f"{gpus} GPU(s) of {gpu_gib:.0f} GiB hold {gpus * per:.0f} GiB at utilization "
-                             f"{utilization} less {overhead_gib} GiB each: ask for more GPUs per node (params slurm.judge) or a smaller model")
-    return Parallel(tp, gpus // tp, round(need, 1), round(per, 1))
+            raise ValueError(f"{shape.name} needs {f.need_gib:.0f} GiB (weights + KV cache of {kv_tokens:,} tokens) = "
+                             f"{f.gpus} GPU(s) of {gpu_gib:.0f} GiB ({f.per_gpu_gib:.1f} GiB usable each), as a power "
+                             f"of two dividing the node's {gpus} GPU(s): give the GPU jobs' node more GPUs "
+                             "(sft.hardware.gpus_per_node), lower judge.concurrency or judge.server_max_model_len, "
+                             "or serve a smaller model")
+    return Parallel(tp, gpus // tp, round(f.need_gib, 1), round(f.per_gpu_gib, 1))
 
 
 def vllm_command(model: str, port: int, parallel: Parallel, served_name: str, dtype: str = "bfloat16",
-                 seed: int = 0, max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,
+                 seed: int = 0, max_model_len: int | None = None, gpu_memory_utilization: float = GPU_UTILIZATION,
                  trust_remote_code: bool = False, host: str = "127.0.0.1", vllm: str = "vllm") -> list[str]:
     """`vllm serve` for one model (arguments checked against vLLM 0.34.0's serve CLI in the tests)."""
     cmd = [vllm, "serve", model, "--host", host, "--port", str(port), "--served-model-name", served_name,
@@ -142,9 +108,10 @@ class Server:
     """A server process for one model: started, waited for (GET /health), stopped (process group)."""
 
     def __init__(self, command: list[str], port: int, log: Path, model_name: str, host: str = "127.0.0.1",
-                 timeout_s: float = 600.0, env: dict | None = None):
+                 timeout_s: float = 600.0, env: dict | None = None, replicas: int = 1):
         self.command, self.port, self.host, self.log = command, port, host, Path(log)
         self.model_name, self.timeout_s, self.env = model_name, timeout_s, env
+        self.replicas = replicas  # copies of the model behind the port (vLLM --data-parallel-size)
         self.proc: subprocess.Popen | None = None
         self._old_term = None
 
@@ -227,16 +194,34 @@ def node_gpus() -> tuple[int, float]:  # pragma: no cover - reads the GPU
     return n, torch.cuda.get_device_properties(0).total_memory / GIB
 
 
-def vllm_executable() -> str:
-    """The `vllm` of environment-vllm.txt's venv: $MED42_VLLM, else `vllm` on PATH; a clear error when neither."""
+def find_vllm() -> str | None:
+    """The `vllm` of environment-vllm.txt's venv: $MED42_VLLM, else `vllm` on PATH; None when neither."""
     import shutil
 
+    return shutil.which(os.environ.get("MED42_VLLM") or "vllm")
+
+
+def vllm_executable() -> str:
+    """find_vllm(), or a clear error naming the fix."""
     exe = os.environ.get("MED42_VLLM") or "vllm"
-    found = shutil.which(exe)
+    found = find_vllm()
     if not found:
         raise ServerError(f"judge.server 'vllm' needs the vllm executable ({exe!r} not found): install vLLM in its own "
                           "venv from environment-vllm.txt and export MED42_VLLM=<venv>/bin/vllm (docs/serving.md)")
     return found
+
+
+DEFAULT_MAX_MODEL_LEN = 4096  # the KV-cache length sizing counts per request when judge.server_max_model_len is null
+
+
+def server_kv_tokens(judge_params) -> int:
+    """KV-cache tokens one replica is sized for: judge.concurrency requests of judge.server_max_model_len tokens."""
+    return judge_params.concurrency * (judge_params.server_max_model_len or DEFAULT_MAX_MODEL_LEN)
+
+
+def in_flight(judge_params, server: "Server | None") -> int:
+    """Requests the client keeps in flight: judge.concurrency per replica of the server (one without a server)."""
+    return judge_params.concurrency * (server.replicas if server is not None else 1)
 
 
 def server_for(params, model_path: str, name: str, log_dir: Path, kind: str | None = None,
@@ -251,20 +236,19 @@ def server_for(params, model_path: str, name: str, log_dir: Path, kind: str | No
                       timeout_s=j.server_timeout_s)
     if kind == "vllm":
         n, gib = gpus or node_gpus()
-        kv_tokens = j.concurrency * (j.server_max_model_len or 4096)
-        par = parallel_sizes(served_shape(model_path), n, gib, kv_tokens)
+        par = parallel_sizes(shape_for(model_path), n, gib, server_kv_tokens(j))
         vllm = vllm_executable()
         cmd = vllm_command(model_path, port, par, name, dtype=params.model.torch_dtype, seed=params.seed,
                            max_model_len=j.server_max_model_len, trust_remote_code=params.model.trust_remote_code,
                            vllm=vllm)
-        return Server(cmd, port, log, name, timeout_s=j.server_timeout_s)
+        return Server(cmd, port, log, name, timeout_s=j.server_timeout_s, replicas=par.data)
     raise ValueError(f"judge.server is '{kind}': choose 'vllm' (GPU nodes) or 'transformers' (CPU) to start a "
                      "server per model, or 'none' to use judge.api_base as given")
 
 
-__all__ = ["Served", "LLAMA3_8B", "LLAMA3_70B", "MIXTRAL_8X7B", "served_shape", "Parallel", "parallel_sizes",
-           "vllm_command", "transformers_command", "port_in_use", "free_port", "log_tail", "Server", "node_gpus",
-           "vllm_executable", "server_for"]
+__all__ = ["Parallel", "parallel_sizes", "vllm_command", "transformers_command", "port_in_use", "free_port",
+           "log_tail", "Server", "node_gpus", "find_vllm", "vllm_executable", "DEFAULT_MAX_MODEL_LEN",
+           "server_kv_tokens", "in_flight", "server_for", "serving_judge"]
 
 
 @contextmanager
@@ -281,7 +265,7 @@ def serving_judge(params, log_dir: Path, **kw) -> Iterator[Judge]:
 
     srv = server_for(params, resolve_named(params, j.model), "judge", log_dir)
     judge = OpenAIJudge(j.model, srv.api_base, None, j.judge_sampling.model_dump(), j.max_retries,
-                        allow_ties=j.allow_ties, style=j.prompt, concurrency=j.concurrency,
+                        allow_ties=j.allow_ties, style=j.prompt, concurrency=in_flight(j, srv),
                         served_name=srv.model_name)
     judge.before_first_request = srv.__enter__  # started on the first judgment: all cached, no server
     try:

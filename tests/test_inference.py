@@ -91,6 +91,20 @@ def test_big_models_spread_over_the_node_and_accelerate_keeps_them_on_the_gpus(c
     assert set(used) <= set(range(8)) and len(used) >= 2, used  # no "cpu", no "disk"
 
 
+def test_the_loader_counts_the_kv_cache_its_caller_needs(sizes):
+    """placement_for sizes through inference.fit (the rule the vLLM server and the plans use): weights plus the KV
+    cache of the caller's batch x sequence decide one GPU or a spread."""
+    from med42_utils.estimates import LLAMA3_8B
+    from med42_utils.inference import fit
+
+    kv = LLAMA3_8B.kv_bytes_per_token()
+    assert placement_for(sizes["8b"], 2, 8, H100, kv_bytes_per_token=kv, kv_tokens=8 * 4096).mode == "one_gpu"
+    big = placement_for(sizes["8b"], 2, 8, H100, kv_bytes_per_token=kv, kv_tokens=512 * 4096)  # a 256 GiB KV cache
+    assert big.mode == "spread" and fit(sizes["8b"], kv, 512 * 4096, H100).gpus == 5
+    with pytest.raises(PlacementError, match="KV cache"):
+        placement_for(sizes["8b"], 2, 1, H100, kv_bytes_per_token=kv, kv_tokens=512 * 4096)
+
+
 def test_cpu_without_gpus_and_tiny_stays_on_cpu(tiny_model_path):
     assert placement_for(8.03e9, 2, 0, 0).mode == "cpu"
     model, tok, p = load_for_inference(load_params("tiny"), tiny_model_path, gpus=8, gpu_mem_gib=H100)

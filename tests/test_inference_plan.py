@@ -10,8 +10,10 @@ import uuid
 import pytest
 
 from med42_utils import inference_plan, slurm_site
-from med42_utils.budget import kv_bytes_per_token
-from med42_utils.estimates import GIB, LLAMA3_70B, LLAMA3_8B
+from med42_utils.estimates import GIB, LLAMA3_70B, LLAMA3_8B, MIXTRAL_8X7B
+
+# 06 in the job's own process (the loader), instead of the 8b/70b params' vLLM servers
+IN_PROCESS = {"judge.backend": "transformers", "judge.answers_backend": "transformers", "judge.server": "none"}
 from med42_utils.params import load_params
 from med42_utils.paths import repo_root, run_dir
 
@@ -32,16 +34,17 @@ def no_cluster_no_data(monkeypatch):
 
 
 def test_model_memory_is_weights_plus_kv_cache_at_the_cards_lengths():
-    p = load_params("70b")
+    p = load_params("70b", IN_PROCESS)
     fig = inference_plan.job_figures(p, "judge", 8)
     answers = next(m for m in fig.models if m.name == "sft")
     seq = inference_plan.ANSWER_PROMPT_TOKENS + p.judge.sampling.max_new_tokens  # the card's 512 new tokens
     assert answers.seq_tokens == seq and answers.batch == p.judge.batch_size
     assert answers.weights_gib == pytest.approx(2 * LLAMA3_70B.parameters / GIB)
-    assert answers.kv_gib == pytest.approx(p.judge.batch_size * seq * kv_bytes_per_token(LLAMA3_70B) / GIB)
-    assert answers.gpus == 3  # 147.9 GiB over 80 GB GPUs at 90%
+    assert answers.kv_gib == pytest.approx(p.judge.batch_size * seq * LLAMA3_70B.kv_bytes_per_token() / GIB)
+    assert answers.gpus == 3  # 146.4 GiB of weights + KV cache over 80 GB GPUs at 90%, less 1.5 GiB each
+    assert answers.total_gib == pytest.approx(answers.weights_gib + answers.kv_gib + 3 * 1.5)  # overhead per GPU
     judge = fig.models[-1]
-    assert judge.role == "judge" and judge.shape is inference_plan.MIXTRAL_8X7B
+    assert judge.role == "judge" and judge.shape is MIXTRAL_8X7B
     assert 46.0e9 < judge.shape.parameters < 47.5e9 and judge.gpus == 2  # Prometheus 8x7B does not fit one H100
 
 
@@ -79,14 +82,14 @@ def test_eval_plan_uses_every_gpu_at_8b_and_one_model_at_a_time_at_70b():
 def test_a_request_that_cannot_fit_is_refused_naming_the_key():
     from med42_utils.launch import job_plan, readiness_problems
 
-    p = load_params("70b", {"sft.hardware.gpus_per_node": 1, "sft.gradient_accumulation_steps": 8})
+    p = load_params("70b", {"sft.hardware.gpus_per_node": 1, "sft.gradient_accumulation_steps": 8, **IN_PROCESS})
     plan = job_plan(p, "judge", "pytest-nofit", run_dir("70b", "pytest-nofit") / "judge", "med42_utils.judging.job")
     assert plan.capacity_problems and "sft.hardware.gpus_per_node, now 1" in plan.capacity_problems[0]
     assert any("sft.hardware.gpus_per_node" in x for x in readiness_problems(plan, "local"))
-    two = load_params("70b", {"sft.hardware.gpus_per_node": 2, "sft.gradient_accumulation_steps": 4})
+    two = load_params("70b", {"sft.hardware.gpus_per_node": 2, "sft.gradient_accumulation_steps": 4, **IN_PROCESS})
     # 70B's weights fit two GPUs; its KV cache at batch 64 does not: the fix is the batch
     assert "lower judge.batch_size" in inference_plan.job_figures(two, "judge", 2).problems(2)[0]
-    kv = load_params("70b", {"judge.batch_size": 4096})  # 4,000 answers at once: a 0.9 TiB KV cache
+    kv = load_params("70b", {"judge.batch_size": 4096, **IN_PROCESS})  # 4,000 answers at once: a 0.9 TiB KV cache
     assert any("lower judge.batch_size" in x for x in inference_plan.job_figures(kv, "judge", 8).problems(8))
     assert inference_plan.job_figures(load_params("workshop"), "judge", 1).problems(1) == []
 
@@ -119,11 +122,13 @@ def test_the_plan_shows_where_the_inference_loader_puts_each_model():
     from med42_utils.inference import placement_for
 
     for size, gpus in (("8b", 8), ("70b", 8), ("70b", 1)):
-        fig = inference_plan.job_figures(load_params(size), "judge", gpus)
+        p = load_params(size, IN_PROCESS)
+        fig = inference_plan.job_figures(p, "judge", gpus)
         lines = fig.lines()
         answers = next(m for m in fig.models if m.role == "answers" and m.shape is not None)
         want = placement_for(answers.shape.parameters, 2, gpus, inference_plan.GPU_GIB,
-                             num_layers=answers.shape.layers).describe() if (size, gpus) != ("70b", 1) else None
+                             num_layers=answers.shape.layers, kv_bytes_per_token=answers.shape.kv_bytes_per_token(),
+                             kv_tokens=answers.batch * answers.seq_tokens).describe() if (size, gpus) != ("70b", 1) else None
         placed = [l for l in lines if l.startswith("  placed by the inference loader: ")]
         assert len(placed) == sum(m.loaded_by_transformers for m in fig.models if m.shape)
         if want is None:
@@ -132,4 +137,6 @@ def test_the_plan_shows_where_the_inference_loader_puts_each_model():
             assert placed[0].endswith(want)
             assert ("one GPU per replica" in want) == (size == "8b")
         judge = fig.models[-1]
-        assert judge.loaded_by_transformers == (load_params(size).judge.backend != "vllm")
+        assert judge.loaded_by_transformers and judge.route == inference_plan.LOADER
+        vllm_judge = inference_plan.job_figures(load_params(size, {**IN_PROCESS, "judge.backend": "vllm"}), "judge", gpus)
+        assert vllm_judge.models[-1].route == inference_plan.IN_PROCESS_VLLM

@@ -19,8 +19,9 @@ from packaging.version import Version
 
 from med42_utils import serve
 from med42_utils.chat_client import ServerError, chat, chat_many
-from med42_utils.serve import (LLAMA3_8B, LLAMA3_70B, MIXTRAL_8X7B, Server, free_port, parallel_sizes, port_in_use,
-                               served_shape, transformers_command, vllm_command)
+from med42_utils.estimates import LLAMA3_8B, LLAMA3_70B, MIXTRAL_8X7B, shape_for
+from med42_utils.serve import (Server, free_port, parallel_sizes, port_in_use, transformers_command,
+                               vllm_command)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures" / "vllm"
@@ -43,18 +44,36 @@ def test_parallel_sizes_fit_weights_and_kv_cache(shape, gpus, tp, dp):
 
 
 def test_parallel_sizes_refuses_what_cannot_fit_naming_the_fix():
-    with pytest.raises(ValueError, match=r"Llama-3-70B needs \d+ GiB.*1 GPU\(s\) of 80 GiB.*params slurm.judge"):
+    with pytest.raises(ValueError, match=r"Llama-3-70B needs \d+ GiB.*GPU\(s\) of 80 GiB.*node's 1 GPU\(s\).*"
+                                         r"sft\.hardware\.gpus_per_node"):
         parallel_sizes(LLAMA3_70B, 1, 80.0, KV)
     with pytest.raises(ValueError, match="no GPUs"):
         parallel_sizes(LLAMA3_8B, 0, 80.0, KV)
 
 
-def test_served_shape_by_name():
-    assert served_shape("meta-llama/Meta-Llama-3-70B-Instruct") is LLAMA3_70B
-    assert served_shape("prometheus-eval/prometheus-8x7b-v2.0") is MIXTRAL_8X7B
-    assert served_shape("m42-health/Llama3-Med42-8B") is LLAMA3_8B
-    with pytest.raises(ValueError, match="add its Served shape"):
-        served_shape("/models/mystery")
+def test_the_servers_sizing_is_the_loaders_fit():
+    """One rule sizes a model for the loader, the vLLM server and the plans (inference.fit): the tensor-parallel
+    size is fit's GPU count rounded up to a power of two that divides the node."""
+    from med42_utils.inference import fit_shape
+
+    for shape in (LLAMA3_8B, LLAMA3_70B, MIXTRAL_8X7B):
+        f, p = fit_shape(shape, KV, 80.0), parallel_sizes(shape, 8, 80.0, KV)
+        assert p.need_gib == round(f.need_gib, 1) and p.tensor == 1 << (f.gpus - 1).bit_length()
+
+
+def test_model_shape_by_name_or_config(tmp_path):
+    assert shape_for("meta-llama/Meta-Llama-3-70B-Instruct") is LLAMA3_70B
+    assert shape_for("prometheus-eval/prometheus-8x7b-v2.0") is MIXTRAL_8X7B
+    assert shape_for("m42-health/Llama3-Med42-8B") is LLAMA3_8B
+    assert 12.8e9 < MIXTRAL_8X7B.active_parameters < 13.0e9  # 2 of 8 experts per token
+    with pytest.raises(ValueError, match="add its ModelShape"):
+        shape_for("/models/mystery")
+    folder = tmp_path / "sft-model"  # a trained model's folder: its own config.json, whatever its name
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"hidden_size": 8192, "num_hidden_layers": 80,
+                                                    "num_attention_heads": 64, "num_key_value_heads": 8,
+                                                    "intermediate_size": 28672, "vocab_size": 128256}))
+    assert shape_for(str(folder)).parameters == LLAMA3_70B.parameters
 
 
 # ---- vLLM: command line and environment, against the pinned release's files ----

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from med42_utils import budget
+from med42_utils import budget, estimates
 from med42_utils.estimates import GIB, LLAMA3_8B
 from med42_utils.hardware import HardwareError, can_run, require_hardware, runnable_sizes
 from med42_utils.launch import plan_launch, render_plan
@@ -33,7 +33,7 @@ def test_workshop_is_8b_lora_on_one_h100():
         cfg = yaml.safe_load(resolve(hw.accelerate_config).read_text())
         assert cfg["num_processes"] == 1 and cfg["num_machines"] == 1 and not cfg["use_cpu"]
     assert p.eval.limit is not None and p.dpo.max_samples_per_source is not None
-    assert p.judge.backend == "transformers" and p.judge.model in budget.JUDGE_SHAPES
+    assert p.judge.backend == "transformers" and estimates.shape_for(p.judge.model) is estimates.MISTRAL_7B
 
 
 @pytest.mark.parametrize("stage", ["sft", "dpo"])
@@ -104,8 +104,8 @@ def test_judge_fits_beside_the_policy():
     p = load_params("workshop")
     mem = budget.judge_memory(p)
     assert mem["policy weights"] == pytest.approx(2 * LLAMA3_8B.parameters / GIB, abs=0.01)
-    assert budget.MISTRAL_7B.parameters == pytest.approx(7.24e9, rel=0.01)  # Mistral 7B's published size
-    assert budget.kv_bytes_per_token(budget.MISTRAL_7B) == 128 * 1024  # 32 layers x 8 KV heads x 128 x K,V x bf16
+    assert estimates.MISTRAL_7B.parameters == pytest.approx(7.24e9, rel=0.01)  # Mistral 7B's published size
+    assert estimates.MISTRAL_7B.kv_bytes_per_token() == 128 * 1024  # 32 layers x 8 KV heads x 128 x K,V x bf16
     assert mem["total"] < mem["H100"]
     # a batch too large for the GPU is reported as such
     assert budget.judge_memory(load_params("workshop", {"judge.batch_size": 256}))["total"] > budget.H100_GIB

@@ -46,10 +46,12 @@ def pick_backend(params) -> str:
 def _generate_transformers(params, model_path: str, questions: list[dict], batch_size: int):
     import torch
 
+    from ..estimates import ANSWER_PROMPT_TOKENS
     from ..inference import load_for_inference
 
     s = params.judge.sampling
-    model, tok, _ = load_for_inference(params, model_path, what="answers model")
+    model, tok, _ = load_for_inference(params, model_path, what="answers model",
+                                       kv_tokens=batch_size * (ANSWER_PROMPT_TOKENS + s.max_new_tokens))
     tok.padding_side = "left"
     eos = [i for i in {tok.eos_token_id, tok.convert_tokens_to_ids("<|eot_id|>")} if isinstance(i, int)]
     torch.manual_seed(params.seed)
@@ -93,7 +95,7 @@ def _generate_openai(params, model_name: str, model_path: str, questions: list[d
     from contextlib import nullcontext
 
     from ..chat_client import chat_many
-    from ..serve import server_for
+    from ..serve import in_flight, server_for
 
     j = params.judge
     s = j.sampling
@@ -106,7 +108,7 @@ def _generate_openai(params, model_name: str, model_path: str, questions: list[d
     with (server_for(params, model_path, model_name, log_dir) if j.server != "none" else nullcontext()) as srv:
         base, name = (srv.api_base, srv.model_name) if srv else (j.api_base, model_path)
         convs = [_conv(q["question"]) for q in questions]
-        outs = chat_many(base, name, convs, sampling, concurrency=j.concurrency, seed=params.seed, api_key=key,
+        outs = chat_many(base, name, convs, sampling, concurrency=in_flight(j, srv), seed=params.seed, api_key=key,
                          extra=extra)
         for q, (text, n) in zip(questions, outs):
             yield q["id"], text.strip(), n

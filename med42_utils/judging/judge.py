@@ -279,9 +279,12 @@ def make_judge(params, model=None, tokenizer=None, batch_size: int | None = None
     if j.backend == "vllm":
         return VllmJudge(name, sampling, j.max_retries, params.model.trust_remote_code, allow_ties=ties, style=style)
     if model is None or tokenizer is None:
+        from ..estimates import JUDGE_PROMPT_TOKENS
         from ..inference import load_for_inference
 
-        model, tokenizer, _ = load_for_inference(params, name, what="judge model")
+        new = 1 if j.backend == "logprob" else j.judge_sampling.max_new_tokens
+        model, tokenizer, _ = load_for_inference(params, name, what="judge model",
+                                                 kv_tokens=bs * (JUDGE_PROMPT_TOKENS + new))
     if j.backend == "logprob":
         judge = LogprobJudge(model, tokenizer, name, batch_size=bs, allow_ties=ties, style=style)
     else:

@@ -69,7 +69,8 @@ class JudgeParams(StrictModel):
                                     "environment-vllm.txt, transformers serve on CPU); none = use api_base as is")
     server_timeout_s: float = Field(default=900.0, gt=0, description="how long a started server may take to load")
     server_max_model_len: int | None = Field(default=None, ge=1, description="vLLM --max-model-len (KV cache sizing)")
-    concurrency: int = Field(default=8, ge=1, description="requests in flight to an OpenAI-compatible server")
+    concurrency: int = Field(default=8, ge=1, description="requests in flight to an OpenAI-compatible server, per "
+                             "replica of a server the job starts (each replica's KV cache is sized for them)")
     max_retries: int = Field(ge=0)
     batch_size: int = Field(ge=1, description="judgments (and answers) per forward pass")
     questions_source: Literal["hub", "local", "bundled"]
@@ -81,3 +82,23 @@ class JudgeParams(StrictModel):
     sampling: SamplingParams = Field(description="answer generation: the model card's pipeline call")
     judge_sampling: SamplingParams = Field(description="the judge's own generation (Prometheus: T=1.0, top_p=0.9)")
     elo: EloParams
+
+    # Where 06's models run, derived from the keys above; the plan, prefetch and preflight all read these.
+    # 'loader': in the job's process through inference.load_for_inference; 'vllm': in-process vLLM (vllm in the
+    # job's Python); 'server': a server the job starts per model on its node (judge.server); 'remote': a server
+    # already running at judge.api_base (nothing of the model on the job's node); 'none': no model (reference).
+    @property
+    def answers_route(self) -> str:
+        """answers_backend 'auto' counts as the loader: the documented environment has no vLLM (answers.pick_backend
+        takes in-process vLLM where it is installed)."""
+        if self.answers_backend == "openai":
+            return "remote" if self.server == "none" else "server"
+        return "vllm" if self.answers_backend == "vllm" else "loader"
+
+    @property
+    def judge_route(self) -> str:
+        if self.backend == "reference":
+            return "none"
+        if self.backend == "openai":
+            return "remote" if self.server == "none" else "server"
+        return "vllm" if self.backend == "vllm" else "loader"
