@@ -10,7 +10,8 @@ HF_HUB_OFFLINE=1). What a size needs, from its params and the project's registri
   - the benchmarks (med42_utils/benchmarks/data.py): 01 decontaminates against all of them, 05 scores them;
   - the preference sets of every DPO round (med42_utils/dpo/preference_data.py), when dpo.data_source is hub;
   - the judge's questions, when judge.questions_source is hub;
-  - the base model, the judge model (local backends) and the reward model (on-policy DPO, when enabled).
+  - the base model, the judge model (loaded by the job, or served by a server the job starts: judge.server; not a
+    judge at judge.api_base) and the reward model (on-policy DPO, when enabled).
 Datasets are fetched through the very loaders the stages use, so the cache holds exactly what they read;
 models with huggingface_hub's snapshot_download (weights, configs, tokenizer; not Meta's original/*.pth).
 
@@ -135,8 +136,9 @@ def needs(params: Params) -> list[Need]:
         if m.hub is not None and is_hub_id(m.hub):
             out.append(_model(m.hub, f"extra model {m.name}"))
     j = params.judge
-    if j.backend in ("transformers", "vllm", "logprob") and is_hub_id(j.model):
-        out.append(_model(j.model, f"judge ({j.backend})"))
+    if j.judge_route not in ("none", "remote") and is_hub_id(j.model):  # loaded, or served, on the job's node
+        out.append(_model(j.model, f"judge ({j.backend}" + (f", {j.server} server)" if j.judge_route == "server"
+                                                            else ")")))
     if j.questions_source == "hub" and j.questions_path:
         from .judging.questions import load_questions
 

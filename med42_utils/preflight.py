@@ -9,6 +9,7 @@ on the login node, where the check costs nothing. The partition fit (sinfo) is m
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,12 @@ from .params import Params
 from .paths import run_dir
 from .stages import STAGES, init_stage, model_notebook
 
-LOCAL_JUDGES = ("logprob", "transformers", "vllm")
+
+def judge_weights_local(params: Params) -> bool:
+    """Whether a job reads the judge model's weights on its node: loaded in its process, or served by a server it
+    starts (judge.server). A judge at judge.api_base (server none) needs only the URL and, if named, its key's
+    environment variable."""
+    return params.judge.judge_route not in ("none", "remote")
 
 
 @dataclass
@@ -77,17 +83,21 @@ def stage_needs(params: Params, run_name: str, job: str, models: list[str] | Non
         if op.enabled and name in op.rounds:
             if op.scorer == "reward_model" and op.reward_model and _hub_id(op.reward_model):
                 needs.models.append((op.reward_model, "on-policy reward model"))
-            if op.scorer == "judge" and params.judge.backend in LOCAL_JUDGES and _hub_id(params.judge.model):
+            if op.scorer == "judge" and judge_weights_local(params) and _hub_id(params.judge.model):
                 needs.models.append((params.judge.model, "on-policy judge"))
     else:
         stages = models if models is not None else (
             params.eval.models if job == "eval" else params.judge.models if job == "judge" else [])
         if models is None and job in ("eval", "judge"):  # extra models beside the stages (params extra_models)
             stages = [*stages, *(m.name for m in params.extra_models if m.name not in stages)]
+        remote_answers = job == "judge" and params.judge.answers_route == "remote"
         for s in stages:
+            n_hub = len(needs.models)
             _add_model(needs, params, run_name, s)
-        if job == "judge" and params.judge.backend in LOCAL_JUDGES and _hub_id(params.judge.model):
-            needs.models.append((params.judge.model, "judge model"))
+            if remote_answers:  # answered by the server at judge.api_base: the job reads no weights of it
+                del needs.models[n_hub:]
+        if job == "judge" and judge_weights_local(params) and _hub_id(params.judge.model):
+            needs.models.append((params.judge.model, "judge model"))  # loaded, or served by the job's judge.server
     return needs
 
 
@@ -126,12 +136,14 @@ TEST_JOB_CUDA_ENV = "MED42_TEST_JOB_TORCH_CUDA"
 
 @dataclass
 class JobPython:
-    """What the job's Python has: torch's CUDA version (None for a CPU build) and which modules it can import.
-    The job runs this same Python (launch.python_bin), so the facts are read here; tests pass their own."""
+    """What the job's Python has: torch's CUDA version (None for a CPU build) and which modules it can import; and
+    the vllm executable a judge.server vllm job would start (None: not found). The job runs this same Python
+    (launch.python_bin) with this environment, so the facts are read here; tests pass their own."""
 
     executable: str
     torch_cuda: str | None
     missing: list[str]
+    vllm: str | None = None
 
 
 def job_packages(params: Params, job: str) -> dict[str, str]:
@@ -143,22 +155,55 @@ def job_packages(params: Params, job: str) -> dict[str, str]:
             out["liger_kernel"] = f"{stage}.speed.liger_kernel is on"
     if job == "eval" and params.eval.backend == "vllm":
         out["vllm"] = "eval.backend is vllm"
-    if job == "judge" and params.judge.backend == "vllm":
-        out["vllm"] = "judge.backend is vllm"
-    if job == "judge" and params.judge.backend == "openai":
-        out["openai"] = "judge.backend is openai"
+    j = params.judge
+    if job == "judge":
+        if j.answers_route == "vllm":
+            out["vllm"] = "judge.answers_backend is vllm"
+        if j.judge_route == "vllm":
+            out["vllm"] = "judge.backend is vllm"
+        if j.server == "transformers" and "server" in (j.answers_route, j.judge_route):
+            for m in ("fastapi", "uvicorn", "openai"):  # transformers serve's `serving` extra
+                out[m] = "judge.server is transformers (transformers serve)"
+    return out
+
+
+def serving_problems(params: Params, job: str, facts: JobPython) -> list[str]:
+    """06's job (and an on-policy round scored by the judge) where models run behind a server: judge.server vllm
+    needs the vllm executable of environment-vllm.txt's venv; a server at judge.api_base (judge.server none) needs
+    the URL and the key's environment variable set when judge.api_key_env names one (its value is never shown)."""
+    j = params.judge
+    onpolicy_judge = (job.startswith("onpolicy_") and params.dpo.onpolicy.enabled
+                      and params.dpo.onpolicy.scorer == "judge" and job.removeprefix("onpolicy_") in params.dpo.onpolicy.rounds)
+    routes = ({j.answers_route, j.judge_route} if job == "judge" else {j.judge_route} if onpolicy_judge else set())
+    out = []
+    if "server" in routes and j.server == "vllm" and not facts.vllm:
+        out.append("judge.server is vllm but no vllm executable was found ($MED42_VLLM, else vllm on PATH): vLLM "
+                   "lives in its own venv; install it from environment-vllm.txt and export MED42_VLLM=<venv>/bin/vllm "
+                   "before starting the job (docs/serving.md), or set judge.server none with judge.api_base")
+    if "remote" in routes:
+        if not j.api_base:
+            out.append("judge.server is none, so the openai routes talk to a running server: set judge.api_base "
+                       "(e.g. http://host:8000/v1), or judge.server vllm to start one per model")
+        if j.api_key_env and not os.environ.get(j.api_key_env):
+            out.append(f"judge.api_key_env names {j.api_key_env}, which is not set in this environment: export "
+                       f"{j.api_key_env}=<your key> before starting (the key never goes in params)")
+    if onpolicy_judge and j.judge_route == "server":
+        out.append("dpo.onpolicy.scorer is judge, whose judge.server starts a server per model only in 06's job: for "
+                   "the on-policy scorer set judge.backend transformers (in the job's process), or judge.server none "
+                   "with judge.api_base of a running server")
     return out
 
 
 def read_job_python(modules: list[str]) -> JobPython:
     import importlib.util
-    import os
     import sys
 
     import torch
 
+    from .serve import find_vllm
+
     cuda = os.environ.get(TEST_JOB_CUDA_ENV) or torch.version.cuda
-    return JobPython(sys.executable, cuda, [m for m in modules if importlib.util.find_spec(m) is None])
+    return JobPython(sys.executable, cuda, [m for m in modules if importlib.util.find_spec(m) is None], find_vllm())
 
 
 def environment_problems(params: Params, job: str, accelerator: str, facts: JobPython | None = None) -> list[str]:
@@ -176,4 +221,4 @@ def environment_problems(params: Params, job: str, accelerator: str, facts: JobP
     for m in facts.missing:
         out.append(f"{need.get(m, m)} but {m} is not installed in {facts.executable}: install it there "
                    f"(pip install -e .[gpu], docs/install.md) or change that setting")
-    return out
+    return out + serving_problems(params, job, facts)

@@ -222,7 +222,8 @@ def _hw_key(stage: str) -> str:
 # Settings a job needs and SBATCH_EXPORT=NONE (or --export=NONE) would drop: written into the script.
 # Never a secret: HF_TOKEN and any *_TOKEN / *_KEY stay in the submitting shell's environment only.
 PASSED_IF_SET = ("HF_HUB_CACHE", "HF_DATASETS_CACHE", "HF_ASSETS_CACHE", "HF_XET_CACHE", "TRANSFORMERS_CACHE",
-                 "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "TORCH_HOME", "TRITON_CACHE_DIR", "XDG_CACHE_HOME")
+                 "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "TORCH_HOME", "TRITON_CACHE_DIR", "XDG_CACHE_HOME",
+                 "MED42_VLLM")  # MED42_VLLM: the vllm executable of environment-vllm.txt's venv (judge.server vllm)
 _SECRET = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL", re.I)
 
 

@@ -138,11 +138,40 @@ def test_preflight_refuses_a_cpu_build_of_torch_and_missing_backend_packages():
     assert len(out) == 1 and "CPU build" in out[0] and "/env/bin/python" in out[0]
     assert preflight.environment_problems(p, "sft", "h100", preflight.JobPython("x", "12.8", [])) == []
     assert preflight.environment_problems(p, "sft", "cpu", cpu_torch) == []  # a CPU job needs no CUDA
-    need = preflight.job_packages(p, "judge")
+    in_process_vllm = load_params("8b", {"judge.backend": "vllm", "judge.answers_backend": "transformers"})
+    need = preflight.job_packages(in_process_vllm, "judge")
     assert need == {"vllm": "judge.backend is vllm"}
-    out = preflight.environment_problems(p, "judge", "h100", preflight.JobPython("x", "12.8", ["vllm"]))
+    out = preflight.environment_problems(in_process_vllm, "judge", "h100", preflight.JobPython("x", "12.8", ["vllm"]))
     assert out and "judge.backend is vllm but vllm is not installed" in out[0]
     assert "liger_kernel" in preflight.job_packages(load_params("70b"), "sft")
+
+
+def test_preflight_refuses_a_served_judging_job_without_its_server_or_endpoint(monkeypatch):
+    """8b/70b serve every model of 06 with vLLM from its own venv: no vllm module in the job's Python, the vllm
+    executable ($MED42_VLLM); a remote endpoint needs its URL and its key's variable (never the key's value)."""
+    p = load_params("8b")
+    assert preflight.job_packages(p, "judge") == {}
+    ok = preflight.JobPython("x", "12.8", [], vllm="/venvs/med42-vllm/bin/vllm")
+    assert preflight.environment_problems(p, "judge", "h100", ok) == []
+    out = preflight.environment_problems(p, "judge", "h100", preflight.JobPython("x", "12.8", []))
+    assert len(out) == 1 and "environment-vllm.txt" in out[0] and "MED42_VLLM" in out[0]
+    remote = load_params("8b", {"judge.server": "none"})
+    out = preflight.environment_problems(remote, "judge", "h100", preflight.JobPython("x", "12.8", []))
+    assert len(out) == 1 and "judge.api_base" in out[0]  # no vLLM needed, but a URL is
+    monkeypatch.delenv("MED42_PYTEST_KEY", raising=False)
+    keyed = load_params("8b", {"judge.server": "none", "judge.api_base": "http://10.0.0.1:8000/v1",
+                               "judge.api_key_env": "MED42_PYTEST_KEY"})
+    out = preflight.environment_problems(keyed, "judge", "h100", preflight.JobPython("x", "12.8", []))
+    assert len(out) == 1 and "export MED42_PYTEST_KEY=" in out[0]
+    monkeypatch.setenv("MED42_PYTEST_KEY", "sk-secret-value")
+    assert preflight.environment_problems(keyed, "judge", "h100", preflight.JobPython("x", "12.8", [])) == []
+    # what the job reads from the Hub cache: the judge's weights when its server runs on the node, not when remote
+    assert ("prometheus-eval/prometheus-8x7b-v2.0", "judge model") in preflight.stage_needs(p, "pytest-x", "judge").models
+    assert not [m for m, _ in preflight.stage_needs(keyed, "pytest-x", "judge").models if "prometheus" in m]
+    from med42_utils.prefetch import needs as prefetch_needs
+
+    assert any("prometheus-8x7b" in n.repo_id for n in prefetch_needs(p))
+    assert not any("prometheus-8x7b" in n.repo_id for n in prefetch_needs(keyed))
 
 
 def test_submit_refuses_a_job_python_without_cuda(monkeypatch):

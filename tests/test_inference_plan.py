@@ -48,6 +48,47 @@ def test_model_memory_is_weights_plus_kv_cache_at_the_cards_lengths():
     assert 46.0e9 < judge.shape.parameters < 47.5e9 and judge.gpus == 2  # Prometheus 8x7B does not fit one H100
 
 
+@pytest.mark.parametrize("size", ["8b", "70b"])
+def test_served_models_hold_the_gpus_serve_gives_them(size):
+    """judge.server vllm (the 8b/70b params): every answering model and the judge run in a vLLM server the job
+    starts on its node, sized by serve.parallel_sizes (inference.fit) for judge.concurrency requests of
+    judge.server_max_model_len tokens per replica: 8B 1 GPU x 8 replicas, 70B 4 x 2, the 8x7B judge 2 x 4."""
+    from med42_utils.serve import parallel_sizes
+
+    p = load_params(size)
+    j = p.judge
+    assert (j.backend, j.answers_backend, j.server) == ("openai", "openai", "vllm")
+    fig = inference_plan.job_figures(p, "judge", 8)
+    want = {"8b": (1, 8), "70b": (4, 2)}[size]
+    for m in fig.models:
+        assert m.route == inference_plan.SERVER and (m.batch, m.seq_tokens) == (j.concurrency, j.server_max_model_len)
+        par = parallel_sizes(m.shape, 8, inference_plan.GPU_GIB, j.concurrency * j.server_max_model_len)
+        assert (m.parallel.tensor, m.parallel.data) == (par.tensor, par.data)
+        assert (par.tensor, par.data) == (want if m.role == "answers" else (2, 4))
+        assert m.parallel.tensor >= m.gpus  # fit's count, rounded up to a power of two
+    text = "\n".join(fig.lines())
+    assert text.count("served by the job's vLLM server: vllm serve --tensor-parallel-size") == len(fig.models)
+    assert "placed by the inference loader" not in text and fig.problems(8) == []
+    # all GPUs busy: a served model's rate is the in-process one at its batch x TP x DP
+    inproc = inference_plan.job_figures(load_params(size, IN_PROCESS), "judge", 8)
+    assert fig.models[0].rate > inproc.models[0].rate
+    # a node too small for 70B's server names the keys to change
+    if size == "70b":
+        small = inference_plan.job_figures(load_params(size, {"sft.hardware.gpus_per_node": 2,
+                                                              "sft.gradient_accumulation_steps": 4}), "judge", 2)
+        probs = small.problems(2)
+        assert probs and "judge.concurrency or judge.server_max_model_len" in probs[0]
+        one = inference_plan.job_figures(load_params(size, {"sft.hardware.gpus_per_node": 1,
+                                                            "sft.gradient_accumulation_steps": 8}), "judge", 1)
+        assert "sft.hardware.gpus_per_node, now 1" in one.problems(1)[0]
+
+
+def test_a_remote_endpoint_puts_no_model_on_the_jobs_gpus():
+    p = load_params("8b", {"judge.server": "none", "judge.api_base": "http://127.0.0.1:9/v1"})
+    fig = inference_plan.job_figures(p, "judge", 8)
+    assert fig.models == [] and any("judge.api_base" in n for n in fig.notes)
+
+
 @pytest.mark.parametrize("size", ["8b", "70b", "workshop"])
 def test_eval_and_judge_job_plans_render_from_params_alone(size, tmp_path):
     from med42_utils.benchmarks.job import MODULE as EVAL
@@ -114,6 +155,9 @@ def test_dry_run_notebook_renders_the_job_plan_without_data(nb, size, marker, tm
     shutil.rmtree(run_dir(size, name), ignore_errors=True)
     assert r.returncode == 0, r.stderr[-3000:]
     assert marker in text and "KV cache" in text and "#SBATCH --time=" in text and "HubUnreachable" not in text
+    if nb == "06_elo_judging":  # 70b's answers and judge in vLLM servers the job starts, sized to the node
+        assert "vllm serve --tensor-parallel-size 4 --data-parallel-size 2" in text
+        assert "vllm serve --tensor-parallel-size 2 --data-parallel-size 4" in text
 
 
 def test_the_plan_shows_where_the_inference_loader_puts_each_model():

@@ -169,6 +169,7 @@ def test_judge_prompt_fits_mixtral_context_with_card_length_answers(size, mixtra
           f"{len(mixtral(answer_a, add_special_tokens=False).input_ids)} Mixtral tokens) + "
           f"{p.judge.judge_sampling.max_new_tokens} to generate = {total:,} of {MIXTRAL_CONTEXT:,}")
     assert total <= MIXTRAL_CONTEXT
+    assert total <= p.judge.server_max_model_len  # the judge's vLLM server (--max-model-len) takes the whole request
     from med42_utils.estimates import JUDGE_PROMPT_TOKENS
 
     assert len(prompt_ids) <= JUDGE_PROMPT_TOKENS  # 00's judge KV-cache estimate sizes the prompt at this
