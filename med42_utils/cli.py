@@ -18,12 +18,13 @@ def override_args(overrides: dict | None) -> list[str]:
     return out
 
 
-def job_parser(description: str, **kw) -> argparse.ArgumentParser:
-    """The arguments of an entry point the launcher starts: --size, --run-name and --set KEY=VALUE (repeatable;
-    parse_override_args reads them); the entry point adds its own. `kw` goes to ArgumentParser."""
+def job_parser(description: str, required: bool = True, **kw) -> argparse.ArgumentParser:
+    """The arguments of an entry point the launcher starts: --size, --run-name (required unless `required` is
+    False) and --set KEY=VALUE (repeatable; parse_override_args reads them); the entry point adds its own. `kw`
+    goes to ArgumentParser."""
     ap = argparse.ArgumentParser(description=description, **kw)
-    ap.add_argument("--size", required=True)
-    ap.add_argument("--run-name", required=True)
+    ap.add_argument("--size", required=required)
+    ap.add_argument("--run-name", required=required)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params override, repeatable")
     return ap
 

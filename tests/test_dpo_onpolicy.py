@@ -211,6 +211,47 @@ def test_pairs_are_made_again_only_when_their_inputs_change(tiny_model_path, mon
         shutil.rmtree(run_dir("tiny", run), ignore_errors=True)
 
 
+@pytest.mark.slow
+def test_sampling_split_over_gpus_gives_the_same_pairs(tiny_model_path, monkeypatch):
+    """Issue 27: an on-policy job whose starting model fits one GPU samples on every GPU of the node, one worker
+    process per GPU (here 2 workers on the CPU). Each prompt is seeded by its own index, so the pairs are the ones the
+    job's own process makes; the worker count comes from the loader's placement (fit's rule)."""
+    import datasets
+
+    from med42_utils.dpo import onpolicy_job
+    from med42_utils.inference import placement_for
+    from med42_utils.manifest import write_manifest
+    from med42_utils.models import stage_model_dir
+    from med42_utils.paths import run_dir
+
+    over = {"dpo.onpolicy.enabled": True, "dpo.onpolicy.rounds": ["round1"], "dpo.onpolicy.num_prompts": 3,
+            "dpo.onpolicy.k": 2, "dpo.max_samples_per_source": 3}
+    params = load_params("tiny", over)
+    run = f"pytest-dpo-opg-{uuid.uuid4().hex[:6]}"
+    try:
+        d = stage_model_dir(params, run, "sft")
+        shutil.copytree(tiny_model_path, d)
+        write_manifest(d.parent, "03_sft", params, standin=True)
+        one = onpolicy_job.make_pairs(params, run, "round1", slots=1)
+        ds1 = datasets.load_from_disk(str(onpolicy_job.pairs_dir(params, run, "round1")))
+        two = onpolicy_job.make_pairs(params, run, "round1", force=True, slots=2)
+        ds2 = datasets.load_from_disk(str(onpolicy_job.pairs_dir(params, run, "round1")))
+        assert one["pairs"] == two["pairs"] and one["rows"] == two["rows"]
+        assert ds1.to_dict() == ds2.to_dict()
+        assert not (onpolicy_job.pairs_dir(params, run, "round1").with_name("onpolicy.work")).exists()
+        work = run_dir("tiny", run) / "work"  # a worker that fails: the error names its GPU and ends with its log
+        with pytest.raises(RuntimeError, match=r"on-policy sampling on GPU \d failed .*worker-\d\.log"):
+            onpolicy_job.sample_on_gpus(params, str(work / "no-model"), [PROMPT, PROMPT], 2, work)
+    finally:
+        shutil.rmtree(run_dir("tiny", run), ignore_errors=True)
+    assert onpolicy_job.sampling_slots(params, tiny_model_path) == 1  # no GPU here: one process
+    # on 8 x 80 GB the loader puts 8B on one GPU per replica (8 workers) and spreads 70B (1 process)
+    from med42_utils.estimates import LLAMA3_70B, LLAMA3_8B
+
+    assert [placement_for(s.parameters, 2, 8, 79.1, kv_bytes_per_token=s.kv_bytes_per_token()).replicas
+            for s in (LLAMA3_8B, LLAMA3_70B)] == [8, 1]
+
+
 def test_the_generation_job_is_planned_before_the_round_at_gpu_sizes(capsys):
     """At 8b the pairs come from their own one-process GPU job (rendered in the dry run before the training
     launch), which needs the starting model and the reward model; the training job no longer needs the latter."""

@@ -12,8 +12,10 @@ from .scorers import Scorer
 
 
 def generate_responses(model, tokenizer, prompts: Sequence[list[dict]], k: int, *, temperature: float, top_k: int,
-                       top_p: float, max_new_tokens: int, seed: int) -> list[list[str]]:
-    """K sampled responses per conversational prompt (seeded per prompt, so reruns agree)."""
+                       top_p: float, max_new_tokens: int, seed: int,
+                       indices: Sequence[int] | None = None) -> list[list[str]]:
+    """K sampled responses per conversational prompt, seeded per prompt (seed + its index in the whole prompt list,
+    `indices` when these prompts are a shard of it), so reruns agree however the prompts are split over GPUs."""
     import torch
 
     model.eval()
@@ -21,7 +23,7 @@ def generate_responses(model, tokenizer, prompts: Sequence[list[dict]], k: int, 
     for i, prompt in enumerate(prompts):
         enc = tokenizer.apply_chat_template(fit_roles(tokenizer, list(prompt)), add_generation_prompt=True,
                                             return_tensors="pt", return_dict=True).to(model.device)
-        torch.manual_seed(seed + i)
+        torch.manual_seed(seed + (indices[i] if indices is not None else i))
         with torch.no_grad():
             gen = model.generate(
                 **enc, do_sample=True, num_return_sequences=k, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -75,11 +77,8 @@ def build_pairs(prompts: Sequence[list[dict]], responses: Sequence[list[str]], s
     return datasets.Dataset.from_dict(rows), report
 
 
-def onpolicy_pairs(params: Params, model_path: str, specs: Sequence[str], scorer: Scorer, model=None, tokenizer=None):
-    """Prompts of `specs` -> K samples from the model at model_path -> scored best/worst pairs."""
-    from ..inference import load_for_inference
-    from ..models import ensure_pad_token
-
+def onpolicy_prompts(params: Params, specs: Sequence[str]):
+    """The round's prompts -> (Dataset with prompt and prompt_id, DropReport of the source rows dropped)."""
     d, op = params.dpo, params.dpo.onpolicy
     base, prompt_report = load_preferences(specs, d.data_source, d.data_dir, d.max_samples_per_source, seed=d.seed)
     report = DropReport()  # bad source rows stay counted; kept counts are the on-policy pairs
@@ -87,18 +86,44 @@ def onpolicy_pairs(params: Params, model_path: str, specs: Sequence[str], scorer
         report.dropped[src].update(reasons)
     if op.num_prompts is not None and len(base) > op.num_prompts:
         base = base.select(range(op.num_prompts))
-    loaded_here = model is None or tokenizer is None
-    if loaded_here:
-        model, tokenizer, _ = load_for_inference(params, model_path, what="on-policy model")
+    return base, report
+
+
+def generation_kv_tokens(params: Params) -> int:
+    """KV-cache tokens one prompt's sampling holds: k sequences of the longest prompt + max_new_tokens."""
+    op = params.dpo.onpolicy
+    return op.k * (params.dpo.max_prompt_length + op.max_new_tokens)
+
+
+def sample_responses(params: Params, model_path: str, prompts: Sequence[list[dict]],
+                     indices: Sequence[int] | None = None, model=None, tokenizer=None) -> list[list[str]]:
+    """dpo.onpolicy.k responses per prompt from the model at model_path, loaded here (inference.load_for_inference:
+    one GPU per replica where it fits) unless model and tokenizer are given; freed before returning."""
+    from ..inference import load_for_inference
+    from ..models import ensure_pad_token
+
+    op = params.dpo.onpolicy
+    if model is None or tokenizer is None:
+        model, tokenizer, _ = load_for_inference(params, model_path, what="on-policy model",
+                                                 kv_tokens=generation_kv_tokens(params))
     ensure_pad_token(tokenizer)
-    responses = generate_responses(
-        model, tokenizer, base["prompt"], op.k, temperature=op.temperature, top_k=op.top_k, top_p=op.top_p,
-        max_new_tokens=op.max_new_tokens, seed=op.seed,
-    )
-    if loaded_here:  # the policy leaves the GPUs before the scorer's forward passes
-        del model
+    out = generate_responses(model, tokenizer, prompts, op.k, temperature=op.temperature, top_k=op.top_k,
+                             top_p=op.top_p, max_new_tokens=op.max_new_tokens, seed=op.seed, indices=indices)
+    del model  # the policy leaves the GPUs before the scorer's forward passes (when loaded here)
+    return out
+
+
+def score_pairs(base, report: DropReport, responses: Sequence[list[str]], scorer: Scorer, specs: Sequence[str]):
+    """Score each prompt's responses -> best/worst pairs (build_pairs), refusing a round where every prompt dropped."""
     source = "onpolicy:" + "+".join(specs)
     ds, report = build_pairs(base["prompt"], responses, scorer, source, base["prompt_id"], report)
     if len(ds) == 0:
         raise ValueError(f"on-policy pairs for {list(specs)}: every prompt was dropped ({report.as_dict()['dropped']})")
     return ds, report
+
+
+def onpolicy_pairs(params: Params, model_path: str, specs: Sequence[str], scorer: Scorer, model=None, tokenizer=None):
+    """Prompts of `specs` -> K samples from the model at model_path -> scored best/worst pairs."""
+    base, report = onpolicy_prompts(params, specs)
+    responses = sample_responses(params, model_path, base["prompt"], model=model, tokenizer=tokenizer)
+    return score_pairs(base, report, responses, scorer, specs)

@@ -5,12 +5,16 @@
 The job loads the round's starting model and the scorer through the one inference loader
 (med42_utils.inference: placed on the job's GPUs), samples and scores the pairs (dpo.onpolicy), and writes them to
 <run>/dpo/<round>/onpolicy/ (an Arrow dataset, memory-mapped by every training rank) with pairs.json: what they
-were made from and the rows kept and dropped. The round's orchestration (dpo.rounds.generate_where_gpus_are) runs
+were made from and the rows kept and dropped. Where the starting model fits one GPU and the node has several (8B on
+8 H100s), the sampling runs one replica per GPU: a worker process per GPU (CUDA_VISIBLE_DEVICES=i) samples every
+N-th prompt, each prompt seeded by its own index, so the responses do not depend on how many GPUs made them; the
+scorer then runs in the job's process once the workers have left the GPUs. The round's orchestration (dpo.rounds.generate_where_gpus_are) runs
 this job before the round's training launch; training (dpo.train) only reads them: it never samples.
 Pairs made from other params or another starting model are made again. At tiny the notebook's kernel runs it.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -65,9 +69,89 @@ def pairs_ready(params: Params, run_name: str, name: str) -> bool:
         return False
 
 
-def make_pairs(params: Params, run_name: str, name: str, force: bool = False) -> dict[str, Any]:
-    """Sample, score and write the round's pairs (skipped when ready, unless force); returns pairs.json's fields."""
-    from .onpolicy import onpolicy_pairs
+def sampling_slots(params: Params, model_path: str) -> int:
+    """Replicas the sampling runs on: the loader's placement on this node's GPUs (inference.plan_placement, fit's
+    rule): every GPU when the model fits one (one_gpu), else 1 (a spread model takes the node)."""
+    from ..inference import gpu_inventory, plan_placement
+    from .onpolicy import generation_kv_tokens
+
+    gpus, gib = gpu_inventory()
+    if gpus < 2:
+        return 1
+    placed = plan_placement(params, model_path, gpus=gpus, gpu_mem_gib=gib, what="on-policy model",
+                            kv_tokens=generation_kv_tokens(params))
+    return placed.replicas if placed.mode == "one_gpu" else 1
+
+
+def sample_on_gpus(params: Params, model_path: str, prompts: list, slots: int, work: Path) -> list[list[str]]:
+    """dpo.onpolicy.k responses per prompt from `slots` worker processes, worker i on GPU i sampling prompts
+    i, i+slots, ...; a failed worker stops the others and raises with its log's tail."""
+    import os
+    import subprocess
+    import time
+
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    (work / "params.json").write_text(params.model_dump_json())
+    (work / "prompts.json").write_text(json.dumps({"model": model_path, "prompts": [list(p) for p in prompts]}))
+    procs = []
+    # GPU i of this process is the i-th of CUDA_VISIBLE_DEVICES when set (SLURM sets it; without a device cgroup it
+    # holds the node's own numbers, e.g. 4,5,6,7)
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    print(f"on-policy sampling: {len(prompts)} prompts on {slots} GPU(s), one replica each", flush=True)
+    try:
+        for i in range(slots):
+            log = work / f"worker-{i}.log"
+            gpu = visible[i] if i < len(visible) else str(i)
+            with open(log, "w") as f:
+                procs.append((i, log, subprocess.Popen(
+                    [sys.executable, "-m", MODULE, "--worker", str(work), "--shard", f"{i}/{slots}"], stdout=f,
+                    stderr=subprocess.STDOUT, env=dict(os.environ, CUDA_VISIBLE_DEVICES=gpu))))
+        while True:
+            codes = [proc.poll() for _, _, proc in procs]
+            failed = [(i, log, c) for (i, log, _), c in zip(procs, codes) if c not in (None, 0)]
+            if failed:
+                i, log, rc = failed[0]
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+                raise RuntimeError(f"on-policy sampling on GPU {i} failed (exit {rc}); log {log}:\n{tail}")
+            if all(c == 0 for c in codes):
+                break
+            time.sleep(1.0)
+    finally:
+        for _, _, proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait()
+    out: list[list[str] | None] = [None] * len(prompts)
+    for i in range(slots):
+        for j, resp in json.loads((work / f"responses-{i}.json").read_text()).items():
+            out[int(j)] = resp
+    missing = [j for j, r in enumerate(out) if r is None]
+    if missing:
+        raise RuntimeError(f"on-policy sampling: no responses for prompts {missing[:10]} (logs in {work})")
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def sample_worker(work: Path, shard: str) -> None:
+    """One GPU's share (`I/N`: prompts I, I+N, ...) of sample_on_gpus, with the job's params as it wrote them."""
+    from .onpolicy import sample_responses
+
+    i, n = (int(x) for x in shard.split("/"))
+    params = Params.model_validate_json((work / "params.json").read_text())
+    doc = json.loads((work / "prompts.json").read_text())
+    idx = list(range(i, len(doc["prompts"]), n))
+    responses = sample_responses(params, doc["model"], [doc["prompts"][j] for j in idx], indices=idx)
+    tmp = work / f"responses-{i}.json.tmp"
+    tmp.write_text(json.dumps({str(j): r for j, r in zip(idx, responses)}))
+    tmp.rename(work / f"responses-{i}.json")
+
+
+def make_pairs(params: Params, run_name: str, name: str, force: bool = False,
+               slots: int | None = None) -> dict[str, Any]:
+    """Sample, score and write the round's pairs (skipped when ready, unless force); returns pairs.json's fields.
+    `slots`: sampling replicas (default sampling_slots: every GPU of the node for a model that fits one)."""
+    from .onpolicy import onpolicy_prompts, sample_responses, score_pairs
     from .scorers import make_scorer
 
     if not is_onpolicy(params, name):
@@ -77,7 +161,14 @@ def make_pairs(params: Params, run_name: str, name: str, force: bool = False) ->
     if not force and pairs_ready(params, run_name, name):
         return json.loads((out / META).read_text())
     init_path = resolve_init(params, run_name, name)
-    ds, report = onpolicy_pairs(params, init_path, round_spec(params, name).datasets, make_scorer(params))
+    specs = round_spec(params, name).datasets
+    base, report = onpolicy_prompts(params, specs)
+    slots = sampling_slots(params, init_path) if slots is None else slots
+    if slots > 1:
+        responses = sample_on_gpus(params, init_path, list(base["prompt"]), slots, out.with_name(PAIRS_DIR + ".work"))
+    else:
+        responses = sample_responses(params, init_path, base["prompt"])
+    ds, report = score_pairs(base, report, responses, make_scorer(params), specs)
     tmp = out.with_name(PAIRS_DIR + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     ds.save_to_disk(str(tmp))
@@ -110,10 +201,18 @@ def read_pairs(params: Params, run_name: str, name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = job_parser(__doc__.splitlines()[0])
-    ap.add_argument("--round", required=True, help="round name from params, e.g. round2")
+    # not required by the parser: a sampling worker (--worker, started by sample_on_gpus) takes none of them
+    ap = job_parser(__doc__.splitlines()[0], required=False)
+    ap.add_argument("--round", help="round name from params, e.g. round2")
     ap.add_argument("--force", action="store_true", help="make the pairs again even if they are ready")
+    ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # sample_on_gpus' worker: its work folder
+    ap.add_argument("--shard", help=argparse.SUPPRESS)  # I/N: the worker's prompts
     a = ap.parse_args(argv)
+    if a.worker is not None:
+        sample_worker(a.worker, a.shard)
+        return 0
+    if not (a.size and a.run_name and a.round):
+        ap.error("--size, --run-name and --round are required")
     params = load_params(a.size, parse_override_args(a.set))
     doc = make_pairs(params, a.run_name, a.round, force=a.force)
     print(f"{a.round}: {doc['pairs']} on-policy pairs in {pairs_dir(params, a.run_name, a.round)}", flush=True)

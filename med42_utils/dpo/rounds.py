@@ -26,8 +26,8 @@ MODULE = "med42_utils.dpo.train"
 def generate_where_gpus_are(params: Params, run_name: str, name: str, force: bool = False, dry_run: bool = False,
                             wait: bool = True) -> None:
     """Make the round's on-policy pairs before its training launch (dpo.onpolicy_job): in this kernel at tiny,
-    else a one-process job on a GPU node (launch.run_job), whose model and scorer the inference loader places on
-    that node's GPUs. dry_run prints the job's plan. wait=False raises launch.JobPending after submitting."""
+    else a job on a GPU node (launch.run_job), whose model and scorer the inference loader places on that node's
+    GPUs (sampling on every GPU, one worker each, when the model fits one: onpolicy_job.sampling_slots). dry_run prints the job's plan. wait=False raises launch.JobPending after submitting."""
     from ..hardware import in_kernel
     from ..cli import override_args
     from ..launch import params_overrides, plan_job, render_plan, run_job
