@@ -50,8 +50,13 @@ $(TOKDIR)/.unpacked: | $(STAMP)
 demo: setup  ## build the tiny model and run every notebook at size=tiny into outputs/tiny/$(RUN)/
 	$(PY) -m med42_utils.runner --size tiny --run-name $(RUN)
 
+# Two pytest-xdist workers: the suite's two long groups (every test on the shared tiny run of the notebooks, every
+# test on the real SLURM cluster) run side by side, each session fixture built once (tests/conftest.py,
+# xdist_group_of). TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: setup $(REFDIR)/.unpacked $(TOKDIR)/.unpacked  ## the whole pytest suite (offline)
-	PROMETHEUS_EVAL_SRC=$(REFDIR) MED42_TOKENIZER_PACKAGES=$(TOKDIR) $(PY) -m pytest
+	PROMETHEUS_EVAL_SRC=$(REFDIR) MED42_TOKENIZER_PACKAGES=$(TOKDIR) $(PY) -m pytest \
+	  $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup)
 
 # Mutation testing of one module against its own tests (not part of `make test` or .ci/run; docs/testing.md):
 #   make mutate MODULE=med42_utils/data/dedup.py

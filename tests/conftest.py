@@ -171,8 +171,23 @@ def real_slurm():
     realslurm.stop_session_cluster()
 
 
+def xdist_group_of(nodeid: str, fixturenames) -> str:
+    """Which worker group a test belongs to under `pytest -n N --dist loadgroup` (pytest-xdist): every test on the
+    shared tiny run, or on the real test cluster, in one group each, so each session fixture is built once; the
+    rest by file, so a module's fixtures are built once too."""
+    if "real_slurm" in fixturenames:
+        return "real-slurm"
+    if "notebook_run" in fixturenames:
+        return "notebook-run"
+    return nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """A test marked `slurm` runs against the real cluster: it must use the real_slurm fixture."""
+    """A test marked `slurm` runs against the real cluster: it must use the real_slurm fixture. Each test gets its
+    xdist group (xdist_group_of)."""
     for item in items:
-        if item.get_closest_marker("slurm") and "real_slurm" not in getattr(item, "fixturenames", ()):
+        names = getattr(item, "fixturenames", ())
+        if item.get_closest_marker("slurm") and "real_slurm" not in names:
             raise pytest.UsageError(f"{item.nodeid} is marked slurm but does not use the real_slurm fixture")
+        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item.nodeid, names)))
