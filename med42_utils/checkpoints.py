@@ -105,16 +105,6 @@ def resume_for(trainer, ckpt_dir: Path, key: dict[str, Any]) -> str | None:
     return found
 
 
-def discard(ckpt_dir: Path) -> int:
-    """Delete a stage's checkpoint folder; returns the bytes freed."""
-    ckpt_dir = Path(ckpt_dir)
-    if not ckpt_dir.is_dir():
-        return 0
-    freed = disk_bytes(ckpt_dir)
-    shutil.rmtree(ckpt_dir)
-    return freed
-
-
 def disk_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
@@ -261,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         d = dirs[name]
         found = checkpoints(d)
         if a.discard:
-            freed = discard(d)
+            freed = disk_bytes(d)  # 0 where there is no folder
+            if d.is_dir():
+                shutil.rmtree(d)
             print(f"{name}: discarded {d} ({size_text(freed)})" if freed else f"{name}: no checkpoints in {d}")
         else:
             listed = ", ".join(p.name for p in found) or "none"
