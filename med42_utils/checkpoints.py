@@ -198,10 +198,7 @@ def checkpoint_bytes(params: Params, stage: str) -> float:
     section = getattr(params, stage)
     shape = model_shape(params)
     moments = 1 if section.optim == "rmsprop" else 2
-    if section.method == "lora":
-        trainable = shape.parameters * lora_fraction(params, shape, section.lora)
-    else:
-        trainable = shape.parameters
+    trainable = shape.parameters * (lora_fraction(params, shape, section.lora) if section.method == "lora" else 1)
     return trainable * 4 * (1 + moments)
 
 
