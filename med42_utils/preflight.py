@@ -15,9 +15,8 @@ from pathlib import Path
 
 from .extra_models import find_extra
 from .params import Params
-from .paths import run_dir
 from .prefetch import is_hub_id
-from .stages import STAGES, init_stage, model_notebook, stage_model_dir
+from .stages import STAGES, init_stage, model_notebook, stage_dir, stage_model_dir
 
 
 def judge_weights_local(params: Params) -> bool:
@@ -61,10 +60,9 @@ def _add_model(needs: Needs, params: Params, run_name: str, stage: str) -> None:
 def stage_needs(params: Params, run_name: str, job: str, models: list[str] | None = None) -> Needs:
     """What `job` reads: 'sft', 'dpo_<round>', 'eval', 'judge' or '<stage>_samples' (its `models`)."""
     needs = Needs(params.size, run_name)
-    root = run_dir(params.size, run_name)
     if job == "sft":
         data, packing = STAGES["data"].notebook, STAGES["packing"].notebook
-        needs.stages.append((root / STAGES["packing"].folder / "manifest.json", "02's packed data",
+        needs.stages.append((stage_dir(params, run_name, "packing") / "manifest.json", "02's packed data",
                              f"{_run_hint(data, params.size, run_name)}, then {_run_hint(packing, params.size, run_name)}"))
         _add_model(needs, params, run_name, "base")
     elif job.startswith("dpo_") and not job.endswith("_samples"):  # a round; 04's "dpo_samples" reads `models`
