@@ -25,8 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .estimates import lora_fraction, model_shape
 from .params import Params, load_params
 from .paths import shown
+from .stages import checkpoint_dir, round_names
 
 RESUME_KEY = "resume_key.json"
 STATE = "trainer_state.json"  # transformers writes it last: a checkpoint without it is incomplete
@@ -193,8 +195,6 @@ def training_callbacks() -> list:
 def checkpoint_bytes(params: Params, stage: str) -> float:
     """Disk of one checkpoint with optimizer state: fp32 trainable weights + optimizer moments (AdamW 2, RMSprop 1)
     for full training; LoRA saves the adapters and their optimizer state only."""
-    from .estimates import lora_fraction, model_shape
-
     section = getattr(params, stage)
     shape = model_shape(params)
     moments = 1 if section.optim == "rmsprop" else 2
@@ -226,8 +226,6 @@ def plan_note(params: Params, stage: str, hours: float | None = None, steps: int
 
 def stage_checkpoint_dirs(params: Params, run_name: str) -> dict[str, Path]:
     """{'sft': .../sft/checkpoints, 'dpo_round1': .../dpo/round1/trainer, ...}"""
-    from .stages import checkpoint_dir, round_names
-
     return {s: checkpoint_dir(params, run_name, s) for s in ("sft", *(f"dpo_{n}" for n in round_names(params)))}
 
 

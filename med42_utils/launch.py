@@ -33,7 +33,8 @@ from .budget import plan_notes
 from .checkpoints import plan_note
 from .cli import override_args
 from .hardware import HardwareError, job_hardware, placement
-from .params import Params
+from .manifest import StageMissingError, fingerprint
+from .params import Params, load_params
 from .params.base import Hardware
 from .params.slurm import SlurmOptions
 from .paths import repo_root, resolve, run_dir
@@ -548,8 +549,6 @@ def execute(plan: LaunchPlan, wait: bool = True, interval: float | None = None) 
 def params_overrides(params: Params) -> dict:
     """The dotted-key overrides that turn the size's params file into `params` (to pass a notebook's
     overrides on to the job it launches)."""
-    from .params import load_params
-
     def flat(d: dict, prefix: str = "") -> dict:
         out = {}
         for k, v in d.items():
@@ -563,8 +562,6 @@ def params_overrides(params: Params) -> dict:
 def job_request(plan: LaunchPlan, inputs: list[Path]) -> dict:
     """What a job is asked to do: its command (module, arguments, params overrides) and the manifests of the
     stages it reads. Equal requests with outputs written after the request mean the work is done."""
-    from .manifest import StageMissingError, fingerprint
-
     def fp(d: Path) -> str | None:
         try:
             return fingerprint(d)

@@ -5,6 +5,7 @@ import warnings
 from pathlib import Path
 
 from .extra_models import find_extra, resolve_extra
+from . import speed
 from .hub import hub_load
 from .manifest import StageMissingError, require_stage
 from .params import Params
@@ -38,8 +39,6 @@ def resolve_model(params: Params, run_name: str, stage: str) -> str:
 def attn_implementation(params: Params, stage: str | None = None) -> str:
     """The attention kernel: for training `stage` ('sft'/'dpo') see speed.training_attention (flash without
     flash-attn -> flex_attention, CPU -> sdpa); for inference (stage None) flex and missing flash -> sdpa."""
-    from . import speed
-
     if stage is None:
         impl = speed.inference_attention(params)
         if impl != params.model.attn_implementation:
