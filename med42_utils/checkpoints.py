@@ -25,8 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .estimates import lora_fraction, model_shape
 from .params import Params, load_params
 from .paths import shown
+from .stages import checkpoint_dir, round_names
 
 RESUME_KEY = "resume_key.json"
 STATE = "trainer_state.json"  # transformers writes it last: a checkpoint without it is incomplete
@@ -103,16 +105,6 @@ def resume_for(trainer, ckpt_dir: Path, key: dict[str, Any]) -> str | None:
     if not acc.is_main_process:
         found = resume_point(ckpt_dir, key, main_process=False)
     return found
-
-
-def discard(ckpt_dir: Path) -> int:
-    """Delete a stage's checkpoint folder; returns the bytes freed."""
-    ckpt_dir = Path(ckpt_dir)
-    if not ckpt_dir.is_dir():
-        return 0
-    freed = disk_bytes(ckpt_dir)
-    shutil.rmtree(ckpt_dir)
-    return freed
 
 
 def disk_bytes(path: Path) -> int:
@@ -203,15 +195,10 @@ def training_callbacks() -> list:
 def checkpoint_bytes(params: Params, stage: str) -> float:
     """Disk of one checkpoint with optimizer state: fp32 trainable weights + optimizer moments (AdamW 2, RMSprop 1)
     for full training; LoRA saves the adapters and their optimizer state only."""
-    from .estimates import lora_fraction, model_shape
-
     section = getattr(params, stage)
     shape = model_shape(params)
     moments = 1 if section.optim == "rmsprop" else 2
-    if section.method == "lora":
-        trainable = shape.parameters * lora_fraction(params, shape, section.lora)
-    else:
-        trainable = shape.parameters
+    trainable = shape.parameters * (lora_fraction(params, shape, section.lora) if section.method == "lora" else 1)
     return trainable * 4 * (1 + moments)
 
 
@@ -239,8 +226,6 @@ def plan_note(params: Params, stage: str, hours: float | None = None, steps: int
 
 def stage_checkpoint_dirs(params: Params, run_name: str) -> dict[str, Path]:
     """{'sft': .../sft/checkpoints, 'dpo_round1': .../dpo/round1/trainer, ...}"""
-    from .stages import checkpoint_dir, round_names
-
     return {s: checkpoint_dir(params, run_name, s) for s in ("sft", *(f"dpo_{n}" for n in round_names(params)))}
 
 
@@ -261,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         d = dirs[name]
         found = checkpoints(d)
         if a.discard:
-            freed = discard(d)
+            freed = disk_bytes(d)  # 0 where there is no folder
+            if d.is_dir():
+                shutil.rmtree(d)
             print(f"{name}: discarded {d} ({size_text(freed)})" if freed else f"{name}: no checkpoints in {d}")
         else:
             listed = ", ".join(p.name for p in found) or "none"

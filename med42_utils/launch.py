@@ -33,12 +33,13 @@ from .budget import plan_notes
 from .checkpoints import plan_note
 from .cli import override_args
 from .hardware import HardwareError, job_hardware, placement
-from .params import Params
+from .manifest import StageMissingError, fingerprint
+from .params import Params, load_params
 from .params.base import Hardware
 from .params.slurm import SlurmOptions
 from .paths import repo_root, resolve, run_dir
 from .progress import PROGRESS
-from .stages import STAGES
+from .stages import STAGES, round_names
 from .tables import human_count
 
 MAIN_PORT = 29500
@@ -100,14 +101,6 @@ class LaunchPlan:
     @property
     def log_dir(self) -> Path | None:
         return self.slurm_path.parent / "logs" if self.slurm_path else None
-
-
-def _hardware(params: Params, stage: str) -> Hardware:
-    if stage == "sft":
-        return params.sft.hardware
-    if stage == "dpo":
-        return params.dpo.hardware
-    raise LaunchError(f"unknown stage '{stage}'; plan_launch takes 'sft' or 'dpo'")
 
 
 def _check_config(path: Path, hw: Hardware) -> list[str]:
@@ -267,14 +260,14 @@ def plan_launch(
     `job`: names the SLURM script and job (default: the stage), e.g. "dpo_round2".
     `progress_file`: where the trainer writes progress lines (default: <stage dir>/progress.jsonl).
     """
-    hw = _hardware(params, stage)
+    if stage not in ("sft", "dpo"):
+        raise LaunchError(f"unknown stage '{stage}'; plan_launch takes 'sft' or 'dpo'")
+    hw = getattr(params, stage).hardware
     args = ["--size", params.size, "--run-name", run_name, *(extra_args or [])]
     cfg_path = resolve(hw.accelerate_config) if hw.accelerate_config else None
     cfg_notes = _check_config(cfg_path, hw) if cfg_path is not None else []
-    if stage == "sft":
-        mem, hours = estimates.sft_estimate(params, mfu)
-    else:
-        mem, hours = estimates.dpo_estimate(params, num_pairs, mfu)
+    mem, hours = (estimates.sft_estimate(params, mfu) if stage == "sft"
+                  else estimates.dpo_estimate(params, num_pairs, mfu))
     shape = estimates.model_shape(params)
     notes = [
         f"model shape {shape.name}: {human_count(shape.parameters)} parameters, hidden {shape.hidden}, "
@@ -286,10 +279,11 @@ def plan_launch(
     timing = None
     if stage == "sft":
         timing = cluster_plan.sft_time(params, mfu)
+        steps = params.sft.max_steps
         notes.append(cluster_plan.epochs_covered(params, cluster_plan.packed_rows(params, run_name)))
     else:
         planned = cluster_plan.planned_pairs(params)
-        names = [r.name for r in params.dpo.rounds]
+        names = round_names(params)
         one = job.removeprefix("dpo_") if job and job.removeprefix("dpo_") in names else None  # a round's own job
         rounds = 1 if one else None
         if num_pairs is None and planned is not None:
@@ -304,6 +298,8 @@ def plan_launch(
         if num_pairs is not None:
             mem, hours = estimates.dpo_estimate(params, num_pairs, mfu, rounds)
             timing = cluster_plan.dpo_time(params, num_pairs, mfu, rounds)
+        d = params.dpo
+        steps = -(-num_pairs * d.num_train_epochs // d.batch_size) * (rounds or len(d.rounds)) if num_pairs else None
     if hours is not None:
         notes.append(f"time at MFU {mfu:.0%} of {estimates.H100_BF16_PEAK_FLOPS / 1e12:.0f} TFLOP/s bf16 per H100: "
                      f"compute {hours:,.1f} h")
@@ -318,27 +314,21 @@ def plan_launch(
         hours = None
     else:
         notes.append(cluster_plan.disk_note(params, stage))
-    if stage == "sft":
-        notes.append(plan_note(params, stage, hours, params.sft.max_steps))
-    else:
-        d = params.dpo
-        steps = -(-num_pairs * d.num_train_epochs // d.batch_size) * (rounds or len(d.rounds)) if num_pairs else None
-        notes.append(plan_note(params, stage, hours, steps))
+    notes.append(plan_note(params, stage, hours, steps))
     if stage == "dpo" and params.dpo.method == "lora":
         notes.append("reference model: the policy with its LoRA adapters switched off (no second model in memory)")
     elif stage == "dpo" and not params.dpo.precompute_ref_log_probs:
         notes.append("reference model: frozen bf16 weights, wrapped per decoder layer like the policy before TRL sees "
                      "it (training.frozen_reference; TRL alone would make it one FSDP unit), no grads, no optimizer")
-    if stage in ("sft", "dpo") and hw.accelerator != "cpu" and shape is not None:
+    if hw.accelerator != "cpu":
         live_ref = stage == "dpo" and params.dpo.method != "lora" and not params.dpo.precompute_ref_log_probs
-        lora = (params.sft.method if stage == "sft" else params.dpo.method) == "lora"
+        lora = getattr(params, stage).method == "lora"
         notes.append(cluster_plan.training_host_memory(shape, hw.gpus_per_node, hw.nodes, live_ref, lora))
 
-    python = "python"
     slurm_text = slurm_path = line = site = None
     warnings: list[str] = []
     if hw.launcher == "inprocess":
-        commands = [shlex.join([python, "-m", module, *args])]
+        commands = [shlex.join(["python", "-m", module, *args])]
         notes.append("in-process: execute() calls the module's main() in this Python process")
     else:
         multinode = hw.nodes > 1
@@ -559,8 +549,6 @@ def execute(plan: LaunchPlan, wait: bool = True, interval: float | None = None) 
 def params_overrides(params: Params) -> dict:
     """The dotted-key overrides that turn the size's params file into `params` (to pass a notebook's
     overrides on to the job it launches)."""
-    from .params import load_params
-
     def flat(d: dict, prefix: str = "") -> dict:
         out = {}
         for k, v in d.items():
@@ -574,8 +562,6 @@ def params_overrides(params: Params) -> dict:
 def job_request(plan: LaunchPlan, inputs: list[Path]) -> dict:
     """What a job is asked to do: its command (module, arguments, params overrides) and the manifests of the
     stages it reads. Equal requests with outputs written after the request mean the work is done."""
-    from .manifest import StageMissingError, fingerprint
-
     def fp(d: Path) -> str | None:
         try:
             return fingerprint(d)

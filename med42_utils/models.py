@@ -4,17 +4,18 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from .extra_models import find_extra, resolve_extra
+from . import speed
 from .hub import hub_load
 from .manifest import StageMissingError, require_stage
 from .params import Params
 from .stages import model_notebook, stage_model_dir
 from .tiny_model import resolve_base_model
 
+
 def model_stage_dirs(params: Params, run_name: str, stages) -> list[Path]:
     """The stage folders (with their manifests) of trained model stages, e.g. ['sft', 'dpo_round1'];
     'base' has none. A stage that reads these models records their manifests (stage chaining)."""
-    from .extra_models import find_extra
-
     return [stage_model_dir(params, run_name, s).parent for s in stages
             if s != "base" and find_extra(params, s) is None]
 
@@ -22,8 +23,6 @@ def model_stage_dirs(params: Params, run_name: str, stages) -> list[Path]:
 def resolve_model(params: Params, run_name: str, stage: str) -> str:
     """Path or Hub id for a stage's model ('base', 'sft', 'dpo_round1', ...) or an extra model's name (params
     extra_models); a missing stage names its notebook."""
-    from .extra_models import find_extra, resolve_extra
-
     extra = find_extra(params, stage)
     if extra is not None:
         return resolve_extra(params, extra)
@@ -40,8 +39,6 @@ def resolve_model(params: Params, run_name: str, stage: str) -> str:
 def attn_implementation(params: Params, stage: str | None = None) -> str:
     """The attention kernel: for training `stage` ('sft'/'dpo') see speed.training_attention (flash without
     flash-attn -> flex_attention, CPU -> sdpa); for inference (stage None) flex and missing flash -> sdpa."""
-    from . import speed
-
     if stage is None:
         impl = speed.inference_attention(params)
         if impl != params.model.attn_implementation:

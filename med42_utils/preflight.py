@@ -13,9 +13,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .extra_models import find_extra
 from .params import Params
-from .paths import run_dir
-from .stages import STAGES, init_stage, model_notebook
+from .prefetch import is_hub_id
+from .stages import STAGES, init_stage, model_notebook, stage_dir, stage_model_dir
 
 
 def judge_weights_local(params: Params) -> bool:
@@ -35,28 +36,19 @@ class Needs:
     models: list[tuple[str, str]] = field(default_factory=list)         # (Hub id, what for)
 
 
-def _hub_id(name: str) -> bool:
-    from .prefetch import is_hub_id
-
-    return is_hub_id(name)
-
-
 def _run_hint(notebook: str, size: str, run_name: str, extra: str = "") -> str:
     return f"papermill notebooks/{notebook}.ipynb out.ipynb -p size {size} -p run_name {run_name}{extra}"
 
 
 def _add_model(needs: Needs, params: Params, run_name: str, stage: str) -> None:
     """'base' is the Hub model; 'sft'/'dpo_<round>' a trained model folder of this run."""
-    from .extra_models import find_extra
-    from .stages import stage_model_dir
-
     extra = find_extra(params, stage)
     if extra is not None:
-        if extra.hub is not None and _hub_id(extra.hub):
+        if extra.hub is not None and is_hub_id(extra.hub):
             needs.models.append((extra.hub, f"extra model {stage}"))
         return
     if stage == "base":
-        if _hub_id(params.model.base):
+        if is_hub_id(params.model.base):
             needs.models.append((params.model.base, "base model"))
         return
     d = stage_model_dir(params, run_name, stage)
@@ -68,10 +60,9 @@ def _add_model(needs: Needs, params: Params, run_name: str, stage: str) -> None:
 def stage_needs(params: Params, run_name: str, job: str, models: list[str] | None = None) -> Needs:
     """What `job` reads: 'sft', 'dpo_<round>', 'eval', 'judge' or '<stage>_samples' (its `models`)."""
     needs = Needs(params.size, run_name)
-    root = run_dir(params.size, run_name)
     if job == "sft":
         data, packing = STAGES["data"].notebook, STAGES["packing"].notebook
-        needs.stages.append((root / STAGES["packing"].folder / "manifest.json", "02's packed data",
+        needs.stages.append((stage_dir(params, run_name, "packing") / "manifest.json", "02's packed data",
                              f"{_run_hint(data, params.size, run_name)}, then {_run_hint(packing, params.size, run_name)}"))
         _add_model(needs, params, run_name, "base")
     elif job.startswith("dpo_") and not job.endswith("_samples"):  # a round; 04's "dpo_samples" reads `models`
@@ -81,9 +72,9 @@ def stage_needs(params: Params, run_name: str, job: str, models: list[str] | Non
         _add_model(needs, params, run_name, init_stage(params, name))
         op = params.dpo.onpolicy
         if op.enabled and name in op.rounds:
-            if op.scorer == "reward_model" and op.reward_model and _hub_id(op.reward_model):
+            if op.scorer == "reward_model" and op.reward_model and is_hub_id(op.reward_model):
                 needs.models.append((op.reward_model, "on-policy reward model"))
-            if op.scorer == "judge" and judge_weights_local(params) and _hub_id(params.judge.model):
+            if op.scorer == "judge" and judge_weights_local(params) and is_hub_id(params.judge.model):
                 needs.models.append((params.judge.model, "on-policy judge"))
     else:
         stages = models if models is not None else (
@@ -96,7 +87,7 @@ def stage_needs(params: Params, run_name: str, job: str, models: list[str] | Non
             _add_model(needs, params, run_name, s)
             if remote_answers:  # answered by the server at judge.api_base: the job reads no weights of it
                 del needs.models[n_hub:]
-        if job == "judge" and judge_weights_local(params) and _hub_id(params.judge.model):
+        if job == "judge" and judge_weights_local(params) and is_hub_id(params.judge.model):
             needs.models.append((params.judge.model, "judge model"))  # loaded, or served by the job's judge.server
     return needs
 

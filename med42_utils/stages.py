@@ -62,8 +62,7 @@ def init_stage(params: Params, name: str) -> str:
 
 def stage_dir(params: Params, run_name: str, stage: str) -> Path:
     """The folder (with its manifest) of a stage ('data', ..., 'judge') or model stage ('sft', 'dpo_round1')."""
-    m = _DPO.match(stage)
-    if m:
+    if _DPO.match(stage):
         return stage_model_dir(params, run_name, stage).parent
     if stage not in STAGES:
         raise ValueError(f"unknown stage '{stage}'; stages: {', '.join(STAGES)}")

@@ -14,9 +14,11 @@ from pathlib import Path
 
 from . import models
 from .checkpoints import training_callbacks
+from .estimates import model_shape
 from .fsdp_cpu import enable_cpu_fsdp
 from .params import Params
 from .progress import progress_callback
+from .speed import stage_speed
 
 SAVE_BYTES_PER_SECOND = 100e6  # a slow shared filesystem: the barrier waits this long per byte of the final save
 
@@ -89,9 +91,6 @@ def training_args(params: Params, stage: str, output_dir) -> dict:
     switches (med42_utils.speed); and for the launch: the CPU-FSDP shim's state, gradients reduce-scattered every
     micro-batch (sync_each_batch: FSDP2 keeps no unsharded gradient between micro-batches), and a collective
     timeout that outlasts rank 0 writing the final model (30 min + its bf16 bytes at SAVE_BYTES_PER_SECOND)."""
-    from .estimates import model_shape
-    from .speed import stage_speed
-
     s = getattr(params, stage)
     acc = {"gradient_accumulation_kwargs": {"sync_each_batch": True}}
     if s.hardware.accelerator == "cpu" and enable_cpu_fsdp():

@@ -93,13 +93,11 @@ def prepare_round_data(params: Params, run_name: str, name: str, init_path: str,
     """The round's pairs (from its datasets, or the on-policy pairs its generation job wrote before training:
     dpo.onpolicy_job) after dropping long prompts -> (Dataset, DropReport). Training never samples."""
     d = params.dpo
-    spec = round_spec(params, name)
     if is_onpolicy(params, name):
         ds, report = read_pairs(params, run_name, name)
     else:
-        ds, report = load_preferences(
-            spec.datasets, d.data_source, d.data_dir, d.max_samples_per_source, seed=d.seed
-        )
+        datasets = round_spec(params, name).datasets
+        ds, report = load_preferences(datasets, d.data_source, d.data_dir, d.max_samples_per_source, seed=d.seed)
     ds = drop_long_prompts(ds, tokenizer, d.max_prompt_length, report)
     if len(ds) == 0:
         raise ValueError(f"DPO {name}: every pair was dropped ({report.as_dict()['dropped']}); check the data and dpo.max_prompt_length")

@@ -39,13 +39,12 @@ class GenerativeJudge(Judge):
         for attempt in range(1, self.max_retries + 2):
             if not todo:
                 break
+            err = None
             try:
                 texts = self.generate([convs[i] for i in todo])
             except Exception as e:  # a failed call is one failed attempt, not a crash
                 texts = [None] * len(todo)
                 err = f"{type(e).__name__}: {e}"
-            else:
-                err = None
             still = []
             for i, text in zip(todo, texts):
                 p = parse_verdict(text)

@@ -58,9 +58,4 @@ class Judge:
 
 def normalise_items(items: Iterable[Item]) -> list[tuple[str, str, str, str | None]]:
     """Items as 4-tuples: a 3-tuple (no reference) gets reference None."""
-    out = []
-    for it in items:
-        if len(it) == 3:
-            it = (*it, None)
-        out.append(tuple(it))
-    return out
+    return [(*it, None) if len(it) == 3 else tuple(it) for it in items]
