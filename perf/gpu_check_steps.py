@@ -204,7 +204,7 @@ def main(argv=None) -> int:
     if a.cpu:
         import torch
 
-        torch.set_num_threads(2)
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))  # 2 cores, unless the caller set fewer
     return {"env": env, "equivalence": equivalence, "judge": judge}[a.step](a.cpu)
 
 

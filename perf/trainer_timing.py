@@ -260,7 +260,7 @@ def setup(a, configs: dict, baseline: str):
         raise SystemExit("no CUDA device: run on an H100 node, or pass --cpu for the small CPU shape")
     shape = cpu_shape(a.full_depth) if a.cpu else WIDTHS[a.width]
     if a.cpu:
-        torch.set_num_threads(2)
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))  # 2 cores, unless the caller set fewer
     tiny = load_params("tiny")
     tokenizer = load_tokenizer(tiny, resolve_base_model(tiny))
     names = a.configs or list(configs)

@@ -18,6 +18,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # hermetic: no test (or notebook kernel it starts) reads datasets cache files left by earlier code
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="med42-hf-datasets-")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Under pytest-xdist (`make test` runs two workers on the 2-core CI box) each worker, and every kernel, launched
+# process and SLURM job it starts, computes on one thread: two workers at torch's default of one thread per core
+# oversubscribe the cores and ran the suite slower than one process did.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 # every run a test makes (and every notebook kernel or launched process, which inherit the environment)
 # goes to a temporary outputs root, removed at the end: the repo's outputs/ stays as it was
 TEST_OUTPUTS = Path(tempfile.mkdtemp(prefix="med42-test-outputs-"))
