@@ -196,3 +196,136 @@ def test_ties_are_half_wins_in_the_win_matrix_bootstrap_and_online_elo():
         assert (bs["x"] - bs["y"]).median() == pytest.approx(point["x"] - point["y"], abs=40)
     only_ties = _battles([("x", "y", "tie", 4)])
     assert online_elo(only_ties).to_dict() == pytest.approx({"x": 1000.0, "y": 1000.0})  # equal and tied: no move
+
+
+# --- found by mutation testing (docs/testing.md) ---
+
+def test_an_unknown_model_or_winner_is_named_with_its_column():
+    import re
+
+    b = pd.DataFrame({"model_a": ["x", "z"], "model_b": ["y", "y"], "winner": ["model_a", "model_b"]})
+    with pytest.raises(ValueError, match=re.escape("value 'z' in column 'model_a' is not one of ['x', 'y']")):
+        bt_elo(b, models=["x", "y"])
+
+
+def test_fit_solves_the_likelihood_equations():
+    # at the BT maximum every model's expected wins equal its observed wins (ties half), up to the tiny ridge
+    from med42_utils.judging.elo import win_matrix
+
+    b = simulate_battles({"a": 120, "b": 0, "c": -60, "d": 30}, 40, seed=11)
+    r = bt_elo(b, EloScale(initial=0.0))
+    W = win_matrix(b).to_numpy()
+    x = r.to_numpy()
+    p = 1 / (1 + 10 ** ((x[None, :] - x[:, None]) / 400))
+    np.fill_diagonal(p, 0.0)
+    expected = ((W + W.T) * p).sum(1)
+    assert np.allclose(expected, W.sum(1), atol=1e-4)
+    # and the default stopping rule leaves it converged to well under a thousandth of a point
+    for M in (W, np.array([[0, 1, 0], [0, 0, 1], [0, 0, 0]], float)):
+        assert np.allclose(fit_bt(M), fit_bt(M, tol=1e-12, max_iter=1000), rtol=0, atol=1e-5)
+
+
+def _sweep_gap():
+    """The gap of a clean sweep: N (1 - sigma(u)) = lam * u / 2 with lam = 1e-9 N, u in log-odds, by bisection."""
+    lo, hi = 1.0, 60.0
+    for _ in range(200):
+        u = (lo + hi) / 2
+        lo, hi = (u, hi) if (1 / (1 + math.exp(u))) > 1e-9 * u / 2 else (lo, u)
+    return u / (math.log(10) / 400)
+
+
+def test_a_clean_sweep_stays_finite_at_the_same_gap_whatever_the_number_of_battles():
+    gap = _sweep_gap()  # ~3213.6 Elo: the ridge is per battle, so 1 win or 1000 wins give the same gap
+    for n in (1, 10, 1000):
+        r = bt_elo(_battles([("x", "y", "model_a", n)]))
+        assert r["x"] - r["y"] == pytest.approx(gap, abs=0.5)
+    # batched: each matrix gets its own ridge, as when fitted alone
+    W = np.array([[[0, 10], [0, 0]], [[0, 1], [0, 0]], [[0, 3], [1, 0]]], float)
+    batch = fit_bt(W)
+    for k in range(3):
+        assert np.allclose(batch[k], fit_bt(W[k]), atol=1e-6)
+    assert batch[0][0] - batch[0][1] == pytest.approx(gap, abs=0.5)
+
+
+def test_bootstrap_rounds_scale_and_kind_are_checked_and_used():
+    b = simulate_battles({"a": 60, "b": 0}, 30, seed=2)
+    assert bootstrap_bt(b, 1).shape == (1, 2)
+    with pytest.raises(ValueError, match=r"must be >= 1 \(params elo.bootstrap_rounds\)"):
+        bootstrap_bt(b, 0)
+    with pytest.raises(ValueError, match="by='pairs'; use 'battle' or 'question'"):
+        bootstrap_bt(b, 5, by="pairs")
+    # another scale: the bootstrap ratings are on it too (centred on initial 0, natural-log units x 100)
+    sc = EloScale(scale=100, base=math.e, initial=0)
+    point = bt_elo(b, sc)
+    for by in ("battle", "question"):
+        bs = bootstrap_bt(b, 200, by, sc, seed=3)
+        assert (bs["a"] - bs["b"]).median() == pytest.approx(point["a"] - point["b"], abs=15)
+        assert np.allclose(bs.mean(axis=1), 0.0)
+
+
+def test_leaderboard_bounds_rank_counts_and_order_by_hand():
+    point = pd.Series({"a": 1100.0, "b": 1000.0, "c": 900.0, "d": 950.0})
+    q = np.linspace(0, 1, 101)  # quantile p of each column is its value at p exactly
+    bb = pd.DataFrame({"a": 1050 + 100 * q, "b": 950 + 100 * q, "c": 850 + 100 * q, "d": 900 + 100 * q})
+    bq = pd.DataFrame({"a": 1000 + 200 * q, "b": 900 + 200 * q, "c": 890 + 20 * q, "d": 700 + 400 * q})
+    battles = pd.DataFrame({"model_a": ["a", "a", "b"], "model_b": ["b", "c", "c"], "winner": ["model_a"] * 3})
+    lb = leaderboard(point, {"battle": bb, "question": bq}, battles)
+    assert list(lb.index) == ["a", "b", "d", "c"]  # by rating, best first
+    assert lb.loc["a", ["lower_battle", "upper_battle"]].tolist() == pytest.approx([1052.5, 1147.5])
+    assert lb.loc["c", ["lower_question", "upper_question"]].tolist() == pytest.approx([890.5, 909.5])
+    # ranked on the question intervals: a [1005, 1195] is above c [890.5, 909.5] only; b [905, 1095] overlaps c
+    assert lb["rank"].to_dict() == {"a": 1, "b": 1, "d": 1, "c": 2}
+    assert lb["battles"].to_dict() == {"a": 2, "b": 2, "d": 0, "c": 2}
+    assert lb["battles"].dtype.kind == "i"
+    narrow = leaderboard(point, {"battle": bb, "question": bq}, level=0.5)
+    assert narrow.loc["a", ["lower_battle", "upper_battle"]].tolist() == pytest.approx([1075.0, 1125.0])
+    assert "battles" not in narrow.columns
+    # one bootstrap frame: it is the battle one, and the rank uses it (c's upper 947.5 is below a's and b's lower)
+    single = leaderboard(point, bb)
+    assert list(single.columns) == ["elo", "lower_battle", "upper_battle", "rank"]
+    assert single["rank"].to_dict() == {"a": 1, "b": 2, "d": 2, "c": 3}
+
+
+def test_rank_counts_only_intervals_strictly_above():
+    lo = pd.Series({"a": 1000.0, "b": 900.0})
+    hi = pd.Series({"a": 1100.0, "b": 1000.0})  # b's upper bound touches a's lower bound: not separated
+    assert rank_with_ties(lo, hi).to_dict() == {"a": 1, "b": 1}
+    point = pd.Series({"a": 1050.0, "b": 950.0})
+    boot = pd.DataFrame({"a": [1000.0] * 5, "b": [1000.0] * 5})
+    assert leaderboard(point, boot)["rank"].to_dict() == {"a": 1, "b": 1}
+
+
+def test_interval_contrast_bounds_widths_and_ratio():
+    from med42_utils.judging.elo import interval_contrast
+
+    board = pd.DataFrame({"elo": [1010.0, 990.0], "lower_battle": [990.0, 970.0], "upper_battle": [1030.0, 1000.0],
+                          "lower_question": [950.0, 900.0], "upper_question": [1070.0, 1020.0]}, index=["m1", "m2"])
+    c = interval_contrast(board)
+    assert list(c.columns) == ["elo", "by battle", "width by battle", "by question", "width by question",
+                               "question / battle width"]
+    assert c["elo"].tolist() == [1010.0, 990.0]
+    assert c["by battle"].tolist() == ["[990.0, 1030.0]", "[970.0, 1000.0]"]
+    assert c["by question"].tolist() == ["[950.0, 1070.0]", "[900.0, 1020.0]"]
+    assert c["width by battle"].tolist() == [40.0, 30.0] and c["width by question"].tolist() == [120.0, 120.0]
+    assert c["question / battle width"].tolist() == pytest.approx([3.0, 4.0])
+
+
+def test_online_elo_a_win_for_the_second_shown_moves_it_up():
+    r = online_elo(_battles([("x", "y", "model_b", 1)]), k=4)
+    assert r.to_dict() == pytest.approx({"x": 998.0, "y": 1002.0})
+
+
+def test_an_explicit_model_list_sets_rows_and_order():
+    b = _battles([("x", "y", "model_a", 3), ("y", "x", "model_a", 1)])
+    r = bt_elo(b, models=["y", "x"])
+    assert list(r.index) == ["y", "x"] and r["x"] - r["y"] == pytest.approx(400 * math.log10(3), abs=0.01)
+    emp = empirical_win_rate(b, ["y", "x"])
+    assert list(emp.index) == ["y", "x"] and emp.loc["x", "y"] == pytest.approx(0.75)
+    counts = battle_counts(b, ["x", "y", "z"])
+    assert counts.loc["x", "y"] == 4 and counts.loc["z"].tolist() == [0, 0, 0]
+    assert (counts.dtypes.map(lambda d: d.kind) == "i").all()
+
+
+def test_a_single_battle_gives_a_win_rate():
+    emp = empirical_win_rate(_battles([("x", "y", "model_a", 1)]))
+    assert emp.loc["x", "y"] == 1.0 and emp.loc["y", "x"] == 0.0

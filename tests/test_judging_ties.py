@@ -114,3 +114,87 @@ def test_dpo_judge_scorer_counts_a_tie_half(tiny_params):
     p = tiny_params.model_copy(deep=True)
     p.dpo.onpolicy.scorer = "judge"
     assert isinstance(make_scorer(p).judge, LogprobJudge)  # DPO prompts carry no reference for 06's tiny judge
+
+
+# --- found by mutation testing (docs/testing.md) ---
+
+class RecordingJudge(TableJudge):
+    """A TableJudge that keeps what it was shown and reports 2 attempts and a feedback text."""
+
+    def __init__(self, table):
+        super().__init__(table)
+        self.items = []
+
+    def compare_many(self, items):
+        self.items += items
+        return [Verdict(v.winner, v.raw, reason=v.reason, attempts=2, feedback=f"fb {v.winner}")
+                for v in super().compare_many(items)]
+
+
+def test_judge_all_defaults_passes_references_records_and_reports_progress(tmp_path):
+    qs = [{"id": "q1", "question": "Q1?", "reference": "ref 1"}, {"id": 2, "question": "Q2?"}]
+    answers = {"y": {"q1": "y1", "2": "y2"}, "x": {"q1": "x1", "2": "x2"}}
+    table = {("x1", "y1"): "A", ("y1", "x1"): "B", ("x2", "y2"): "tie", ("y2", "x2"): "tie"}
+    judge, calls = RecordingJudge(table), []
+    cache = JudgmentCache(tmp_path / "j.jsonl")
+    counts = judge_all(qs, answers, judge, cache, batch_size=3, progress=lambda d, t: calls.append((d, t)))
+    assert counts == {"tasks": 4, "from_cache": 0, "judged_now": 4}  # models default: every model answered, sorted
+    assert calls == [(0, 4), (3, 4), (4, 4)]
+    assert [(i[1], i[2], i[3]) for i in judge.items] == [("x1", "y1", "ref 1"), ("y1", "x1", "ref 1"),
+                                                         ("x2", "y2", None), ("y2", "x2", None)]
+    recs = JudgmentCache(tmp_path / "j.jsonl").records
+    assert [r["attempts"] for r in recs] == [2] * 4 and [r["feedback"] for r in recs] == ["fb A", "fb B", "fb tie", "fb tie"]
+    assert [r["winner_model"] for r in recs] == ["x", "x", "tie", "tie"]
+    calls.clear()
+    assert judge_all(qs, answers, judge, cache, batch_size=3, progress=lambda d, t: calls.append((d, t)))["from_cache"] == 4
+    assert calls == []  # nothing to do, nothing reported
+    with pytest.raises(KeyError, match="no answers for model 'z'"):
+        judge_all(qs, answers, judge, cache, ["x", "z"])
+
+
+def test_judgments_frame_from_records_filtered_by_judge():
+    recs = [{"judge": "j1", "winner_pos": "A"}, {"judge": "j2", "winner_pos": "B"}, {"judge": "j1", "winner_pos": "tie"}]
+    df = judgments_frame(iter(recs), "j1")
+    assert df["winner_pos"].tolist() == ["A", "tie"] and list(df.index) == [0, 1]
+    assert list(df.columns) == ["judge", "winner_pos"]
+    assert len(judgments_frame(recs)) == 3
+
+
+def test_to_battles_columns_index_and_unknown_reasons():
+    rows = [("q1", "x", "y", "AB", None), ("q2", "x", "y", "AB", "A"), ("q3", "y", "x", "BA", None), ("q4", "y", "x", "BA", "B")]
+    j = _judgments(rows)
+    j.loc[2, "reason"] = None  # an unparseable verdict without a reason
+    battles, dropped = to_battles(j)
+    assert list(battles.columns) == ["question_id", "model_a", "model_b", "winner"]
+    assert list(battles.index) == [0, 1] and battles["question_id"].tolist() == ["q2", "q4"]
+    assert dropped.set_index("reason")["judgments"].to_dict() == {"no [RESULT] marker": 1, "unknown": 1}
+    _, none_dropped = to_battles(j.iloc[[1, 3]])
+    assert list(none_dropped.columns) == ["reason", "judgments"] and none_dropped.empty
+
+
+def test_model_win_rates_list_models_seen_in_one_position_only():
+    b = pd.DataFrame({"model_a": ["x", "x"], "model_b": ["y", "z"], "winner": ["model_a", "model_b"]})
+    wr = model_win_rates(b)
+    assert wr["battles"].to_dict() == {"x": 2, "y": 1, "z": 1}
+    assert wr.loc["z", "win_rate"] == 1.0 and wr.loc["x", "win_rate"] == 0.5
+
+
+def test_position_bias_edge_cases_no_parse_all_ties_one_order():
+    none = position_bias(_judgments([("q1", "x", "y", "AB", None), ("q1", "y", "x", "BA", None)]))
+    assert none["parsed_judgments"] == 0 and none["per_model"].empty and none["per_pair"].empty
+    assert math.isnan(none["tie_share"]) and math.isnan(none["first_position_win_share"])
+    ties = position_bias(_judgments([("q1", "x", "y", "AB", "tie"), ("q1", "y", "x", "BA", "tie")]))
+    assert math.isnan(ties["first_position_win_share"]) and ties["tie_share"] == 1.0
+    assert math.isnan(ties["per_pair"]["first_position_win_share"].iloc[0]) and ties["swap_consistency"] == 1.0
+    one = position_bias(_judgments([("q1", "x", "y", "AB", "A"), ("q2", "x", "y", "AB", "tie")]))
+    assert (one["swapped_pairs"], one["swap_consistent"]) == (0, 0) and math.isnan(one["swap_consistency"])
+
+
+def test_position_bias_per_pair_counts_only_decisive_verdicts():
+    rows = [("q1", "x", "y", "AB", "A"), ("q1", "y", "x", "BA", "B"), ("q2", "x", "y", "AB", "tie"),
+            ("q2", "y", "x", "BA", "A"), ("q3", "x", "z", "AB", "B")]
+    pp = position_bias(_judgments(rows))["per_pair"]
+    assert list(pp.columns) == ["pair", "judgments", "first_position_win_share", "tie_share"]
+    assert pp["pair"].tolist() == ["x vs y", "x vs z"] and pp["judgments"].tolist() == [4, 1]
+    assert pp["first_position_win_share"].tolist() == pytest.approx([2 / 3, 0.0])  # A, B, A of x vs y; the tie is out
+    assert pp["tie_share"].tolist() == pytest.approx([0.25, 0.0])

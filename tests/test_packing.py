@@ -212,3 +212,76 @@ def test_plot_chunk_draws_samples_mask_and_per_token_change():
     assert all(ax.lines[0].get_xdata()[0] == 4.5 for ax in fig.axes)  # the boundary between the samples
     table = equivalence_table(eq)
     assert table.loc[("trained 3 steps", 2), "concatenated - alone"] == pytest.approx(-0.4)
+
+
+# --- found by mutation testing (docs/testing.md) ---
+
+def test_check_labels_catches_one_prompt_token_labelled_before_a_single_reply(tok, curated):
+    row = curated[1]  # one assistant turn: the labelled span count is right, its text is not
+    out = tokenize_conversation(tok, row["messages"])
+    labels = list(out["labels"])
+    first = next(i for i, t in enumerate(labels) if t != IGNORE)
+    labels[first - 1] = out["input_ids"][first - 1]  # the last prompt token joins the reply's span
+    with pytest.raises(LabelError, match="{% generation %} markers"):
+        check_labels(tok, row["messages"], labels)
+
+
+def test_tokenized_rows_keep_id_source_and_count_their_tokens(tokenized, curated):
+    assert sorted(tokenized.column_names) == ["id", "input_ids", "labels", "length", "n_labels", "source"]
+    assert tokenized["id"] == curated["id"] and tokenized["source"] == curated["source"]
+    for row in tokenized:
+        assert row["length"] == len(row["input_ids"]) > 0
+        assert row["n_labels"] == sum(t != IGNORE for t in row["labels"]) > 0
+
+
+def test_empty_conversations_and_repeated_drops_are_counted(tok, curated):
+    from datasets import Dataset
+
+    rows = curated.to_list()[:2] + [
+        {"id": "e1", "source": "medqa", "messages": []},
+        {"id": "e2", "source": "medqa", "messages": [{"role": "user", "content": "a"}]},
+        {"id": "e3", "source": "medqa", "messages": [{"role": "user", "content": "b"}]},
+    ]
+    ds, drops = tokenize_dataset(Dataset.from_list(rows), tok)
+    assert len(ds) == 2
+    assert drops == {"medqa": {"no_messages": 1, "no_assistant_turn": 2}}
+
+
+def test_tokenize_dataset_checks_the_labels_by_default(tok, curated, monkeypatch):
+    from med42_utils.packing import labels as labels_mod
+
+    def every_token_labelled(tokenizer, messages):  # what a template without generation markers gives
+        ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+        return {"input_ids": list(ids), "labels": list(ids)}
+
+    monkeypatch.setattr(labels_mod, "tokenize_conversation", every_token_labelled)
+    small = curated.select(range(2))
+    with pytest.raises(LabelError, match="assistant turns"):
+        tokenize_dataset(small, tok)
+    assert len(tokenize_dataset(small, tok, check=False)[0]) == 2
+
+
+def test_packing_stats_by_hand():
+    # lengths 3, 5, 10 into chunks of 8: wrapped [8, 8, 2] cuts the third sample; bfd [3+5], [10 cut to 8]
+    tokenized = {"length": [3, 5, 10], "source": ["b", "a", "b"], "n_labels": [1, 2, 4]}
+    packed = {"wrapped": {"input_ids": [[0] * 8, [0] * 8, [0] * 2]}, "bfd": {"input_ids": [[0] * 8, [0] * 8]}}
+    s = packing_stats(tokenized, packed, 8, batch_size=2)
+    assert (s["samples"], s["tokens"], s["label_tokens"], s["max_length"]) == (3, 18, 7, 8)
+    assert s["sample_length"] == {"mean": 6.0, "max": 10}
+    assert s["unpacked_padding_waste"] == pytest.approx({"batch_2": 1 - 18 / 20, "pad_to_max_length": 1 - 18 / 24})
+    assert s["tokens_per_source"] == {"a": {"samples": 1, "tokens": 5, "label_tokens": 2},
+                                      "b": {"samples": 2, "tokens": 13, "label_tokens": 5}}
+    assert list(s["tokens_per_source"]) == ["a", "b"]
+    assert s["strategies"]["wrapped"] == pytest.approx({"chunks": 3, "tokens_kept": 18, "efficiency": 0.75,
+                                                        "fill": [1.0, 1.0, 0.25], "truncated_samples": 0,
+                                                        "tokens_lost_to_truncation": 0, "split_samples": 1})
+    assert s["strategies"]["bfd"] == pytest.approx({"chunks": 2, "tokens_kept": 16, "efficiency": 1.0, "fill": [1.0, 1.0],
+                                                    "truncated_samples": 1, "tokens_lost_to_truncation": 2,
+                                                    "split_samples": 0})
+    empty = packing_stats({"length": [], "source": [], "n_labels": []}, {"bfd": {"input_ids": []}}, 8, batch_size=2)
+    assert empty["sample_length"] == {"mean": 0.0, "max": 0}
+    assert empty["unpacked_padding_waste"] == {"batch_2": 0.0, "pad_to_max_length": 0.0}
+    assert empty["strategies"]["bfd"]["efficiency"] == 0.0 and empty["strategies"]["bfd"]["chunks"] == 0
+    exact = packing_stats({"length": [8], "source": ["a"], "n_labels": [1]}, {"bfd": {"input_ids": [[0] * 8]}}, 8, 2)
+    assert exact["strategies"]["bfd"]["truncated_samples"] == 0  # a sample of exactly max_length fits
+    assert wrapped_split_samples([1, 1], 4) == 0  # two samples inside one chunk: neither is cut
