@@ -5,10 +5,12 @@ import shutil
 import uuid
 
 import pytest
+
+from standins import make_sft_standin
 import torch
 from safetensors.torch import load_file
 
-from med42_utils.manifest import read_manifest, write_manifest
+from med42_utils.manifest import read_manifest
 from med42_utils.params import load_params
 from med42_utils.paths import run_dir
 from med42_utils.stages import stage_model_dir
@@ -28,9 +30,7 @@ def test_round1_trains_under_fsdp_on_two_cpu_processes(tiny_model_path):
     params = load_params("tiny", FSDP)
     run = f"pytest-dpo-fsdp-{uuid.uuid4().hex[:6]}"
     try:
-        sft = stage_model_dir(params, run, "sft")
-        shutil.copytree(tiny_model_path, sft)
-        write_manifest(sft.parent, "03_sft", params, standin=True)
+        sft = make_sft_standin(params, run, tiny_model_path)
         plan = launch_plan(params, run, "round1", FSDP)
         assert "accelerate launch --config_file" in plan.commands[0] and "fsdp_cpu_tiny.yaml" in plan.commands[0]
         assert "--num_processes 2" in plan.commands[0]

@@ -5,6 +5,8 @@ import shutil
 import uuid
 
 import pytest
+
+from standins import make_sft_standin
 import torch
 
 from med42_utils.params import ParamsError, load_params
@@ -67,16 +69,14 @@ def test_lora_reference_is_the_starting_model_after_training(tiny_model_path, tm
 
 def test_lora_round_saves_a_merged_model_and_adapter(tiny_model_path):
     from med42_utils.dpo.rounds import run_rounds
-    from med42_utils.manifest import read_manifest, write_manifest
+    from med42_utils.manifest import read_manifest
     from med42_utils.models import load_model
     from med42_utils.stages import stage_model_dir
 
     params = load_params("tiny", LORA)
     run = f"pytest-dpo-lora-{uuid.uuid4().hex[:8]}"
     try:
-        sft = stage_model_dir(params, run, "sft")
-        shutil.copytree(tiny_model_path, sft)
-        write_manifest(sft.parent, "03_sft", params, standin=True)
+        make_sft_standin(params, run, tiny_model_path)
         run_rounds(params, run, round="round1")
         rdir = stage_model_dir(params, run, "dpo_round1")
         m = read_manifest(rdir.parent)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from standins import make_sft_standin
+
 from med42_utils.dpo.onpolicy import build_pairs, generate_responses, onpolicy_pairs
 from med42_utils.dpo.scorers import PairwiseJudgeScorer, RewardModelScorer, make_scorer
 from med42_utils.params import load_params
@@ -125,7 +127,7 @@ def test_onpolicy_round_trains_on_its_own_pairs(tiny_model_path, monkeypatch):
     from med42_utils.dpo import onpolicy, train
     from med42_utils.dpo.onpolicy_job import META, pairs_dir, read_pairs
     from med42_utils.dpo.rounds import run_rounds
-    from med42_utils.manifest import StageMissingError, read_manifest, write_manifest
+    from med42_utils.manifest import StageMissingError, read_manifest
     from med42_utils.paths import run_dir
     from med42_utils.stages import stage_model_dir
 
@@ -149,9 +151,7 @@ def test_onpolicy_round_trains_on_its_own_pairs(tiny_model_path, monkeypatch):
     monkeypatch.setattr(onpolicy, "generate_responses", spy_sample)
     monkeypatch.setattr(train, "train_round", spy_train)
     try:
-        d = stage_model_dir(params, run, "sft")
-        shutil.copytree(tiny_model_path, d)
-        write_manifest(d.parent, "03_sft", params, standin=True)
+        make_sft_standin(params, run, tiny_model_path)
         run_rounds(params, run, round="round1")
         # sampled once, before training, with no pairs file yet; training started with the file there
         assert events == [("sample", False), ("train", True), ("trained", None)]
@@ -186,7 +186,6 @@ def test_pairs_are_made_again_only_when_their_inputs_change(tiny_model_path, mon
     from med42_utils.dpo.rounds import generate_where_gpus_are
     from med42_utils.manifest import write_manifest
     from med42_utils.paths import run_dir
-    from med42_utils.stages import stage_model_dir
 
     over = {"dpo.onpolicy.enabled": True, "dpo.onpolicy.rounds": ["round1"], "dpo.onpolicy.num_prompts": 2,
             "dpo.onpolicy.k": 2, "dpo.max_samples_per_source": 2}
@@ -196,9 +195,7 @@ def test_pairs_are_made_again_only_when_their_inputs_change(tiny_model_path, mon
     sample = onpolicy.generate_responses
     monkeypatch.setattr(onpolicy, "generate_responses", lambda *a, **k: calls.append(1) or sample(*a, **k))
     try:
-        d = stage_model_dir(params, run, "sft")
-        shutil.copytree(tiny_model_path, d)
-        write_manifest(d.parent, "03_sft", params, standin=True)
+        d = make_sft_standin(params, run, tiny_model_path)
         generate_where_gpus_are(params, run, "round1")
         generate_where_gpus_are(params, run, "round1")
         assert len(calls) == 1 and pairs_ready(params, run, "round1")
@@ -220,8 +217,6 @@ def test_sampling_split_over_gpus_gives_the_same_pairs(tiny_model_path, monkeypa
 
     from med42_utils.dpo import onpolicy_job
     from med42_utils.inference import placement_for
-    from med42_utils.manifest import write_manifest
-    from med42_utils.models import stage_model_dir
     from med42_utils.paths import run_dir
 
     over = {"dpo.onpolicy.enabled": True, "dpo.onpolicy.rounds": ["round1"], "dpo.onpolicy.num_prompts": 3,
@@ -229,9 +224,7 @@ def test_sampling_split_over_gpus_gives_the_same_pairs(tiny_model_path, monkeypa
     params = load_params("tiny", over)
     run = f"pytest-dpo-opg-{uuid.uuid4().hex[:6]}"
     try:
-        d = stage_model_dir(params, run, "sft")
-        shutil.copytree(tiny_model_path, d)
-        write_manifest(d.parent, "03_sft", params, standin=True)
+        make_sft_standin(params, run, tiny_model_path)
         one = onpolicy_job.make_pairs(params, run, "round1", slots=1)
         ds1 = datasets.load_from_disk(str(onpolicy_job.pairs_dir(params, run, "round1")))
         two = onpolicy_job.make_pairs(params, run, "round1", force=True, slots=2)

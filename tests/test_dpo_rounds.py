@@ -5,6 +5,8 @@ import shutil
 import uuid
 
 import pytest
+
+from standins import make_sft_standin
 import torch
 from safetensors.torch import load_file
 
@@ -14,14 +16,6 @@ from med42_utils.paths import run_dir
 from med42_utils.stages import stage_model_dir
 
 FAST = {"dpo.max_samples_per_source": 4, "dpo.warmup_ratio": 0.0}
-
-
-def make_sft_standin(params, run_name, base_path):
-    """The tiny base model saved as if 03_sft had produced it (a stand-in; never committed)."""
-    d = stage_model_dir(params, run_name, "sft")
-    shutil.copytree(base_path, d)
-    write_manifest(d.parent, "03_sft", params, standin=True)
-    return d
 
 
 @pytest.fixture(scope="module")

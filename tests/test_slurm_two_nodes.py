@@ -16,8 +16,10 @@ import uuid
 
 import pytest
 
+from standins import make_sft_standin
+
 import fakeslurm
-from med42_utils.manifest import read_manifest, write_manifest
+from med42_utils.manifest import read_manifest
 from med42_utils.params import load_params
 from med42_utils.paths import run_dir
 from med42_utils.stages import stage_model_dir
@@ -76,9 +78,7 @@ def test_two_node_dpo_round_inside_salloc_equals_one_node_two_processes(real_slu
     ref = f"{name}-ref"
     for run, ov in ((name, DPO_2x1), (ref, DPO_1x2)):
         params = load_params("tiny", ov)
-        sft = stage_model_dir(params, run, "sft")
-        shutil.copytree(tiny_model_path, sft)
-        write_manifest(sft.parent, "03_sft", params, standin=True)
+        make_sft_standin(params, run, tiny_model_path)
 
     code = ("import json, sys; from med42_utils.dpo.rounds import run_rounds; from med42_utils.params import load_params;"
             "ov = json.loads(sys.argv[1]); run_rounds(load_params('tiny', ov), sys.argv[2], round='round1', overrides=ov)")

@@ -17,10 +17,11 @@ import sys
 import uuid
 
 import pytest
+
+from standins import make_sft_standin
 import torch
 from safetensors.torch import load_file
 
-from med42_utils.manifest import write_manifest
 from med42_utils.params import ParamsError, load_params
 from med42_utils.paths import repo_root, run_dir
 from med42_utils.stages import stage_model_dir
@@ -35,9 +36,7 @@ ONE = {**TWO, "dpo.hardware.gpus_per_node": 1, "dpo.hardware.launcher": "inproce
 
 def _run_from_tiny(params, tiny_model_path) -> str:
     run = f"pytest-core-{uuid.uuid4().hex[:6]}"
-    sft = stage_model_dir(params, run, "sft")
-    shutil.copytree(tiny_model_path, sft)
-    write_manifest(sft.parent, "03_sft", params, standin=True)
+    make_sft_standin(params, run, tiny_model_path)
     return run
 
 
