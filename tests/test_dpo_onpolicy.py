@@ -233,7 +233,7 @@ def test_sampling_split_over_gpus_gives_the_same_pairs(tiny_model_path, monkeypa
         assert ds1.to_dict() == ds2.to_dict()
         assert not (onpolicy_job.pairs_dir(params, run, "round1").with_name("onpolicy.work")).exists()
         work = run_dir("tiny", run) / "work"  # a worker that fails: the error names its GPU and ends with its log
-        with pytest.raises(RuntimeError, match=r"on-policy sampling on GPU \d failed .*worker-\d\.log"):
+        with pytest.raises(RuntimeError, match=r"on-policy sampling worker \d on GPU \d failed .*worker-\d\.log"):
             onpolicy_job.sample_on_gpus(params, str(work / "no-model"), [PROMPT, PROMPT], 2, work)
     finally:
         shutil.rmtree(run_dir("tiny", run), ignore_errors=True)

@@ -8,8 +8,9 @@ The job loads the round's starting model and the scorer through the one inferenc
 were made from and the rows kept and dropped. Where the starting model fits one GPU and the node has several (8B on
 8 H100s), the sampling runs one replica per GPU: a worker process per GPU (CUDA_VISIBLE_DEVICES=i) samples every
 N-th prompt, each prompt seeded by its own index, so the responses do not depend on how many GPUs made them; the
-scorer then runs in the job's process once the workers have left the GPUs. The round's orchestration (dpo.rounds.generate_where_gpus_are) runs
-this job before the round's training launch; training (dpo.train) only reads them: it never samples.
+scorer then runs in the job's process once the workers have left the GPUs. The round's orchestration
+(dpo.rounds.generate_where_gpus_are) runs this job before the round's training launch; training (dpo.train) only
+reads them: it never samples.
 Pairs made from other params or another starting model are made again. At tiny the notebook's kernel runs it.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import job_parser, parse_override_args
+from ..gpu_workers import run_on_gpus
 from ..manifest import StageMissingError, input_fingerprints
 from ..params import Params, load_params
 from ..stages import round_spec
@@ -84,44 +86,15 @@ def sampling_slots(params: Params, model_path: str) -> int:
 
 
 def sample_on_gpus(params: Params, model_path: str, prompts: list, slots: int, work: Path) -> list[list[str]]:
-    """dpo.onpolicy.k responses per prompt from `slots` worker processes, worker i on GPU i sampling prompts
-    i, i+slots, ...; a failed worker stops the others and raises with its log's tail."""
-    import os
-    import subprocess
-    import time
-
+    """dpo.onpolicy.k responses per prompt from `slots` worker processes, worker i on the node's GPU i sampling
+    prompts i, i+slots, ... (gpu_workers.run_on_gpus: a failed worker stops the others and raises with its log)."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     (work / "params.json").write_text(params.model_dump_json())
     (work / "prompts.json").write_text(json.dumps({"model": model_path, "prompts": [list(p) for p in prompts]}))
-    procs = []
-    # GPU i of this process is the i-th of CUDA_VISIBLE_DEVICES when set (SLURM sets it; without a device cgroup it
-    # holds the node's own numbers, e.g. 4,5,6,7)
-    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
     print(f"on-policy sampling: {len(prompts)} prompts on {slots} GPU(s), one replica each", flush=True)
-    try:
-        for i in range(slots):
-            log = work / f"worker-{i}.log"
-            gpu = visible[i] if i < len(visible) else str(i)
-            with open(log, "w") as f:
-                procs.append((i, log, subprocess.Popen(
-                    [sys.executable, "-m", MODULE, "--worker", str(work), "--shard", f"{i}/{slots}"], stdout=f,
-                    stderr=subprocess.STDOUT, env=dict(os.environ, CUDA_VISIBLE_DEVICES=gpu))))
-        while True:
-            codes = [proc.poll() for _, _, proc in procs]
-            failed = [(i, log, c) for (i, log, _), c in zip(procs, codes) if c not in (None, 0)]
-            if failed:
-                i, log, rc = failed[0]
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-                raise RuntimeError(f"on-policy sampling on GPU {i} failed (exit {rc}); log {log}:\n{tail}")
-            if all(c == 0 for c in codes):
-                break
-            time.sleep(1.0)
-    finally:
-        for _, _, proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait()
+    run_on_gpus([(f"worker {i}", [sys.executable, "-m", MODULE, "--worker", str(work), "--shard", f"{i}/{slots}"],
+                  work / f"worker-{i}.log") for i in range(slots)], slots, what="on-policy sampling")
     out: list[list[str] | None] = [None] * len(prompts)
     for i in range(slots):
         for j, resp in json.loads((work / f"responses-{i}.json").read_text()).items():
