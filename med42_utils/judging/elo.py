@@ -58,10 +58,10 @@ def model_list(battles: pd.DataFrame) -> list[str]:
 
 
 def category_codes(col: pd.Series, names: list[str] | tuple) -> np.ndarray:
-    codes = pd.Categorical(col, categories=list(names)).codes.astype(np.int64)
-    if (codes < 0).any():
-        raise ValueError(f"battles: value {col[codes < 0].iloc[0]!r} in column '{col.name}' is not one of {list(names)}")
-    return codes
+    unknown = ~col.isin(list(names))
+    if unknown.any():
+        raise ValueError(f"battles: value {col[unknown].iloc[0]!r} in column '{col.name}' is not one of {list(names)}")
+    return pd.Categorical(col, categories=list(names)).codes.astype(np.int64)
 
 
 def _encode(battles: pd.DataFrame, models: list[str]):
