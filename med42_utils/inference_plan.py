@@ -332,8 +332,8 @@ def _judge_figures(params: Params, gpus: int) -> JobFigures:
         fig.models.append(_need(params, j.model, shape, "judge", j_route, min(j.batch_size, judgments),
                                 JUDGE_PROMPT_TOKENS + new, judgments * new, gpus, why))
     elif j_route == "remote":
-        fig.notes.append(f"judge.backend openai at judge.api_base: no judge model on the job's GPUs (the key, if "
-                         f"any, from the environment variable judge.api_key_env names)")
+        fig.notes.append("judge.backend openai at judge.api_base: no judge model on the job's GPUs (the key, if "
+                         "any, from the environment variable judge.api_key_env names)")
     elif j_route == SERVER:
         fig.notes.append(f"judge from `transformers serve` on the CPU (judge.server {j.server})")
     else:

@@ -584,8 +584,8 @@ def source_plan(data_params) -> list[dict]:
             row["from"] = spec.hub_id + (f" [{spec.config}]" if spec.config else "") + (
                 f" {spec.data_files}" if spec.data_files else "") + f" ({spec.split})"
             if offline and not _datasets_cached(spec.hub_id):
-                row.update(status="missing", how=f"not in this machine's datasets cache and the Hub is off: run "
-                           f"'python -m med42_utils.prefetch --size <size>' where the Hub is reachable")
+                row.update(status="missing", how="not in this machine's datasets cache and the Hub is off: run "
+                           "'python -m med42_utils.prefetch --size <size>' where the Hub is reachable")
             elif not offline:
                 row["status"] = "download"
         if spec.status == "unresolved":
