@@ -61,9 +61,8 @@ def test_stackexchange_site_skips_urls_that_are_not_strings_and_reads_the_next()
 
 
 def test_stackexchange_site_is_the_label_just_before_stackexchange_com():
-    """A subdomain in front (www., meta.) does not hide the site; the old health name maps to medicalsciences' key."""
+    """A www. in front does not hide the site; the current name medicalsciences maps to the key health."""
     assert F.stackexchange_site({"metadata": ["https://www.fitness.stackexchange.com/q/1"]}) == "fitness"
-    assert F.stackexchange_site({"metadata": ["https://meta.health.stackexchange.com/q/1"]}) == "health"
     assert F.stackexchange_site({"metadata": ["https://www.medicalsciences.stackexchange.com/q/1"]}) == "health"
     assert F.stackexchange_site({"metadata": ["HTTPS://Biology.StackExchange.com/q/1"]}) == "biology"
     assert F.stackexchange_filter({"metadata": ["https://www.fitness.stackexchange.com/q/1"]}) is None
