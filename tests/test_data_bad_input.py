@@ -106,3 +106,24 @@ def test_malformed_benchmark_questions():
         build_index({"medqa": "one string"}, 8, 0.5)
     with pytest.raises(BenchmarkInputError, match="question 1 is int"):
         build_index({"medqa": ["ok question here", 3]}, 8, 0.5)
+
+
+def test_a_target_of_zero_is_accepted_and_a_negative_or_non_integer_one_is_named():
+    check_targets({**{k: 1 for k in REGISTRY}, "sciq": 0, "mmlu": 0})
+    for bad in (-1, 2.5, "3", None):
+        with pytest.raises(TargetsError, match=r"non-negative integers needed for sciq\."):
+            check_targets({**{k: 1 for k in REGISTRY}, "sciq": bad})
+
+
+def test_the_targets_error_lists_every_unknown_missing_and_bad_key_readably():
+    targets = {k: 1 for k in REGISTRY if k not in ("sciq", "ultrachat")}
+    targets.update({"medqa": -1, "mmlu": 2.5, "medmcq": 1, "pubmed": 2})
+    with pytest.raises(TargetsError) as e:
+        check_targets(targets)
+    msg = str(e.value)
+    assert msg.startswith(
+        "data.targets: unknown source(s) medmcq, pubmed; missing source(s) sciq, ultrachat; "
+        "non-negative integers needed for medqa, mmlu. Fix the data.targets block of params/<size>.yaml; valid keys: "
+        "medmcqa, medical_flashcards, stackexchange, medqa, ")
+    assert msg.endswith(", slimorca_cot, ultrachat (0 leaves a source out)")
+    assert all(f" {k}," in msg or f" {k} (" in msg for k in REGISTRY)

@@ -105,3 +105,82 @@ def test_report_tables_and_plots(result):
     lengths = length_frame(result.dataset)
     assert len(lengths) == len(result.dataset) and (lengths["words"] > 0).all() and (lengths["turns"] >= 2).all()
     assert len(plot_lengths(lengths).get_yticklabels()) == lengths["source"].nunique()
+
+
+def test_sample_indices_takes_a_short_or_exact_source_whole_and_a_larger_one_without_repeats():
+    """Each source gives min(target, available) rows: all of them, in order, when it has no more than its target;
+    otherwise `target` distinct rows of its own, sorted. Sources come in the targets' order."""
+    import numpy as np
+
+    from med42_utils.data.mixture import sample_indices
+
+    sources = np.array(["medqa", "sciq", "medqa"] + ["sciq"] * 9 + ["ultrachat"])
+    sciq_rows = set(np.flatnonzero(sources == "sciq"))  # 10 rows: 1, 3..11
+    targets = {"medqa": 2, "sciq": 9, "ultrachat": 5, "mmlu": 4}
+    for seed in range(10):
+        idx, achieved = sample_indices(sources, targets, seed)
+        assert achieved == {"medqa": 2, "sciq": 9, "ultrachat": 1, "mmlu": 0}
+        assert idx.dtype == np.int64 and len(idx) == 12
+        assert idx[:2].tolist() == [0, 2] and idx[-1] == 12          # medqa (exactly 2) and ultrachat (1 of 5) whole
+        sciq = idx[2:11].tolist()
+        assert sciq == sorted(set(sciq)) and set(sciq) < sciq_rows    # 9 distinct sciq rows, sorted
+    runs = [sample_indices(sources, targets, seed)[0].tolist() for seed in range(10)]
+    assert runs[3] == sample_indices(sources, targets, 3)[0].tolist() and len({tuple(r) for r in runs}) > 1
+
+
+def test_a_source_with_exactly_its_target_draws_nothing_so_the_other_samples_stay_put():
+    """Only a source with more rows than its target uses the seeded generator: a source that gains rows up to
+    its target (say one more bundled sample) does not change which rows of the next source are drawn."""
+    import numpy as np
+
+    from med42_utils.data.mixture import sample_indices
+
+    targets = {"medqa": 2, "sciq": 4}
+    picks = []
+    for n_medqa in (0, 1, 2):
+        sources = np.array(["sciq"] * 10 + ["medqa"] * n_medqa)
+        idx, achieved = sample_indices(sources, targets, seed=7)
+        assert achieved == {"medqa": n_medqa, "sciq": 4}
+        assert idx[:n_medqa].tolist() == list(range(10, 10 + n_medqa))
+        picks.append(idx[n_medqa:].tolist())
+    assert picks[0] == picks[1] == picks[2]
+
+
+def test_sample_indices_of_no_sources_is_an_empty_int64_index():
+    import numpy as np
+
+    from med42_utils.data.mixture import sample_indices
+
+    idx, achieved = sample_indices(np.array(["medqa", "sciq"]), {}, seed=0)
+    assert achieved == {} and idx.dtype == np.int64 and idx.shape == (0,)
+
+
+def test_mixture_frame_by_hand_with_the_sources_left_out_at_zero():
+    """Shares are % of the target / achieved totals, to 2 decimals; shortfall is target - achieved; a source
+    not in the targets (curate passes only targets > 0) is a row of zeros; Table 5's columns come from the registry."""
+    from med42_utils.data.mixture import domain_shares, mixture_frame
+
+    mix = mixture_frame({"medmcqa": 2, "medqa": 3, "ultrachat": 1}, {"medmcqa": 2, "medqa": 0, "ultrachat": 1})
+    assert mix.index.name == "key" and list(mix.index) == list(REGISTRY)
+    assert list(mix.columns) == ["domain", "paper_count", "paper_ratio", "target", "achieved", "shortfall",
+                                 "target_ratio", "achieved_ratio"]
+    assert mix.loc["medmcqa"].to_dict() == {
+        "domain": "medical", "paper_count": 180_462, "paper_ratio": 13.92, "target": 2, "achieved": 2,
+        "shortfall": 0, "target_ratio": 33.33, "achieved_ratio": 66.67}
+    assert mix.loc["medqa", ["target", "achieved", "shortfall", "target_ratio", "achieved_ratio"]].tolist() == [3, 0, 3, 50.0, 0.0]
+    assert mix.loc["ultrachat", ["domain", "target", "achieved", "shortfall", "target_ratio", "achieved_ratio"]].tolist() == [
+        "general", 1, 1, 0, 16.67, 33.33]
+    rest = mix.drop(index=["medmcqa", "medqa", "ultrachat"])
+    assert (rest[["target", "achieved", "shortfall", "target_ratio", "achieved_ratio"]] == 0).all().all()
+    assert domain_shares(mix) == {"medical": 66.67, "general": 33.33}
+
+
+def test_mixture_frame_and_domain_shares_with_nothing_achieved_or_nothing_targeted():
+    """Every source failed: the targets' shares stand and the achieved ones are 0, not a division error."""
+    from med42_utils.data.mixture import domain_shares, mixture_frame
+
+    mix = mixture_frame({"medmcqa": 4}, {"medmcqa": 0})
+    assert mix.loc["medmcqa", ["target", "achieved", "shortfall", "target_ratio", "achieved_ratio"]].tolist() == [4, 0, 4, 100.0, 0.0]
+    assert domain_shares(mix) == {"medical": 0.0, "general": 0.0}
+    empty = mixture_frame({}, {})
+    assert (empty[["target", "achieved", "shortfall", "target_ratio", "achieved_ratio"]] == 0).all().all()

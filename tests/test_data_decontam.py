@@ -158,3 +158,14 @@ def test_malformed_benchmarks_are_errors_naming_what_came():
         build_index({"b": "q"}, n=8, threshold=0.5)
     with pytest.raises(BenchmarkInputError, match="benchmark 'b' question 1 is int, not str"):
         build_index({"b": ["q", 3]}, n=8, threshold=0.5)
+
+
+def test_ngrams_are_every_window_of_n_words_and_a_shorter_text_is_one_gram_of_itself():
+    from med42_utils.data.text import ngrams
+
+    assert ngrams([], 3) == set()
+    assert ngrams(["koplik", "spots"], 3) == {"koplik spots"}
+    assert ngrams(["koplik"], 3) == {"koplik"}
+    assert ngrams(["koplik", "spots", "measles"], 3) == {"koplik spots measles"}
+    assert ngrams(["a", "b", "c", "d"], 3) == {"a b c", "b c d"}
+    assert ngrams(["a", "b", "a", "b"], 2) == {"a b", "b a"}  # a set: a repeated window counts once

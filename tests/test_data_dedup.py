@@ -151,3 +151,13 @@ def test_dedup_columns_are_a_16_hex_hash_and_uint32_signatures_only_when_near():
     assert near.features["minhash"].feature.dtype == "uint32" and len(near[0]["minhash"]) == 64
     exact_only = add_dedup_columns(ds, num_perm=64, shingle_size=5, near=False, num_proc=None)
     assert "minhash" not in exact_only.column_names and exact_only["exact_hash"] == near["exact_hash"]
+
+
+def test_an_empty_or_missing_text_normalizes_to_nothing():
+    """None, '' and punctuation alone are all the empty text: the same exact hash, no words."""
+    from med42_utils.data.text import normalize, words
+
+    assert normalize(None) == normalize("") == normalize("  ?! -- ") == ""
+    assert words(None) == words("") == []
+    assert exact_hash("") == exact_hash("...") == exact_hash(None)
+    assert exact_hash("") != exact_hash("xxxx")

@@ -81,7 +81,7 @@ def mmlu_filter(row: dict) -> str | None:
 
 
 def niv2_is_domain_task(task_name: str) -> bool:
-    words = set(_WORD.findall((task_name or "").lower().replace("_", " ")))
+    words = set(_WORD.findall((task_name or "").lower()))  # [a-z]+ splits on "_" and digits
     return bool(words & set(NIV2_DOMAIN_WORDS))
 
 
