@@ -4,9 +4,11 @@
     python tools/mutate.py med42_utils/data/dedup.py --tests tests/test_data_dedup.py --max-children 2
     make mutate MODULE=med42_utils/data/dedup.py
 
-mutmut runs in a scratch copy of the checkout (.mutmut/<module>/, git-ignored; kept between runs, so a re-run only
-tests what changed), with a [tool.mutmut] section written for this module: only it is mutated, only its test files
-run (without the `slow` and `slurm` tests). At the end it prints the survivors; `mutmut show NAME` (run in that
+mutmut runs in a scratch copy of the checkout (.mutmut/<module>/, git-ignored), with a [tool.mutmut] section written
+for this module: only it is mutated, only its test files run (without the `slow` and `slurm` tests). Each run starts
+from fresh mutants: mutmut 3.8.1 keeps an old "survived" verdict when only the tests changed, so an incremental
+re-run would still list survivors the new tests kill. `--mutants NAME...` retests just those (the others' results
+kept); `--keep-results` keeps every earlier verdict (quick, but stale after a test change). At the end it prints the survivors; `mutmut show NAME` (run in that
 folder) shows one mutant's diff. Exit status 0 whatever survived: read the survivors, then add a test or explain
 why the mutant changes nothing observable.
 """
@@ -83,11 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-children", type=int, default=2, help="parallel test processes (default 2)")
     ap.add_argument("--mutants", nargs="+", default=[],
                     help="only these mutants (names or globs as `mutmut results` lists them), e.g. to retest survivors")
+    ap.add_argument("--keep-results", action="store_true",
+                    help="keep earlier verdicts (mutmut does not retest a survivor when only the tests changed)")
     a = ap.parse_args(argv)
     if shutil.which("mutmut", path=os.path.dirname(sys.executable)) is None:
         raise SystemExit("mutmut is not installed in this environment: pip install -e '.[mutation]'")
     tests = tests_for(a.module, a.tests, mutation_table())
     work = scratch_copy(a.module, tests)
+    if not (a.mutants or a.keep_results):
+        shutil.rmtree(work / "mutants", ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MED42_ROOT")}
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     mutmut = os.path.join(os.path.dirname(sys.executable), "mutmut")
