@@ -111,3 +111,139 @@ def test_clinical_note_adapters():
     assert A.aci_bench(a)[1]["content"] == a["note"] and a["dialogue"] in A.aci_bench(a)[0]["content"]
     m = _rows("mts_dialog")[0]
     assert A.mts_dialog(m)[1]["content"] == m["section_text"] and m["section_header"] in A.mts_dialog(m)[0]["content"]
+
+
+# ---------------------------------------------------------------- the exact chat each adapter makes of a row
+# Hand-made rows in each source's schema; the expected messages are the prompt formats the SFT data is built with.
+def _chat(user, assistant, system=None):
+    return ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+
+
+def test_medmcqa_lists_the_four_options_lettered_and_answers_with_the_explanation_first():
+    row = {"question": " Which nerve supplies the hypothenar muscles? ", "opa": "Ulnar", "opb": "Radial",
+           "opc": "Median", "opd": "Axillary", "cop": 0, "exp": " The ulnar nerve, deep branch. "}
+    assert A.medmcqa(row) == _chat("Which nerve supplies the hypothenar muscles?\n\nA. Ulnar\nB. Radial\nC. Median\n"
+                                   "D. Axillary", "The ulnar nerve, deep branch.\n\nAnswer: A. Ulnar")
+    # cop is 0-based: 0 is A (the first valid label), 3 is D (the last)
+    assert A.medmcqa({**row, "cop": 3, "exp": None})[1]["content"] == "Answer: D. Axillary"
+
+
+def test_medqa_options_in_letter_order_from_a_dict_a_json_string_or_a_key_value_list():
+    expected = _chat("Which drug?\n\nA. One\nB. Two\nC. Three", "Answer: C. Three")
+    base = {"question": "Which drug?", "answer_idx": "C", "answer": "Three"}
+    assert A.medqa({**base, "options": {"B": "Two", "C": "Three", "A": "One"}}) == expected
+    assert A.medqa({**base, "options": '{"B": "Two", "C": "Three", "A": "One"}'}) == expected
+    as_list = [{"key": "C", "value": "Three"}, {"key": "A", "value": "One"}, {"key": "B", "value": "Two"}]
+    assert A.medqa({**base, "options": as_list}) == expected
+
+
+def test_headqa_answers_sorted_by_aid_and_the_letter_is_the_right_answers_position():
+    row = {"qtext": "Which enzyme converts angiotensin I?", "ra": 2,
+           "answers": [{"aid": 3, "atext": "Aldosterone synthase"}, {"aid": 1, "atext": "Renin"},
+                       {"aid": 2, "atext": "ACE"}]}
+    assert A.headqa(row) == _chat("Which enzyme converts angiotensin I?\n\nA. Renin\nB. ACE\nC. Aldosterone synthase",
+                                  "Answer: B. ACE")
+
+
+def test_mmlu_takes_any_number_of_choices_from_two_and_a_0_based_answer():
+    row = {"question": "Is the heart a muscle?", "subject": "anatomy", "choices": ["yes", "no"], "answer": 1}
+    assert A.mmlu(row) == _chat("Is the heart a muscle?\n\nA. yes\nB. no", "Answer: B. no")
+    assert A.mmlu({**row, "answer": 0})[1]["content"] == "Answer: A. yes"
+
+
+def test_sciq_offers_the_answer_and_all_three_distractors_in_a_per_question_order_with_support_as_reasoning():
+    letters = set()
+    for row in _rows("sciq"):
+        msgs = A.sciq(row)
+        assert A.sciq(dict(row)) == msgs  # the same order every time for the same question
+        question, options = msgs[0]["content"].split("\n\n")
+        assert question == row["question"]
+        lines = options.split("\n")
+        assert [ln[:3] for ln in lines] == ["A. ", "B. ", "C. ", "D. "]
+        assert sorted(ln[3:] for ln in lines) == sorted(
+            [row["correct_answer"], row["distractor1"], row["distractor2"], row["distractor3"]])
+        letter = "ABCD"[[ln[3:] for ln in lines].index(row["correct_answer"])]
+        letters.add(letter)
+        reasoning = f"{row['support'].strip()}\n\n" if (row.get("support") or "").strip() else ""  # some have none
+        assert msgs[1]["content"] == f"{reasoning}Answer: {letter}. {row['correct_answer']}"
+    assert len(letters) > 1  # shuffled: the right answer is not always A
+
+
+def test_pubmedqa_joins_the_contexts_and_ends_with_the_decision_yes_no_or_maybe():
+    row = {"question": "Does X help?", "context": {"contexts": ["First part.", "Second part."], "labels": ["A", "B"]},
+           "long_answer": "It helps a little.", "final_decision": "maybe"}
+    assert A.pubmedqa(row) == _chat("Context: First part. Second part.\n\nQuestion: Does X help?\n"
+                                    "Answer yes, no or maybe.", "It helps a little.\n\nAnswer: maybe")
+    for decision in ("yes", "no"):
+        assert A.pubmedqa({**row, "final_decision": decision})[1]["content"].endswith(f"\n\nAnswer: {decision}")
+    with pytest.raises(A.BadRow, match="invalid_label"):
+        A.pubmedqa({**row, "final_decision": "Yes"})
+
+
+def test_pubhealth_verdict_names_the_label_from_0_false_to_3_unproven():
+    row = {"claim": "Vitamin C cures colds.", "label": 0, "explanation": "Trials show no cure."}
+    assert A.pubhealth(row) == _chat("Is this public-health claim true, false, a mixture, or unproven?\n\n"
+                                     "Claim: Vitamin C cures colds.", "Trials show no cure.\n\nVerdict: false")
+    assert [A.pubhealth({**row, "label": i})[1]["content"].split("Verdict: ")[1] for i in range(4)] == [
+        "false", "mixture", "true", "unproven"]
+
+
+def test_alpaca_user_turn_is_instruction_then_input_either_may_be_empty():
+    row = {"instruction": "Answer this question truthfully", "input": " What causes gout? ", "output": "Urate."}
+    assert A.alpaca(row) == _chat("Answer this question truthfully\n\nWhat causes gout?", "Urate.")
+    assert A.alpaca({**row, "input": ""})[0]["content"] == "Answer this question truthfully"
+    assert A.alpaca({**row, "input": None})[0]["content"] == "Answer this question truthfully"
+    assert A.alpaca({**row, "instruction": " "})[0]["content"] == "What causes gout?"
+
+
+def test_niv2_medquad_and_the_clinical_note_sources_exact_prompts():
+    assert A.niv2({"task_name": "t", "id": "1", "definition": "Classify the sentiment.", "inputs": "I feel great.",
+                   "targets": "positive"}) == _chat("Classify the sentiment.\n\nI feel great.", "positive")
+    assert A.medquad({"qtype": "symptoms", "Question": " What are the symptoms of gout? ",
+                      "Answer": " Joint pain. "}) == _chat("What are the symptoms of gout?", "Joint pain.")
+    assert A.aci_bench({"dataset": "d", "encounter_id": "e1", "dialogue": "[doctor] hi", "note": "CC: cough."}) == _chat(
+        "Write the clinical note for this doctor-patient encounter.\n\n[doctor] hi", "CC: cough.")
+    assert A.mts_dialog({"ID": 0, "section_header": "GENHX", "section_text": "A 40-year-old man.",
+                         "dialogue": "Doctor: Hi."}) == _chat(
+        "Write the GENHX section of the clinical note for this conversation.\n\nDoctor: Hi.", "A 40-year-old man.")
+
+
+def test_openorca_system_prompt_only_when_it_has_text():
+    row = {"id": "cot.4", "system_prompt": "Think step by step.", "question": "2+2?", "response": "4"}
+    assert A.openorca(row) == _chat("2+2?", "4", system="Think step by step.")
+    assert A.openorca({**row, "system_prompt": "  "}) == _chat("2+2?", "4")
+    assert A.openorca({**row, "system_prompt": None}) == _chat("2+2?", "4")
+
+
+def test_stackexchange_skips_answers_without_text_and_ranks_by_accepted_then_score_a_missing_score_counts_0():
+    q = {"qid": 1, "question": "Is it harmful to crack your knuckles?"}
+    low, high = {"text": "low", "pm_score": 1}, {"text": "high", "pm_score": 5}
+    assert A.stackexchange({**q, "answers": [low, high]}) == _chat(q["question"], "high")
+    assert A.stackexchange({**q, "answers": [{"text": "unscored", "pm_score": None}, low]})[1]["content"] == "low"
+    # an accepted answer whose text is empty, an answer that is not a dict: skipped
+    empty_accepted = {"text": "  ", "pm_score": 9, "selected": True}
+    assert A.stackexchange({**q, "answers": [empty_accepted, "not a dict", low]})[1]["content"] == "low"
+    assert A.stackexchange({**q, "answers": [{"text": None, "selected": True}, low]})[1]["content"] == "low"
+
+
+def test_conversations_keep_a_leading_system_turn_drop_empty_turns_and_strip_text():
+    items = [{"from": "system", "value": "Be brief."}, {"from": "human", "value": " Hi "},
+             {"from": "gpt", "value": " "}, {"from": "user", "value": "Still there?"},
+             {"from": "assistant", "value": "Yes."}]
+    with pytest.raises(A.BadRow, match="turns must alternate"):  # the empty gpt turn dropped: two user turns
+        A.sharegpt({"items": items})
+    items[2]["value"] = "Hello."
+    assert A.sharegpt({"items": items}) == [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Still there?"},
+        {"role": "assistant", "content": "Yes."}]
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": " Hi "},
+                {"role": "assistant", "content": "Hello."}, {"role": "user", "content": ""}]
+    assert A.ultrachat({"prompt": "Hi", "messages": messages}) == _chat("Hi", "Hello.", system="Be brief.")
+    conv = "The conversation between human and AI.\n[|Human|] Hi [|AI|]  [|Human|] Still there?\n[|AI|] Yes."
+    with pytest.raises(A.BadRow, match="turns must alternate"):
+        A.medical_instruction({"Conversation": conv})
+    assert A.medical_instruction({"Conversation": conv.replace("[|AI|]  ", "[|AI|] Hello. ")}) == [
+        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Still there?"}, {"role": "assistant", "content": "Yes."}]
