@@ -150,6 +150,8 @@ def test_mmlu_takes_any_number_of_choices_from_two_and_a_0_based_answer():
     row = {"question": "Is the heart a muscle?", "subject": "anatomy", "choices": ["yes", "no"], "answer": 1}
     assert A.mmlu(row) == _chat("Is the heart a muscle?\n\nA. yes\nB. no", "Answer: B. no")
     assert A.mmlu({**row, "answer": 0})[1]["content"] == "Answer: A. yes"
+    ten = A.mmlu({**row, "choices": list("abcdefghij"), "answer": 9})  # as many as there are letters (11: a bad row)
+    assert ten[0]["content"].endswith("I. i\nJ. j") and ten[1]["content"] == "Answer: J. j"
 
 
 def test_sciq_offers_the_answer_and_all_three_distractors_in_a_per_question_order_with_support_as_reasoning():

@@ -55,6 +55,8 @@ def _turns(user: str, assistant: str, system: str | None = None) -> list[dict[st
 
 
 def _mcq(question: str, options: list[str]) -> str:
+    if len(options) > len(LETTERS):
+        raise BadRow("unparseable_options", f"{len(options)} options, more than the letters A-{LETTERS[-1]}")
     return question + "\n\n" + "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
 
 
