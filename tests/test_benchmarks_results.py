@@ -198,3 +198,148 @@ def test_metrics_table_names_both_metrics():
                           "sft": {"med42_medmcqa_letters": {"acc": 0.5, "acc_norm": 0.5}}})
     assert m.loc["MedMCQA", ("base", "acc")] == 0.0 and m.loc["MedMCQA", ("base", "acc_norm")] == 33.3
     assert m.loc["MedMCQA (letters)", ("sft", "acc")] == 50.0
+
+
+# ---------------------------------------------------------------- Table 4 lookups, Wilson intervals, the results table
+def _wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
+    """Wilson's score interval written out: (p + z^2/2n) / (1 + z^2/n) -/+ z / (1 + z^2/n) * sqrt(p(1-p)/n + z^2/4n^2)."""
+    from scipy.stats import norm
+
+    z, p = norm.ppf(0.5 + confidence / 2), k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+def test_paper_score_reads_the_average_and_takes_the_benchmarks_own_spellings():
+    assert br.paper_score("Med42-Llama3.1-70B", "Avg.") == 81.2
+    assert br.paper_score("Llama3-8B-Instruct", "USMLE") == 60.4     # the paper's "UsMLE" column
+    assert br.paper_score("Llama3-8B-Instruct", "PubMedQA") == 69.8  # the paper's "PubmedQA" column
+    assert br.paper_score("Llama3-8B-Instruct", "UsMLE") == 60.4
+    with pytest.raises(KeyError, match=re.escape("rows typed in: Llama3-8B-Instruct, Llama3.1-8B-Instruct, Med42-Llama3-8B")):
+        br.paper_score("GPT-5", "MMLU")
+
+
+def test_a_model_outside_table4_or_a_med42_row_is_shown_against_the_8b_rows_not_exactly():
+    assert br.reference_rows("tiny-llama3") == ("Llama3-8B-Instruct", "Med42-Llama3-8B", False)
+    assert br.reference_rows("Med42-Llama3-70B") == ("Llama3-8B-Instruct", "Med42-Llama3-8B", False)
+
+
+def test_binomial_ci_of_one_question_its_confidence_and_no_empty_sample():
+    z = 1.959964
+    assert br.binomial_ci(1, 1) == pytest.approx((1 / (1 + z * z), 1.0), abs=1e-6)  # 1/1 right: [20.7%, 100%]
+    assert br.binomial_ci(3, 6, 0.9) == pytest.approx(_wilson(3, 6, 0.9), abs=1e-9)
+    assert br.binomial_ci(3, 6, 0.9) == pytest.approx((0.2212, 0.7788), abs=1e-4)  # narrower than 95%'s (0.1876, 0.8124)
+    assert br.binomial_ci(5, 40, 0.99) == pytest.approx(_wilson(5, 40, 0.99), abs=1e-9)
+    with pytest.raises(ValueError, match="k=0, n=0"):
+        br.binomial_ci(0, 0)
+
+
+def test_results_table_paper_columns_follow_the_paper_argument_when_given():
+    scores = {"base": {"med42_medqa_4options": {"acc": 0.5}}}
+    assert not [c for c in br.results_table(scores, "Llama3-8B-Instruct", paper=False).columns if "paper" in c]
+    tiny = br.results_table(scores, "tiny-llama3", paper=True)  # forced at tiny: against the 8B rows
+    assert tiny.loc["MedQA", "paper Llama3-8B-Instruct"] == 61.6 and tiny.loc["MedQA", "paper Med42-Llama3-8B"] == 62.8
+    assert tiny.loc["MedQA", "base - paper base"] == pytest.approx(50.0 - 61.6)
+
+
+def test_results_table_deltas_take_the_first_and_the_last_of_three_stages():
+    scores = {s: {"med42_medqa_4options": {"acc": a}} for s, a in (("base", 0.5), ("sft", 0.6), ("dpo_round3", 0.7))}
+    m = br.results_table(scores, "Llama3-8B-Instruct").loc["MedQA"]
+    assert m["base - paper base"] == pytest.approx(50.0 - 61.6)
+    assert m["dpo_round3 - paper Med42"] == pytest.approx(70.0 - 62.8) and "sft - paper Med42" not in m
+    assert m["our gain - paper gain"] == pytest.approx((70.0 - 50.0) - (62.8 - 61.6))
+
+
+def test_results_table_a_task_a_stage_did_not_run_is_nan_without_interval():
+    scores = {"base": {"med42_medqa_4options": {"acc": 0.5, "n": 6}, "med42_toxigen": {"acc": 0.5, "n": 6}},
+              "sft": {"med42_medqa_4options": {"acc": 4 / 6, "n": 6}}}
+    t = br.results_table(scores, "tiny-llama3")
+    assert t.loc["ToxiGen", "base"] == 50.0 and math.isnan(t.loc["ToxiGen", "sft"])
+    assert math.isnan(t.loc["ToxiGen", "sft low"]) and math.isnan(t.loc["ToxiGen", "sft high"])
+    assert t.loc["ToxiGen", "n"] == 6 and t.loc["Avg.", "n"] == 12
+    assert t.loc["Avg.", "sft"] == pytest.approx(66.7), "the mean over the tasks the stage ran"
+
+
+def test_results_table_intervals_at_the_confidence_asked_and_none_for_the_average():
+    t = br.results_table({"sft": {"med42_medqa_4options": {"acc": 0.5, "n": 6}}}, "tiny-llama3", confidence=0.9)
+    assert (t.loc["MedQA", "sft low"], t.loc["MedQA", "sft high"]) == (22.1, 77.9)  # 3/6 at 90%, by hand above
+    assert math.isnan(t.loc["Avg.", "sft low"]) and math.isnan(t.loc["Avg.", "sft high"])
+
+
+def test_interval_columns_need_both_bounds():
+    t = pd.DataFrame(columns=["n", "sft", "sft low", "sft high", "dpo", "dpo low", "base", "base high"])
+    assert br.interval_columns(t) == ["sft"]
+
+
+def _tiny_table() -> pd.DataFrame:
+    scores = {"sft v2": {"med42_medqa_4options": {"acc": 0.5, "n": 6}, "med42_taught_facts": {"acc": 0.25}},
+              "dpo": {"med42_medqa_4options": {"acc": 4 / 6, "n": 6}, "med42_taught_facts": {"acc": 0.75}}}
+    return br.results_table(scores, "tiny-llama3", chance={"med42_medqa_4options": 0.25, "med42_taught_facts": 0.5})
+
+
+def test_display_table_shows_counts_as_integers_chance_as_is_and_a_stage_name_with_a_space_once():
+    shown = br.display_table(_tiny_table())
+    assert list(shown.columns) == ["n", "chance", "sft v2 [95% CI]", "dpo [95% CI]"]
+    assert str(shown["n"].dtype) == "Int64"
+    assert shown.loc["MedQA", "n"] == 6 and shown.loc["Avg.", "n"] == 6 and pd.isna(shown.loc["Taught facts", "n"])
+    assert list(shown["chance"]) == [25.0, 50.0, 25.0]
+    assert shown.loc["MedQA", "sft v2 [95% CI]"] == "50.0 [18.8, 81.2]"
+    assert shown.loc["Taught facts", "dpo [95% CI]"] == "75.0", "no n, no interval"
+    assert br.display_table(_tiny_table(), confidence=0.9).columns[-1] == "dpo [90% CI]"
+
+
+def test_display_table_of_chosen_columns_keeps_the_benchmarks():
+    t = _tiny_table()[["dpo", "dpo low", "dpo high"]]
+    shown = br.display_table(t)
+    assert list(shown.index) == ["MedQA", "Taught facts", "Avg."]
+    assert shown.loc["MedQA", "dpo [95% CI]"].startswith("66.7 [")
+
+
+def _interval_table(rows: dict[str, tuple]) -> pd.DataFrame:
+    """{task: (a, a low, a high, b, b low, b high)} as results_table lays them out."""
+    cols = ["a", "a low", "a high", "b", "b low", "b high"]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=cols)
+
+
+def test_stages_apart_touching_intervals_are_not_disjoint_and_the_average_is_no_task():
+    t = _interval_table({"touch": (40.0, 30.0, 50.0, 60.0, 50.0, 70.0),      # a high == b low
+                         "touch back": (60.0, 50.0, 70.0, 40.0, 30.0, 50.0),  # b high == a low
+                         "apart": (40.0, 30.0, 49.9, 60.0, 50.0, 70.0),
+                         "Avg.": (50.0, float("nan"), float("nan"), 50.0, float("nan"), float("nan"))})
+    apart = br.stages_apart(t, ["a", "b"])
+    assert list(apart.index) == ["touch", "touch back", "apart"]
+    assert list(apart["intervals disjoint"]) == [False, False, True]
+    assert list(apart["lowest"]) == [40.0, 40.0, 40.0] and list(apart["highest"]) == [60.0, 60.0, 60.0]
+    without_avg = br.stages_apart(t.drop(index="Avg."), ["a", "b"])
+    assert list(without_avg["intervals disjoint"]) == [False, False, True]
+
+
+def test_stages_apart_a_stage_without_intervals_only_differs_in_score():
+    t = br.results_table({"base": {"med42_medqa_4options": {"acc": 0.0, "n": 6}},
+                          "sft": {"med42_medqa_4options": {"acc": 1.0}}}, "tiny-llama3")
+    for stages in (["base", "sft"], ["sft", "base"]):
+        r = br.stages_apart(t, stages).loc["MedQA"]
+        assert r["scores differ"] and not r["intervals disjoint"] and (r["lowest"], r["highest"]) == (0.0, 100.0)
+
+
+def test_choice_shift_counts_every_changed_pick_and_takes_two_choices_or_one():
+    before = {"med42_pubmedqa": [[-1.0, -2.0], [-3.0, -1.0], [-1.0, -4.0]],
+              "med42_taught_facts": [[-2.0], [-5.0]]}
+    after = {"med42_pubmedqa": [[-2.0, -1.0], [-1.0, -3.0], [-1.0, -5.0]],
+             "med42_taught_facts": [[-1.0], [-5.0]]}
+    s = br.choice_shift(before, after)
+    p = s.loc["PubMedQA"]
+    assert p["picks changed"] == 2, "the first two questions changed their pick, the last did not"
+    assert p["mean best-vs-runner-up gap (nats)"] == 2.0  # gaps 1, 2, 3
+    assert p["mean relative shift (nats)"] == pytest.approx(round((1 + 2 + 0.5) / 3, 2))  # |delta - mean|: 1, 2, 0.5
+    assert p["mean relative shift (nats)"] == 1.17
+    one = s.loc["Taught facts"]
+    assert one["mean best-vs-runner-up gap (nats)"] == math.inf and one["picks changed"] == 0, "one choice: no runner-up"
+    assert one["mean relative shift (nats)"] == 0.0
+
+
+def test_choice_shift_rounds_to_hundredths_of_a_nat():
+    r = br.choice_shift({"med42_medmcqa": [[0.0, -1 / 3, -2.0]]}, {"med42_medmcqa": [[0.0, -1 / 3 - 1 / 3, -2.0]]}).loc["MedMCQA"]
+    assert r["mean best-vs-runner-up gap (nats)"] == 0.33
+    assert r["mean relative shift (nats)"] == 0.15  # delta (0, -1/3, 0): |delta - mean| = (1/9, 2/9, 1/9), mean 4/27
