@@ -343,3 +343,112 @@ def test_choice_shift_rounds_to_hundredths_of_a_nat():
     r = br.choice_shift({"med42_medmcqa": [[0.0, -1 / 3, -2.0]]}, {"med42_medmcqa": [[0.0, -1 / 3 - 1 / 3, -2.0]]}).loc["MedMCQA"]
     assert r["mean best-vs-runner-up gap (nats)"] == 0.33
     assert r["mean relative shift (nats)"] == 0.15  # delta (0, -1/3, 0): |delta - mean| = (1/9, 2/9, 1/9), mean 4/27
+
+
+def test_results_table_warns_of_nothing():
+    import warnings
+
+    scores = {"base": {"med42_medqa_4options": {"acc": 0.5, "n": 6}}, "sft": {"med42_medqa_4options": {"acc": 0.6, "n": 6}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. pandas' deprecations, which a notebook would print under the table
+        t = br.results_table(scores, "Llama3-8B-Instruct", chance={"med42_medqa_4options": 0.25})
+    assert t.loc["Avg.", "sft"] == 60.0
+
+
+# ---------------------------------------------------------------- per question records, metrics, length bias, subjects
+def test_question_records_read_lm_evals_dict_arguments_a_doc_without_subject_and_without_acc_norm():
+    s = _sample(3, [-6.0, -5.0], ["Aspirin", "Heparin sodium"], 0, delim="")
+    s["arguments"] = [{"arg_0": "ctx", "arg_1": " Aspirin"}, {"arg_0": "ctx", "arg_1": " Heparin sodium"}]  # newer lm-eval logs
+    s["doc"] = {"question": "?"}
+    del s["acc_norm"]
+    (rec,) = br.question_records([s], token_count=len)
+    assert rec["subject"] == "" and rec["lls"] == [-6.0, -5.0] and rec["tokens"] == [7, 14]
+    assert rec["pick"] == 1 and rec["pick_norm"] == 1  # -5/14 > -6/7
+    assert rec["acc"] == 0 and rec["acc_norm"] == 0, "without acc_norm in the sample, acc_norm is acc"
+    s["acc"] = 1.0
+    assert br.question_records([s])[0]["acc_norm"] == 1
+
+
+def test_metrics_table_names_its_column_levels():
+    m = br.metrics_table({"base": {"med42_medmcqa": {"acc": 0.25, "acc_norm": 0.5}}})
+    assert list(m.columns.names) == ["model", "metric"]
+    assert list(m.columns) == [("base", "acc"), ("base", "acc_norm")]
+
+
+def test_length_bias_skips_a_task_without_length_differences_and_rounds_shares_to_a_tenth():
+    def rec(gold, pick, pick_norm, tokens):
+        return {"gold": gold, "pick": pick, "pick_norm": pick_norm, "tokens": tokens}
+
+    # shortest options: 0, 0, 1 (the last question has none: equally long options)
+    base = [rec(0, 0, 1, [1, 2]), rec(1, 1, 0, [1, 2]), rec(1, 0, 1, [3, 2]), rec(0, 0, 0, [5, 5])]
+    sft = [dict(r, pick=r["pick_norm"], pick_norm=r["pick"]) for r in base]
+    lb = br.length_bias({"base": {"med42_taught_facts": [rec(0, 0, 0, [2, 2])], "med42_pubmedqa": base},
+                         "sft": {"med42_taught_facts": [rec(0, 0, 0, [2, 2])], "med42_pubmedqa": sft}})
+    assert list(lb.index) == ["PubMedQA"]
+    r = lb.loc["PubMedQA"]
+    assert r["n"] == 3 and r["right answer shortest %"] == 66.7
+    assert r["base acc pick shortest %"] == 33.3 and r["base acc_norm pick shortest %"] == 66.7
+    assert r["sft acc pick shortest %"] == 66.7 and r["sft acc_norm pick shortest %"] == 33.3
+
+
+def test_per_subject_rounds_to_a_tenth_of_a_percent():
+    recs = [{"subject": "anatomy", "acc": a} for a in (1, 0, 0)] + [{"subject": "virology", "acc": 1}]
+    subj = br.per_subject({"base": {"med42_mmlu_medical": recs}}, "med42_mmlu_medical")
+    assert subj.loc["anatomy", "base"] == 33.3 and subj.loc["pooled", "base"] == 50.0 and subj.loc["anatomy", "n"] == 3
+
+
+# ---------------------------------------------------------------- McNemar, paired tests, the verdict
+def test_mcnemar_switches_to_chi_square_at_exactly_exact_below_discordant_questions():
+    from scipy.stats import binomtest, chi2
+
+    a, b = [1] * 8 + [0] * 16 + [1], [0] * 8 + [1] * 16 + [1]   # b=8, c=16: 24 discordant (and one both right)
+    r = br.mcnemar(a, b)
+    assert r["method"] == "exact binomial" and r["p"] == pytest.approx(binomtest(8, 24, 0.5).pvalue)
+    a, b = a + [1], b + [0]                                       # b=9, c=16: 25 discordant
+    r = br.mcnemar(a, b)
+    assert r["method"] == "chi-square, continuity corrected"
+    assert r["p"] == pytest.approx(chi2.sf((16 - 9 - 1) ** 2 / 25, 1)) and r["p"] == pytest.approx(0.2301393, abs=1e-6)
+    assert br.mcnemar(a, b, exact_below=26)["method"] == "exact binomial"
+
+
+def test_mcnemar_without_discordant_questions_says_so_and_refuses_no_questions():
+    r = br.mcnemar([1, 0, 1], [1, 0, 1])
+    assert (r["p"], r["method"], r["questions"]) == (1.0, "no discordant questions", 3)
+    with pytest.raises(ValueError, match="McNemar needs at least one question"):
+        br.mcnemar([], [])
+
+
+def test_paired_tests_skip_a_task_the_second_model_did_not_answer_and_give_accuracies_to_a_tenth():
+    conts = ["a", "b"]
+    right, wrong = [-1.0, 0.0], [0.0, -1.0]   # gold is 1
+    first = {"med42_medmcqa": br.question_records([_sample(0, right, conts, 1)]),
+             "med42_medqa_4options": br.question_records([_sample(i, right if i == 0 else wrong, conts, 1) for i in range(3)])}
+    second = {"med42_medqa_4options": br.question_records([_sample(i, wrong if i == 0 else right, conts, 1) for i in range(4)])}
+    paired = br.paired_tests({"base": first, "sft": second}, "base", "sft")
+    assert list(paired.index) == ["MedQA"], "MedMCQA: the second model has no answers to pair"
+    row = paired.loc["MedQA"]
+    assert (row["base acc %"], row["sft acc %"]) == (33.3, 66.7), "over the 3 common questions (doc 3 unpaired)"
+    assert (row["only base right"], row["only sft right"], row["questions"]) == (1, 2, 3)
+    assert row["p"] == 1.0 and row["method"] == "exact binomial"
+
+
+def _verdict_table(rows: dict[str, tuple]) -> pd.DataFrame:
+    """{task: (n, base, base low, base high, sft)}, results_table's layout."""
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["n", "base", "base low", "base high", "sft"])
+
+
+def test_stage_verdict_above_below_inside_with_the_bounds_inside():
+    nan = float("nan")
+    t = _verdict_table({"MedQA": (6, 50.0, 18.8, 81.2, 90.0), "MMLU": (6, 50.0, 18.8, 81.2, 10.0),
+                        "MedMCQA": (6, 50.0, 18.8, 81.2, 81.2), "ToxiGen": (6, 50.0, 18.8, 81.2, 18.8),
+                        "Taught facts": (nan, 50.0, nan, nan, 75.0), "PubMedQA": (6, 50.0, 18.8, 81.2, 50.0),
+                        "Avg.": (24, 50.0, 40.0, 60.0, 99.0)})
+    paired = pd.DataFrame({"p": [0.001953125, 0.5]}, index=["MedQA", "MMLU"])
+    v = br.stage_verdict(t, paired, "base", "sft")
+    assert list(v.index) == ["MedQA", "MMLU", "MedMCQA", "ToxiGen", "PubMedQA"], "no interval, no verdict; Avg. is no task"
+    assert list(v["sft vs that interval"]) == ["above", "below", "inside", "inside", "inside"]
+    assert list(v["n"]) == [6, 6, 6, 6, 6] and v.loc["MedQA", "base 95% interval"] == "[18.8, 81.2]"
+    assert v.loc["MedQA", "McNemar p"] == 0.002 and v.loc["MMLU", "McNemar p"] == 0.5
+    assert math.isnan(v.loc["PubMedQA", "McNemar p"]), "no paired test for that task"
+    v2 = br.stage_verdict(t.drop(index="Avg."), paired, "base", "sft")
+    assert list(v2.index) == list(v.index)
