@@ -452,3 +452,91 @@ def test_stage_verdict_above_below_inside_with_the_bounds_inside():
     assert math.isnan(v.loc["PubMedQA", "McNemar p"]), "no paired test for that task"
     v2 = br.stage_verdict(t.drop(index="Avg."), paired, "base", "sft")
     assert list(v2.index) == list(v.index)
+
+
+# ---------------------------------------------------------------- the chart: what a reader reads off it
+def _chart_table() -> pd.DataFrame:
+    scores = {"base": {"med42_medqa_4options": {"acc": 0.5, "n": 6}, "med42_toxigen": {"acc": 0.0, "n": 6}},
+              "sft": {"med42_medqa_4options": {"acc": 4 / 6, "n": 6}, "med42_toxigen": {"acc": 1.0, "n": 6}}}
+    return br.results_table(scores, "Llama3-8B-Instruct", chance={"med42_medqa_4options": 0.25, "med42_toxigen": 0.5})
+
+
+@pytest.fixture
+def close_figures():
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def _bars(fig) -> dict:
+    from matplotlib.container import BarContainer
+
+    return {c.get_label(): c for c in fig.axes[0].containers if isinstance(c, BarContainer)}
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_bar_chart_bars_are_the_scores_side_by_side_around_each_benchmark_with_the_papers_hatched():
+    t = _chart_table()
+    fig = br.bar_chart(t)
+    ax = fig.axes[0]
+    assert [x.get_text() for x in ax.get_xticklabels()] == ["MedQA", "ToxiGen"] and list(ax.get_xticks()) == [0, 1]
+    bars = _bars(fig)
+    series = ["base", "sft", "paper Llama3-8B-Instruct", "paper Med42-Llama3-8B"]  # no deltas, no n, no chance bars
+    assert list(bars) == series
+    for i, s in enumerate(series):
+        assert [p.get_height() for p in bars[s].patches] == [t.loc["MedQA", s], t.loc["ToxiGen", s]]
+        for x, p in enumerate(bars[s].patches):  # four bars of 0.2 filling [x - 0.4, x + 0.4] in the table's order
+            assert p.get_width() == pytest.approx(0.2)
+            assert p.get_x() + p.get_width() / 2 == pytest.approx(x - 0.3 + 0.2 * i)
+            assert p.get_hatch() == ("//" if s.startswith("paper") else None), "the paper's bars are hatched, ours plain"
+    legend = [x.get_text() for x in ax.get_legend().get_texts()]
+    assert sorted(legend) == sorted(series + ["chance"])
+    chance = [c for c in ax.collections if c.get_label() == "chance"]
+    assert len(chance) == 1 and chance[0].get_offsets().tolist() == [[0.0, 25.0], [1.0, 50.0]]  # on each group's centre
+    assert ax.get_ylim() == (0.0, 100.0) and ax.get_ylabel() == "zero-shot accuracy (%)"
+    assert ax.get_title() == "Our models vs the paper's Table 4"
+    assert br.bar_chart(t, title="8b: our models vs Table 4").axes[0].get_title() == "8b: our models vs Table 4"
+    fig2 = br.bar_chart(t.drop(index="Avg."))  # a table without its average row draws the same
+    assert [x.get_text() for x in fig2.axes[0].get_xticklabels()] == ["MedQA", "ToxiGen"]
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_bar_chart_error_bars_span_each_stages_interval_and_none_for_the_papers():
+    t = _chart_table()
+    bars = _bars(br.bar_chart(t))
+    for s in ("base", "sft"):
+        segments = [seg.tolist() for seg in bars[s].errorbar.lines[2][0].get_segments()]
+        for (x, task), seg in zip(enumerate(["MedQA", "ToxiGen"]), segments):
+            centre = x - 0.3 + 0.2 * ("base", "sft").index(s)
+            assert seg == [[pytest.approx(centre), t.loc[task, f"{s} low"]], [pytest.approx(centre), t.loc[task, f"{s} high"]]]
+    assert t.loc["ToxiGen", "base low"] == 0.0 and t.loc["ToxiGen", "sft high"] == 100.0  # 0/6 and 6/6: bars end at 0 and 100
+    assert bars["paper Med42-Llama3-8B"].errorbar is None
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_bar_chart_a_score_just_outside_its_rounded_interval_gets_no_negative_error_bar():
+    t = _chart_table()
+    t.loc["MedQA", "base low"], t.loc["MedQA", "sft high"] = 50.1, 66.6  # e.g. bounds rounded elsewhere than the score
+    bars = _bars(br.bar_chart(t))
+    assert bars["base"].errorbar.lines[2][0].get_segments()[0].tolist()[0][1] == 50.0  # from the score, not below it
+    assert bars["sft"].errorbar.lines[2][0].get_segments()[0].tolist()[1][1] == 66.7
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_bar_chart_writes_the_png_at_120_dpi_and_switches_to_agg_only_to_write_a_file(tmp_path):
+    import matplotlib
+    from PIL import Image
+
+    t = _chart_table()
+    before = matplotlib.get_backend()
+    try:
+        matplotlib.use("svg")
+        br.bar_chart(t)  # returned only: the session's backend is left alone
+        assert matplotlib.get_backend() == "svg"
+        br.bar_chart(t, tmp_path / "c.png")  # written: no display needed
+        assert matplotlib.get_backend().lower() == "agg"
+    finally:
+        matplotlib.use(before)
+    with Image.open(tmp_path / "c.png") as im:
+        assert im.info["dpi"] == pytest.approx((120, 120), abs=0.05)  # stored as whole pixels per metre
