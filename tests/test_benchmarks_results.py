@@ -492,6 +492,9 @@ def test_bar_chart_bars_are_the_scores_side_by_side_around_each_benchmark_with_t
             assert p.get_hatch() == ("//" if s.startswith("paper") else None), "the paper's bars are hatched, ours plain"
     legend = [x.get_text() for x in ax.get_legend().get_texts()]
     assert sorted(legend) == sorted(series + ["chance"])
+    fig.canvas.draw()
+    box = ax.get_legend().get_window_extent().transformed(ax.transAxes.inverted())
+    assert box.x0 > 1 and box.y1 <= 1, "the legend stands right of the axes, over no bar"
     chance = [c for c in ax.collections if c.get_label() == "chance"]
     assert len(chance) == 1 and chance[0].get_offsets().tolist() == [[0.0, 25.0], [1.0, 50.0]]  # on each group's centre
     assert ax.get_ylim() == (0.0, 100.0) and ax.get_ylabel() == "zero-shot accuracy (%)"
