@@ -198,3 +198,348 @@ def test_metrics_table_names_both_metrics():
                           "sft": {"med42_medmcqa_letters": {"acc": 0.5, "acc_norm": 0.5}}})
     assert m.loc["MedMCQA", ("base", "acc")] == 0.0 and m.loc["MedMCQA", ("base", "acc_norm")] == 33.3
     assert m.loc["MedMCQA (letters)", ("sft", "acc")] == 50.0
+
+
+# ---------------------------------------------------------------- Table 4 lookups, Wilson intervals, the results table
+def _wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
+    """Wilson's score interval written out: (p + z^2/2n) / (1 + z^2/n) -/+ z / (1 + z^2/n) * sqrt(p(1-p)/n + z^2/4n^2)."""
+    from scipy.stats import norm
+
+    z, p = norm.ppf(0.5 + confidence / 2), k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+def test_paper_score_reads_the_average_and_takes_the_benchmarks_own_spellings():
+    assert br.paper_score("Med42-Llama3.1-70B", "Avg.") == 81.2
+    assert br.paper_score("Llama3-8B-Instruct", "USMLE") == 60.4     # the paper's "UsMLE" column
+    assert br.paper_score("Llama3-8B-Instruct", "PubMedQA") == 69.8  # the paper's "PubmedQA" column
+    assert br.paper_score("Llama3-8B-Instruct", "UsMLE") == 60.4
+    with pytest.raises(KeyError, match=re.escape("rows typed in: Llama3-8B-Instruct, Llama3.1-8B-Instruct, Med42-Llama3-8B")):
+        br.paper_score("GPT-5", "MMLU")
+
+
+def test_a_model_outside_table4_or_a_med42_row_is_shown_against_the_8b_rows_not_exactly():
+    assert br.reference_rows("tiny-llama3") == ("Llama3-8B-Instruct", "Med42-Llama3-8B", False)
+    assert br.reference_rows("Med42-Llama3-70B") == ("Llama3-8B-Instruct", "Med42-Llama3-8B", False)
+
+
+def test_binomial_ci_of_one_question_its_confidence_and_no_empty_sample():
+    z = 1.959964
+    assert br.binomial_ci(1, 1) == pytest.approx((1 / (1 + z * z), 1.0), abs=1e-6)  # 1/1 right: [20.7%, 100%]
+    assert br.binomial_ci(3, 6, 0.9) == pytest.approx(_wilson(3, 6, 0.9), abs=1e-9)
+    assert br.binomial_ci(3, 6, 0.9) == pytest.approx((0.2212, 0.7788), abs=1e-4)  # narrower than 95%'s (0.1876, 0.8124)
+    assert br.binomial_ci(5, 40, 0.99) == pytest.approx(_wilson(5, 40, 0.99), abs=1e-9)
+    with pytest.raises(ValueError, match="k=0, n=0"):
+        br.binomial_ci(0, 0)
+
+
+def test_results_table_paper_columns_follow_the_paper_argument_when_given():
+    scores = {"base": {"med42_medqa_4options": {"acc": 0.5}}}
+    assert not [c for c in br.results_table(scores, "Llama3-8B-Instruct", paper=False).columns if "paper" in c]
+    tiny = br.results_table(scores, "tiny-llama3", paper=True)  # forced at tiny: against the 8B rows
+    assert tiny.loc["MedQA", "paper Llama3-8B-Instruct"] == 61.6 and tiny.loc["MedQA", "paper Med42-Llama3-8B"] == 62.8
+    assert tiny.loc["MedQA", "base - paper base"] == pytest.approx(50.0 - 61.6)
+
+
+def test_results_table_deltas_take_the_first_and_the_last_of_three_stages():
+    scores = {s: {"med42_medqa_4options": {"acc": a}} for s, a in (("base", 0.5), ("sft", 0.6), ("dpo_round3", 0.7))}
+    m = br.results_table(scores, "Llama3-8B-Instruct").loc["MedQA"]
+    assert m["base - paper base"] == pytest.approx(50.0 - 61.6)
+    assert m["dpo_round3 - paper Med42"] == pytest.approx(70.0 - 62.8) and "sft - paper Med42" not in m
+    assert m["our gain - paper gain"] == pytest.approx((70.0 - 50.0) - (62.8 - 61.6))
+
+
+def test_results_table_a_task_a_stage_did_not_run_is_nan_without_interval():
+    scores = {"base": {"med42_medqa_4options": {"acc": 0.5, "n": 6}, "med42_toxigen": {"acc": 0.5, "n": 6}},
+              "sft": {"med42_medqa_4options": {"acc": 4 / 6, "n": 6}}}
+    t = br.results_table(scores, "tiny-llama3")
+    assert t.loc["ToxiGen", "base"] == 50.0 and math.isnan(t.loc["ToxiGen", "sft"])
+    assert math.isnan(t.loc["ToxiGen", "sft low"]) and math.isnan(t.loc["ToxiGen", "sft high"])
+    assert t.loc["ToxiGen", "n"] == 6 and t.loc["Avg.", "n"] == 12
+    assert t.loc["Avg.", "sft"] == pytest.approx(66.7), "the mean over the tasks the stage ran"
+
+
+def test_results_table_intervals_at_the_confidence_asked_and_none_for_the_average():
+    t = br.results_table({"sft": {"med42_medqa_4options": {"acc": 0.5, "n": 6}}}, "tiny-llama3", confidence=0.9)
+    assert (t.loc["MedQA", "sft low"], t.loc["MedQA", "sft high"]) == (22.1, 77.9)  # 3/6 at 90%, by hand above
+    assert math.isnan(t.loc["Avg.", "sft low"]) and math.isnan(t.loc["Avg.", "sft high"])
+
+
+def test_interval_columns_need_both_bounds():
+    t = pd.DataFrame(columns=["n", "sft", "sft low", "sft high", "dpo", "dpo low", "base", "base high"])
+    assert br.interval_columns(t) == ["sft"]
+
+
+def _tiny_table() -> pd.DataFrame:
+    scores = {"sft v2": {"med42_medqa_4options": {"acc": 0.5, "n": 6}, "med42_taught_facts": {"acc": 0.25}},
+              "dpo": {"med42_medqa_4options": {"acc": 4 / 6, "n": 6}, "med42_taught_facts": {"acc": 0.75}}}
+    return br.results_table(scores, "tiny-llama3", chance={"med42_medqa_4options": 0.25, "med42_taught_facts": 0.5})
+
+
+def test_display_table_shows_counts_as_integers_chance_as_is_and_a_stage_name_with_a_space_once():
+    shown = br.display_table(_tiny_table())
+    assert list(shown.columns) == ["n", "chance", "sft v2 [95% CI]", "dpo [95% CI]"]
+    assert str(shown["n"].dtype) == "Int64"
+    assert shown.loc["MedQA", "n"] == 6 and shown.loc["Avg.", "n"] == 6 and pd.isna(shown.loc["Taught facts", "n"])
+    assert list(shown["chance"]) == [25.0, 50.0, 25.0]
+    assert shown.loc["MedQA", "sft v2 [95% CI]"] == "50.0 [18.8, 81.2]"
+    assert shown.loc["Taught facts", "dpo [95% CI]"] == "75.0", "no n, no interval"
+    assert br.display_table(_tiny_table(), confidence=0.9).columns[-1] == "dpo [90% CI]"
+
+
+def test_display_table_of_chosen_columns_keeps_the_benchmarks():
+    t = _tiny_table()[["dpo", "dpo low", "dpo high"]]
+    shown = br.display_table(t)
+    assert list(shown.index) == ["MedQA", "Taught facts", "Avg."]
+    assert shown.loc["MedQA", "dpo [95% CI]"].startswith("66.7 [")
+
+
+def _interval_table(rows: dict[str, tuple]) -> pd.DataFrame:
+    """{task: (a, a low, a high, b, b low, b high)} as results_table lays them out."""
+    cols = ["a", "a low", "a high", "b", "b low", "b high"]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=cols)
+
+
+def test_stages_apart_touching_intervals_are_not_disjoint_and_the_average_is_no_task():
+    t = _interval_table({"touch": (40.0, 30.0, 50.0, 60.0, 50.0, 70.0),      # a high == b low
+                         "touch back": (60.0, 50.0, 70.0, 40.0, 30.0, 50.0),  # b high == a low
+                         "apart": (40.0, 30.0, 49.9, 60.0, 50.0, 70.0),
+                         "Avg.": (50.0, float("nan"), float("nan"), 50.0, float("nan"), float("nan"))})
+    apart = br.stages_apart(t, ["a", "b"])
+    assert list(apart.index) == ["touch", "touch back", "apart"]
+    assert list(apart["intervals disjoint"]) == [False, False, True]
+    assert list(apart["lowest"]) == [40.0, 40.0, 40.0] and list(apart["highest"]) == [60.0, 60.0, 60.0]
+    without_avg = br.stages_apart(t.drop(index="Avg."), ["a", "b"])
+    assert list(without_avg["intervals disjoint"]) == [False, False, True]
+
+
+def test_stages_apart_a_stage_without_intervals_only_differs_in_score():
+    t = br.results_table({"base": {"med42_medqa_4options": {"acc": 0.0, "n": 6}},
+                          "sft": {"med42_medqa_4options": {"acc": 1.0}}}, "tiny-llama3")
+    for stages in (["base", "sft"], ["sft", "base"]):
+        r = br.stages_apart(t, stages).loc["MedQA"]
+        assert r["scores differ"] and not r["intervals disjoint"] and (r["lowest"], r["highest"]) == (0.0, 100.0)
+
+
+def test_choice_shift_counts_every_changed_pick_and_takes_two_choices_or_one():
+    before = {"med42_pubmedqa": [[-1.0, -2.0], [-3.0, -1.0], [-1.0, -4.0]],
+              "med42_taught_facts": [[-2.0], [-5.0]]}
+    after = {"med42_pubmedqa": [[-2.0, -1.0], [-1.0, -3.0], [-1.0, -5.0]],
+             "med42_taught_facts": [[-1.0], [-5.0]]}
+    s = br.choice_shift(before, after)
+    p = s.loc["PubMedQA"]
+    assert p["picks changed"] == 2, "the first two questions changed their pick, the last did not"
+    assert p["mean best-vs-runner-up gap (nats)"] == 2.0  # gaps 1, 2, 3
+    assert p["mean relative shift (nats)"] == pytest.approx(round((1 + 2 + 0.5) / 3, 2))  # |delta - mean|: 1, 2, 0.5
+    assert p["mean relative shift (nats)"] == 1.17
+    one = s.loc["Taught facts"]
+    assert one["mean best-vs-runner-up gap (nats)"] == math.inf and one["picks changed"] == 0, "one choice: no runner-up"
+    assert one["mean relative shift (nats)"] == 0.0
+
+
+def test_choice_shift_rounds_to_hundredths_of_a_nat():
+    r = br.choice_shift({"med42_medmcqa": [[0.0, -1 / 3, -2.0]]}, {"med42_medmcqa": [[0.0, -1 / 3 - 1 / 3, -2.0]]}).loc["MedMCQA"]
+    assert r["mean best-vs-runner-up gap (nats)"] == 0.33
+    assert r["mean relative shift (nats)"] == 0.15  # delta (0, -1/3, 0): |delta - mean| = (1/9, 2/9, 1/9), mean 4/27
+
+
+def test_results_table_warns_of_nothing():
+    import warnings
+
+    scores = {"base": {"med42_medqa_4options": {"acc": 0.5, "n": 6}}, "sft": {"med42_medqa_4options": {"acc": 0.6, "n": 6}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. pandas' deprecations, which a notebook would print under the table
+        t = br.results_table(scores, "Llama3-8B-Instruct", chance={"med42_medqa_4options": 0.25})
+    assert t.loc["Avg.", "sft"] == 60.0
+
+
+# ---------------------------------------------------------------- per question records, metrics, length bias, subjects
+def test_question_records_read_lm_evals_dict_arguments_a_doc_without_subject_and_without_acc_norm():
+    s = _sample(3, [-6.0, -5.0], ["Aspirin", "Heparin sodium"], 0, delim="")
+    s["arguments"] = [{"arg_0": "ctx", "arg_1": " Aspirin"}, {"arg_0": "ctx", "arg_1": " Heparin sodium"}]  # newer lm-eval logs
+    s["doc"] = {"question": "?"}
+    del s["acc_norm"]
+    (rec,) = br.question_records([s], token_count=len)
+    assert rec["subject"] == "" and rec["lls"] == [-6.0, -5.0] and rec["tokens"] == [7, 14]
+    assert rec["pick"] == 1 and rec["pick_norm"] == 1  # -5/14 > -6/7
+    assert rec["acc"] == 0 and rec["acc_norm"] == 0, "without acc_norm in the sample, acc_norm is acc"
+    s["acc"] = 1.0
+    assert br.question_records([s])[0]["acc_norm"] == 1
+
+
+def test_metrics_table_names_its_column_levels():
+    m = br.metrics_table({"base": {"med42_medmcqa": {"acc": 0.25, "acc_norm": 0.5}}})
+    assert list(m.columns.names) == ["model", "metric"]
+    assert list(m.columns) == [("base", "acc"), ("base", "acc_norm")]
+
+
+def test_length_bias_skips_a_task_without_length_differences_and_rounds_shares_to_a_tenth():
+    def rec(gold, pick, pick_norm, tokens):
+        return {"gold": gold, "pick": pick, "pick_norm": pick_norm, "tokens": tokens}
+
+    # shortest options: 0, 0, 1 (the last question has none: equally long options)
+    base = [rec(0, 0, 1, [1, 2]), rec(1, 1, 0, [1, 2]), rec(1, 0, 1, [3, 2]), rec(0, 0, 0, [5, 5])]
+    sft = [dict(r, pick=r["pick_norm"], pick_norm=r["pick"]) for r in base]
+    lb = br.length_bias({"base": {"med42_taught_facts": [rec(0, 0, 0, [2, 2])], "med42_pubmedqa": base},
+                         "sft": {"med42_taught_facts": [rec(0, 0, 0, [2, 2])], "med42_pubmedqa": sft}})
+    assert list(lb.index) == ["PubMedQA"]
+    r = lb.loc["PubMedQA"]
+    assert r["n"] == 3 and r["right answer shortest %"] == 66.7
+    assert r["base acc pick shortest %"] == 33.3 and r["base acc_norm pick shortest %"] == 66.7
+    assert r["sft acc pick shortest %"] == 66.7 and r["sft acc_norm pick shortest %"] == 33.3
+
+
+def test_per_subject_rounds_to_a_tenth_of_a_percent():
+    recs = [{"subject": "anatomy", "acc": a} for a in (1, 0, 0)] + [{"subject": "virology", "acc": 1}]
+    subj = br.per_subject({"base": {"med42_mmlu_medical": recs}}, "med42_mmlu_medical")
+    assert subj.loc["anatomy", "base"] == 33.3 and subj.loc["pooled", "base"] == 50.0 and subj.loc["anatomy", "n"] == 3
+
+
+# ---------------------------------------------------------------- McNemar, paired tests, the verdict
+def test_mcnemar_switches_to_chi_square_at_exactly_exact_below_discordant_questions():
+    from scipy.stats import binomtest, chi2
+
+    a, b = [1] * 8 + [0] * 16 + [1], [0] * 8 + [1] * 16 + [1]   # b=8, c=16: 24 discordant (and one both right)
+    r = br.mcnemar(a, b)
+    assert r["method"] == "exact binomial" and r["p"] == pytest.approx(binomtest(8, 24, 0.5).pvalue)
+    a, b = a + [1], b + [0]                                       # b=9, c=16: 25 discordant
+    r = br.mcnemar(a, b)
+    assert r["method"] == "chi-square, continuity corrected"
+    assert r["p"] == pytest.approx(chi2.sf((16 - 9 - 1) ** 2 / 25, 1)) and r["p"] == pytest.approx(0.2301393, abs=1e-6)
+    assert br.mcnemar(a, b, exact_below=26)["method"] == "exact binomial"
+
+
+def test_mcnemar_without_discordant_questions_says_so_and_refuses_no_questions():
+    r = br.mcnemar([1, 0, 1], [1, 0, 1])
+    assert (r["p"], r["method"], r["questions"]) == (1.0, "no discordant questions", 3)
+    with pytest.raises(ValueError, match="McNemar needs at least one question"):
+        br.mcnemar([], [])
+
+
+def test_paired_tests_skip_a_task_the_second_model_did_not_answer_and_give_accuracies_to_a_tenth():
+    conts = ["a", "b"]
+    right, wrong = [-1.0, 0.0], [0.0, -1.0]   # gold is 1
+    first = {"med42_medmcqa": br.question_records([_sample(0, right, conts, 1)]),
+             "med42_medqa_4options": br.question_records([_sample(i, right if i == 0 else wrong, conts, 1) for i in range(3)])}
+    second = {"med42_medqa_4options": br.question_records([_sample(i, wrong if i == 0 else right, conts, 1) for i in range(4)])}
+    paired = br.paired_tests({"base": first, "sft": second}, "base", "sft")
+    assert list(paired.index) == ["MedQA"], "MedMCQA: the second model has no answers to pair"
+    row = paired.loc["MedQA"]
+    assert (row["base acc %"], row["sft acc %"]) == (33.3, 66.7), "over the 3 common questions (doc 3 unpaired)"
+    assert (row["only base right"], row["only sft right"], row["questions"]) == (1, 2, 3)
+    assert row["p"] == 1.0 and row["method"] == "exact binomial"
+
+
+def _verdict_table(rows: dict[str, tuple]) -> pd.DataFrame:
+    """{task: (n, base, base low, base high, sft)}, results_table's layout."""
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["n", "base", "base low", "base high", "sft"])
+
+
+def test_stage_verdict_above_below_inside_with_the_bounds_inside():
+    nan = float("nan")
+    t = _verdict_table({"MedQA": (6, 50.0, 18.8, 81.2, 90.0), "MMLU": (6, 50.0, 18.8, 81.2, 10.0),
+                        "MedMCQA": (6, 50.0, 18.8, 81.2, 81.2), "ToxiGen": (6, 50.0, 18.8, 81.2, 18.8),
+                        "Taught facts": (nan, 50.0, nan, nan, 75.0), "PubMedQA": (6, 50.0, 18.8, 81.2, 50.0),
+                        "Avg.": (24, 50.0, 40.0, 60.0, 99.0)})
+    paired = pd.DataFrame({"p": [0.001953125, 0.5]}, index=["MedQA", "MMLU"])
+    v = br.stage_verdict(t, paired, "base", "sft")
+    assert list(v.index) == ["MedQA", "MMLU", "MedMCQA", "ToxiGen", "PubMedQA"], "no interval, no verdict; Avg. is no task"
+    assert list(v["sft vs that interval"]) == ["above", "below", "inside", "inside", "inside"]
+    assert list(v["n"]) == [6, 6, 6, 6, 6] and v.loc["MedQA", "base 95% interval"] == "[18.8, 81.2]"
+    assert v.loc["MedQA", "McNemar p"] == 0.002 and v.loc["MMLU", "McNemar p"] == 0.5
+    assert math.isnan(v.loc["PubMedQA", "McNemar p"]), "no paired test for that task"
+    v2 = br.stage_verdict(t.drop(index="Avg."), paired, "base", "sft")
+    assert list(v2.index) == list(v.index)
+
+
+# ---------------------------------------------------------------- the chart: what a reader reads off it
+def _chart_table() -> pd.DataFrame:
+    scores = {"base": {"med42_medqa_4options": {"acc": 0.5, "n": 6}, "med42_toxigen": {"acc": 0.0, "n": 6}},
+              "sft": {"med42_medqa_4options": {"acc": 4 / 6, "n": 6}, "med42_toxigen": {"acc": 1.0, "n": 6}}}
+    return br.results_table(scores, "Llama3-8B-Instruct", chance={"med42_medqa_4options": 0.25, "med42_toxigen": 0.5})
+
+
+@pytest.fixture
+def close_figures():
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def _bars(fig) -> dict:
+    from matplotlib.container import BarContainer
+
+    return {c.get_label(): c for c in fig.axes[0].containers if isinstance(c, BarContainer)}
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_bar_chart_bars_are_the_scores_side_by_side_around_each_benchmark_with_the_papers_hatched():
+    t = _chart_table()
+    fig = br.bar_chart(t)
+    ax = fig.axes[0]
+    assert [x.get_text() for x in ax.get_xticklabels()] == ["MedQA", "ToxiGen"] and list(ax.get_xticks()) == [0, 1]
+    bars = _bars(fig)
+    series = ["base", "sft", "paper Llama3-8B-Instruct", "paper Med42-Llama3-8B"]  # no deltas, no n, no chance bars
+    assert list(bars) == series
+    for i, s in enumerate(series):
+        assert [p.get_height() for p in bars[s].patches] == [t.loc["MedQA", s], t.loc["ToxiGen", s]]
+        for x, p in enumerate(bars[s].patches):  # four bars of 0.2 filling [x - 0.4, x + 0.4] in the table's order
+            assert p.get_width() == pytest.approx(0.2)
+            assert p.get_x() + p.get_width() / 2 == pytest.approx(x - 0.3 + 0.2 * i)
+            assert p.get_hatch() == ("//" if s.startswith("paper") else None), "the paper's bars are hatched, ours plain"
+    legend = [x.get_text() for x in ax.get_legend().get_texts()]
+    assert sorted(legend) == sorted(series + ["chance"])
+    fig.canvas.draw()
+    box = ax.get_legend().get_window_extent().transformed(ax.transAxes.inverted())
+    assert box.x0 > 1 and box.y1 <= 1, "the legend stands right of the axes, over no bar"
+    chance = [c for c in ax.collections if c.get_label() == "chance"]
+    assert len(chance) == 1 and chance[0].get_offsets().tolist() == [[0.0, 25.0], [1.0, 50.0]]  # on each group's centre
+    assert ax.get_ylim() == (0.0, 100.0) and ax.get_ylabel() == "zero-shot accuracy (%)"
+    assert ax.get_title() == "Our models vs the paper's Table 4"
+    assert br.bar_chart(t, title="8b: our models vs Table 4").axes[0].get_title() == "8b: our models vs Table 4"
+    fig2 = br.bar_chart(t.drop(index="Avg."))  # a table without its average row draws the same
+    assert [x.get_text() for x in fig2.axes[0].get_xticklabels()] == ["MedQA", "ToxiGen"]
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_bar_chart_error_bars_span_each_stages_interval_and_none_for_the_papers():
+    t = _chart_table()
+    bars = _bars(br.bar_chart(t))
+    for s in ("base", "sft"):
+        segments = [seg.tolist() for seg in bars[s].errorbar.lines[2][0].get_segments()]
+        for (x, task), seg in zip(enumerate(["MedQA", "ToxiGen"]), segments):
+            centre = x - 0.3 + 0.2 * ("base", "sft").index(s)
+            assert seg == [[pytest.approx(centre), t.loc[task, f"{s} low"]], [pytest.approx(centre), t.loc[task, f"{s} high"]]]
+    assert t.loc["ToxiGen", "base low"] == 0.0 and t.loc["ToxiGen", "sft high"] == 100.0  # 0/6 and 6/6: bars end at 0 and 100
+    assert bars["paper Med42-Llama3-8B"].errorbar is None
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_bar_chart_a_score_just_outside_its_rounded_interval_gets_no_negative_error_bar():
+    t = _chart_table()
+    t.loc["MedQA", "base low"], t.loc["MedQA", "sft high"] = 50.1, 66.6  # e.g. bounds rounded elsewhere than the score
+    bars = _bars(br.bar_chart(t))
+    assert bars["base"].errorbar.lines[2][0].get_segments()[0].tolist()[0][1] == 50.0  # from the score, not below it
+    assert bars["sft"].errorbar.lines[2][0].get_segments()[0].tolist()[1][1] == 66.7
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_bar_chart_writes_the_png_at_120_dpi_and_switches_to_agg_only_to_write_a_file(tmp_path):
+    import matplotlib
+    from PIL import Image
+
+    t = _chart_table()
+    before = matplotlib.get_backend()
+    try:
+        matplotlib.use("svg")
+        br.bar_chart(t)  # returned only: the session's backend is left alone
+        assert matplotlib.get_backend() == "svg"
+        br.bar_chart(t, tmp_path / "c.png")  # written: no display needed
+        assert matplotlib.get_backend().lower() == "agg"
+    finally:
+        matplotlib.use(before)
+    with Image.open(tmp_path / "c.png") as im:
+        assert im.info["dpi"] == pytest.approx((120, 120), abs=0.05)  # stored as whole pixels per metre
