@@ -452,6 +452,8 @@ def test_stage_verdict_above_below_inside_with_the_bounds_inside():
     assert math.isnan(v.loc["PubMedQA", "McNemar p"]), "no paired test for that task"
     v2 = br.stage_verdict(t.drop(index="Avg."), paired, "base", "sft")
     assert list(v2.index) == list(v.index)
+    v90 = br.stage_verdict(t, paired, "base", "sft", confidence=0.9)  # a table built at 90% says so
+    assert v90.loc["MedQA", "base 90% interval"] == "[18.8, 81.2]" and "base 95% interval" not in v90
 
 
 # ---------------------------------------------------------------- the chart: what a reader reads off it
@@ -527,18 +529,20 @@ def test_bar_chart_a_score_just_outside_its_rounded_interval_gets_no_negative_er
 
 
 @pytest.mark.usefixtures("close_figures")
-def test_bar_chart_writes_the_png_at_120_dpi_and_switches_to_agg_only_to_write_a_file(tmp_path):
+def test_bar_chart_writes_the_png_at_120_dpi_and_leaves_the_sessions_backend_and_figures_alone(tmp_path):
     import matplotlib
+    import matplotlib.pyplot as plt
     from PIL import Image
 
     t = _chart_table()
     before = matplotlib.get_backend()
     try:
-        matplotlib.use("svg")
-        br.bar_chart(t)  # returned only: the session's backend is left alone
-        assert matplotlib.get_backend() == "svg"
-        br.bar_chart(t, tmp_path / "c.png")  # written: no display needed
-        assert matplotlib.get_backend().lower() == "agg"
+        matplotlib.use("svg")  # stands in for a notebook's inline backend
+        shown = br.bar_chart(t)  # returned to show: a pyplot figure of the session
+        assert plt.get_fignums() == [shown.number]
+        written = br.bar_chart(t, tmp_path / "c.png")  # as 05's stage writes results.png in the kernel
+        assert matplotlib.get_backend() == "svg" and plt.get_fignums() == [shown.number]
+        assert [p.get_height() for p in written.axes[0].patches] == [p.get_height() for p in shown.axes[0].patches]
     finally:
         matplotlib.use(before)
     with Image.open(tmp_path / "c.png") as im:

@@ -194,12 +194,8 @@ def choice_shift(before: dict[str, list[list[float]]], after: dict[str, list[lis
 
 def bar_chart(table: pd.DataFrame, path: Path | None = None, title: str = ""):
     """Grouped bars per benchmark: our stages (with their binomial intervals) and, at 8b/70b, the paper's two rows;
-    chance as black ticks."""
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    chance as black ticks. Written to `path`, it is drawn without pyplot: the session's backend and its open figures
+    are left alone (a notebook kernel keeps showing its plots inline)."""
     import numpy as np
 
     t = table.drop(index="Avg.", errors="ignore")
@@ -207,7 +203,16 @@ def bar_chart(table: pd.DataFrame, path: Path | None = None, title: str = ""):
     with_ci = set(interval_columns(t))
     x = np.arange(len(t))
     width = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(t)), 4))
+    size = (max(7, 1.3 * len(t)), 4)
+    if path is not None:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=size)
+        ax = fig.subplots()
+    else:
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=size)
     for i, c in enumerate(series):
         err = None
         if c in with_ci:  # the binomial interval as an error bar
@@ -352,10 +357,12 @@ def paired_tests(questions: dict[str, dict[str, list[dict]]], first: str, second
     return df.rename(columns={"only first right": f"only {first} right", "only second right": f"only {second} right"})
 
 
-def stage_verdict(table: pd.DataFrame, paired: pd.DataFrame, first: str, second: str) -> pd.DataFrame:
+def stage_verdict(table: pd.DataFrame, paired: pd.DataFrame, first: str, second: str,
+                  confidence: float = 0.95) -> pd.DataFrame:
     """Per task: `second`'s score against `first`'s Wilson interval, and the paired McNemar p-value.
 
-    `table` is results_table's (with `<model> low/high`), `paired` is paired_tests(..., first, second). A score
+    `table` is results_table's (with `<model> low/high`, at `confidence`, which names the interval's column),
+    `paired` is paired_tests(..., first, second). A score
     outside the other model's interval and p < 0.05 both say the same questions tell the two apart.
     """
     t = table.drop(index="Avg.", errors="ignore")
@@ -365,7 +372,7 @@ def stage_verdict(table: pd.DataFrame, paired: pd.DataFrame, first: str, second:
             continue
         p = paired.loc[task, "p"] if task in paired.index else float("nan")
         above, below = r[second] > r[f"{first} high"], r[second] < r[f"{first} low"]
-        rows[task] = {"n": r.get("n"), first: r[first], f"{first} 95% interval": f"[{r[f'{first} low']:.1f}, {r[f'{first} high']:.1f}]",
+        rows[task] = {"n": r.get("n"), first: r[first], f"{first} {confidence:.0%} interval": f"[{r[f'{first} low']:.1f}, {r[f'{first} high']:.1f}]",
                       second: r[second], f"{second} vs that interval": "above" if above else "below" if below else "inside",
                       "McNemar p": round(float(p), 4)}
     return pd.DataFrame.from_dict(rows, orient="index")
