@@ -200,6 +200,7 @@ def test_make_judge_openai_from_params(tiny_params, stub_server, monkeypatch):
     j = make_judge(p)
     stub.replies = [(200, "[RESULT] A")]
     assert isinstance(j, OpenAIJudge) and j.compare("q", "a", "b").winner == "A"
+    assert stub.seen[0][1] == "Bearer k"  # the key from the variable judge.api_key_env names
 
 
 def test_transformers_judge_generates_and_never_crashes(tiny_params):
@@ -275,6 +276,7 @@ def test_prompt_texts_end_with_the_assistant_header_or_join_the_turns_without_a_
     bare = SimpleNamespace(chat_template=None)
     assert _prompt_texts(bare, [conv, conv[1:]]) == ["Be fair.\nJudge this.", "Judge this."]
     assert _prompt_texts(bare, [conv], suffix="!") == ["Be fair.\nJudge this.!"]
+    assert _prompt_texts(object(), [conv]) == ["Be fair.\nJudge this."]  # a tokenizer with no chat_template at all
 
 
 class ScoringLM:
@@ -366,7 +368,8 @@ class GeneratingLM:
         new = [self.tok.encode(self.replies.pop(0), add_special_tokens=False) + [9] for _ in range(len(input_ids))]
         width = max(map(len, new))
         new = torch.tensor([n + [self.tok.pad_token_id] * (width - len(n)) for n in new])
-        return torch.cat([input_ids, new], dim=1)
+        prompt = input_ids if input_ids.device.type == "cpu" else torch.zeros(input_ids.shape, dtype=torch.long)
+        return torch.cat([prompt, new], dim=1)
 
 
 def test_transformers_judge_decodes_only_the_new_tokens_in_batches_with_the_stop_tokens(tiny_tok):
@@ -381,6 +384,7 @@ def test_transformers_judge_decodes_only_the_new_tokens_in_batches_with_the_stop
     assert first["attention_mask"][0, 0] == 0 and first["attention_mask"][0, -1] == 1  # left padding
     want = tiny_tok(_prompt_texts(tiny_tok, [j.messages(("Q1?", "a", "b", None))])[0], add_special_tokens=False).input_ids
     assert first["input_ids"][0, -len(want):].tolist() == want and want[0] == tiny_tok.bos_token_id
+    assert int(first["attention_mask"][0].sum()) == len(want)  # the template's own <|begin_of_text|>, no second one
 
 
 def test_hf_sampling_greedy_sends_no_sampling_knobs_and_a_repetition_penalty_only_when_set():
@@ -396,7 +400,7 @@ def test_hf_sampling_greedy_sends_no_sampling_knobs_and_a_repetition_penalty_onl
 
 def _fake_vllm(monkeypatch, tok=None, replies=(), fail=None):
     """vllm stood in by a module with its LLM / SamplingParams API (LLM.chat -> outputs[0].text); `made` records."""
-    made = {}
+    made, replies = {}, list(replies)
 
     class SamplingParams:
         def __init__(self, **kw):
@@ -413,8 +417,8 @@ def _fake_vllm(monkeypatch, tok=None, replies=(), fail=None):
 
         def chat(self, messages, sampling_params, **kw):
             made.setdefault("chats", []).append((messages, sampling_params, kw))
-            return [SimpleNamespace(outputs=[SimpleNamespace(text=replies[i]), SimpleNamespace(text="2nd")])
-                    for i in range(len(messages))]
+            return [SimpleNamespace(outputs=[SimpleNamespace(text=replies.pop(0)), SimpleNamespace(text="2nd")])
+                    for _ in messages]
 
     mod = types.ModuleType("vllm")
     mod.LLM, mod.SamplingParams = LLM, SamplingParams
@@ -440,13 +444,15 @@ def test_vllm_judge_builds_engine_and_sampling_from_params_and_fits_roles_to_the
     assert messages[0][0]["content"] == REL_SYSTEM_PROMPT
     assert j.name == "vllm:prometheus-eval/prometheus-8x7b-v2.0+prometheus2" and j.max_retries == 0
 
-    made = _fake_vllm(monkeypatch, SimpleNamespace(apply_chat_template=_refuses_system), ["[RESULT] A"])
-    j = VllmJudge("m", {**SAMPLING, "top_k": 20}, max_retries=0)
-    assert made["llm"] == {"model": "m", "trust_remote_code": False}
+    made = _fake_vllm(monkeypatch, SimpleNamespace(apply_chat_template=_refuses_system),
+                      ["no verdict", "[RESULT] tie", "[RESULT] A"])
+    j = VllmJudge("m", {**SAMPLING, "top_k": 20})  # the defaults: no remote code, one more ask, ties off
+    assert made["llm"] == {"model": "m", "trust_remote_code": False} and j.name == "vllm:m"
     assert made["sampling"] == {"temperature": 0.0, "top_p": 1.0, "top_k": 20, "max_tokens": 16,
                                 "repetition_penalty": 1.0}
-    assert j.compare("Q?", "a", "b").winner == "A"
-    (messages, _, _), = made["chats"]
+    v = j.compare("Q?", "a", "b")
+    assert (v.winner, v.attempts) == ("tie", 2) and len(made["chats"]) == 2  # a tie kept after the one retry
+    (messages, _, _), _ = made["chats"]
     assert [m["role"] for m in messages[0]] == ["user"]  # Mixtral's template refuses one: merged into the user turn
 
 
@@ -511,6 +517,9 @@ def test_openai_judge_runs_its_start_hook_once_before_the_first_request(stub_ser
     j.before_first_request = lambda: started.append(len(stub.seen))
     assert j.compare("q", "a", "b").winner == "A" and j.compare("q", "a", "b").winner == "B"
     assert started == [0] and j.before_first_request is None  # before any request, and only the once
+    stub.replies = [(200, "no verdict"), (200, "still none"), (200, "[RESULT] A")]
+    v = OpenAIJudge("m", base, None, SAMPLING).compare("q", "a", "b")
+    assert (v.winner, v.attempts, len(stub.seen)) == (None, 2, 4)  # by default one more ask, then recorded as failed
 
 
 def test_openai_judge_keeps_at_most_concurrency_requests_in_flight_answers_in_order(monkeypatch):
@@ -531,10 +540,11 @@ def test_openai_judge_keeps_at_most_concurrency_requests_in_flight_answers_in_or
 
     monkeypatch.setattr(chat_client, "chat", chat)
     items = [("q", x, "b") for x in ("A", "B", "A", "B")]
-    for concurrency, most in ((0, 1), (1, 1), (3, 3)):
+    for concurrency, most in ((None, 1), (0, 1), (1, 1), (3, 3)):  # one at a time unless asked
         state["most"] = 0
         state["together"] = threading.Barrier(3, timeout=5) if concurrency == 3 else None
-        j = OpenAIJudge("m", "http://127.0.0.1:1/v1", None, SAMPLING, max_retries=0, concurrency=concurrency)
+        kw = {} if concurrency is None else {"concurrency": concurrency}
+        j = OpenAIJudge("m", "http://127.0.0.1:1/v1", None, SAMPLING, max_retries=0, **kw)
         if state["together"] is not None:
             items = items[:3]
         assert [v.winner for v in j.compare_many(items)] == ["A", "B", "A", "B"][:len(items)]
@@ -569,15 +579,18 @@ def test_make_judge_reference_backend_from_params_and_its_missing_field_named(ti
     p.judge.allow_ties = False
     assert make_judge(p).name == "reference:token_f1" and not make_judge(p).allow_ties
     p.judge.reference_field = None
-    with pytest.raises(ValueError, match="set judge.reference_field"):
+    with pytest.raises(ValueError, match=r"judge.backend 'reference' compares answers with each question's reference "
+                                         r"answer: set judge.reference_field \(the bundled questions use 'reference'\)"):
         make_judge(p)
 
 
 def test_make_judge_openai_with_a_server_to_start_wants_an_api_base_or_serving_judge(tiny_params, stub_server):
     p = tiny_params.model_copy(deep=True)
     p.judge.backend, p.judge.model, p.judge.server = "openai", "m", "vllm"
-    with pytest.raises(ValueError, match=r"judge.server 'vllm' starts the judge's server .* give judge.api_base, "
-                                         r"or use serving_judge"):
+    with pytest.raises(ValueError, match=r"judge.server 'vllm' starts the judge's server inside a block "
+                                         r"\(med42_utils.serve.serving_judge, as 06's job does: python -m "
+                                         r"med42_utils.judging.job\); make_judge talks to a running server: give "
+                                         r"judge.api_base, or use serving_judge"):
         make_judge(p)
     base, stub = stub_server
     p.judge.api_base, p.judge.prompt, p.judge.max_retries, p.judge.allow_ties = base, "prometheus2", 2, False
@@ -638,3 +651,27 @@ def test_make_judge_transformers_reuses_a_loaded_model_with_params_sampling_and_
     assert [len(c["input_ids"]) for c in lm.calls] == [2, 1]
     assert {k: lm.calls[0][k] for k in ("max_new_tokens", "do_sample", "temperature", "top_k", "top_p")} == {
         "max_new_tokens": 64, "do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 0.9}  # tiny's judge_sampling
+
+
+def test_local_judges_use_their_default_batch_retries_and_no_ties(tiny_tok):
+    lm = ScoringLM(tiny_tok, [(1.0, 0.0)] * 5)
+    j = LogprobJudge(lm, tiny_tok, "fake")
+    assert [v.winner for v in j.compare_many([("q", "a", "b")] * 5)] == ["A"] * 5
+    assert [len(ids) for ids, _ in lm.calls] == [4, 1]  # 4 prompts per forward pass
+    lm = GeneratingLM(tiny_tok, ["[RESULT] A"] * 4 + ["[RESULT] Tie", "[RESULT] tie"])
+    j = TransformersJudge(lm, tiny_tok, "fake", SAMPLING)
+    vs = j.compare_many([("q", "a", "b")] * 5)
+    assert [v.winner for v in vs] == ["A"] * 4 + ["tie"] and vs[4].attempts == 2  # the tie asked again once, kept
+    assert [len(c["input_ids"]) for c in lm.calls] == [4, 1, 1] and j.name == "transformers:fake"
+
+
+def test_a_judge_on_another_device_gets_its_inputs_there(tiny_tok):
+    """'meta' stands in for a GPU: the prompts must be moved to the model's device, not left on the CPU."""
+    lm = ScoringLM(tiny_tok, [(0.0, 1.0)])
+    lm.device = torch.device("meta")
+    assert LogprobJudge(lm, tiny_tok, "m").compare("q", "a", "b").winner == "B"
+    assert {t.device.type for t in lm.calls[0]} == {"meta"}
+    lm = GeneratingLM(tiny_tok, ["[RESULT] A"])
+    lm.device = torch.device("meta")
+    assert TransformersJudge(lm, tiny_tok, "m", SAMPLING).compare("q", "a", "b").winner == "A"
+    assert {lm.calls[0][k].device.type for k in ("input_ids", "attention_mask")} == {"meta"}
