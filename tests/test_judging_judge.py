@@ -497,6 +497,8 @@ def test_openai_judge_asks_for_the_served_name_without_a_key_or_repetition_penal
         assert path == "/v1/chat/completions" and auth is None and body["model"] == "judge-0"
         assert "repetition_penalty" not in body  # 1.0 (or none given) is not sent: not every server takes it
     assert repr(j) == f"OpenAIJudge(model='prometheus', api_base='{base}', api_key_env=None)"
+    assert repr(OpenAIJudge("m", "http://judge.example/X/", "", SAMPLING)) == (
+        "OpenAIJudge(model='m', api_base='http://judge.example/X', api_key_env='')")  # only the slash is cut
     assert j.name == "openai:prometheus"  # the cache key names the model, not the server's alias
 
 
