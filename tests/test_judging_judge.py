@@ -486,6 +486,18 @@ def test_openai_judge_retries_a_failing_server_three_times_with_doubling_waits_t
     assert v.reason == "no [RESULT] marker"
 
 
+def test_openai_judge_resends_a_failed_request_http_retries_times_after_its_backoff(stub_server, monkeypatch):
+    import med42_utils.chat_client as chat_client
+
+    base, stub = stub_server
+    waits = []
+    monkeypatch.setattr(chat_client, "time", SimpleNamespace(sleep=waits.append))
+    stub.replies = [(503, ""), (503, ""), (200, "[RESULT] A")]
+    v = OpenAIJudge("m", base, None, SAMPLING, max_retries=0, http_retries=1, backoff=0.25).compare("q", "a", "b")
+    assert v.winner is None and "HTTP 503" in v.raw and "(after 2 tries)" in v.raw  # one re-send, not chat's default 3
+    assert len(stub.seen) == 2 and waits == [0.25]
+
+
 def test_openai_judge_asks_for_the_served_name_without_a_key_or_repetition_penalty_and_shows_no_slash(stub_server):
     base, stub = stub_server
     stub.replies = [(200, "[RESULT] A"), (200, "[RESULT] B")]
@@ -503,7 +515,7 @@ def test_openai_judge_asks_for_the_served_name_without_a_key_or_repetition_penal
 
 
 def test_openai_judge_refuses_a_missing_api_base_and_tells_how_to_set_the_key(monkeypatch):
-    with pytest.raises(ValueError, match=r"judge.backend 'openai' needs judge.api_base \(e.g. http://"):
+    with pytest.raises(ValueError, match=r"^judge.backend 'openai' needs judge.api_base \(e.g. http://127.0.0.1:8000/v1\)$"):
         OpenAIJudge("m", "", None, SAMPLING)
     monkeypatch.delenv("MED42_NOPE_KEY", raising=False)
     with pytest.raises(ValueError, match=r"'MED42_NOPE_KEY' but that environment variable is not set; "
