@@ -606,6 +606,9 @@ def test_make_judge_openai_with_a_server_to_start_wants_an_api_base_or_serving_j
                                          r"med42_utils.judging.job\); make_judge talks to a running server: give "
                                          r"judge.api_base, or use serving_judge"):
         make_judge(p)
+    p.judge.server = "none"  # no server to start: the judge itself asks for the endpoint
+    with pytest.raises(ValueError, match=r"^judge.backend 'openai' needs judge.api_base"):
+        make_judge(p)
     base, stub = stub_server
     p.judge.api_base, p.judge.prompt, p.judge.max_retries, p.judge.allow_ties = base, "prometheus2", 2, False
     j = make_judge(p)  # a server already running at api_base
@@ -653,15 +656,18 @@ def test_make_judge_loads_the_local_judge_sized_for_its_batch(tiny_params, tiny_
     j = make_judge(p, tokenizer=tiny_tok)  # a tokenizer without its model: both loaded
     assert str(loads[-1][0]) == str(tiny_model_path)  # 'tiny' is the locally built tiny model
     assert j.model == "tiny" and len(loads) == 3
+    p.judge.prompt, p.judge.allow_ties = "course", True
+    assert make_judge(p).name == f"{backend}:tiny+ties"  # judge.allow_ties reaches the judge (its prompt, cache key)
 
 
 def test_make_judge_transformers_reuses_a_loaded_model_with_params_sampling_and_batch(tiny_params, tiny_tok):
     p = tiny_params.model_copy(deep=True)
     p.judge.backend, p.judge.model, p.judge.max_retries, p.judge.allow_ties = "transformers", "org/judge", 0, False
-    lm = GeneratingLM(tiny_tok, ["[RESULT] A", "[RESULT] B", "[RESULT] A"])
+    lm = GeneratingLM(tiny_tok, ["[RESULT] A", "no verdict", "[RESULT] A"])
     j = make_judge(p, model=lm, tokenizer=tiny_tok, batch_size=2)
     assert isinstance(j, TransformersJudge) and j.name == "transformers:org/judge"
-    assert [v.winner for v in j.compare_many([("q", "a", "b")] * 3)] == ["A", "B", "A"]
+    vs = j.compare_many([("q", "a", "b")] * 3)
+    assert [v.winner for v in vs] == ["A", None, "A"] and [v.attempts for v in vs] == [1, 1, 1]  # max_retries 0
     assert [len(c["input_ids"]) for c in lm.calls] == [2, 1]
     assert {k: lm.calls[0][k] for k in ("max_new_tokens", "do_sample", "temperature", "top_k", "top_p")} == {
         "max_new_tokens": 64, "do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 0.9}  # tiny's judge_sampling
