@@ -105,13 +105,11 @@ class LogprobJudge(Judge):
         out: list[Verdict] = []
         self.tok.padding_side = "left"
         self.tok.truncation_side = "left"
-        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
         for s in range(0, len(texts), self.batch_size):
             chunk = texts[s : s + self.batch_size]
+            # padded with the tokenizer's pad token (one without refuses to pad; models.load_tokenizer sets one)
             enc = self.tok(chunk, return_tensors="pt", padding=True, truncation=True,
                            max_length=self.max_length, add_special_tokens=False).to(self.lm.device)
-            if enc["input_ids"].shape[1] and pad is not None:
-                enc["input_ids"][enc["attention_mask"] == 0] = pad
             with torch.no_grad():
                 logits = self.lm(**enc).logits[:, -1, :].float()
             lp = torch.log_softmax(logits, dim=-1)
