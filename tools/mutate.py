@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (a.mutants or a.keep_results):
         shutil.rmtree(work / "mutants", ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MED42_ROOT")}
-    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    # one thread per test process: mutmut forks each mutant from a process that already ran torch, and a forked
+    # OpenMP pool hangs (reported as a timeout whatever the mutant does)
+    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     mutmut = os.path.join(os.path.dirname(sys.executable), "mutmut")
     print(f"mutmut on {a.module} against {' '.join(tests)} in {work}", flush=True)
     run = subprocess.run([mutmut, "run", "--max-children", str(a.max_children), *a.mutants], cwd=work, env=env)
