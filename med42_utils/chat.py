@@ -41,6 +41,16 @@ LLAMA3_SPECIAL_TOKENS = [
 ]
 
 
+def stop_ids(tokenizer) -> list[int]:
+    """The ids generation stops at: eos and Llama 3's <|eot_id|> (a vocabulary without it maps it to the unknown
+    token, which is no stop id), for 06's answers and the judge alike."""
+    ids = {tokenizer.eos_token_id}
+    eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    if isinstance(eot, int) and eot != tokenizer.unk_token_id:
+        ids.add(eot)
+    return [i for i in ids if i is not None]
+
+
 def with_system_prompt(messages: list[dict], system_prompt: str = SYSTEM_PROMPT) -> list[dict]:
     """Prepend the system prompt unless the conversation already has one."""
     if messages and messages[0].get("role") == "system":

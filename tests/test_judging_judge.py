@@ -14,8 +14,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from med42_utils.chat import stop_ids
 from med42_utils.judging.judge import (GenerativeJudge, LogprobJudge, OpenAIJudge, TransformersJudge, VllmJudge,
-                                       _eos_ids, _hf_sampling, _prompt_texts, make_judge)
+                                       _hf_sampling, _prompt_texts, make_judge)
 from med42_utils.judging.types import Verdict
 
 SAMPLING = {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "max_new_tokens": 16}
@@ -254,16 +255,16 @@ def test_a_generative_judge_asks_once_more_by_default_and_nothing_for_no_items()
     assert j.compare_many([]) == [] and j.asked == 2
 
 
-def test_eos_ids_are_the_eos_and_eot_tokens_skipping_an_unknown_or_missing_one():
+def test_stop_ids_are_the_eos_and_eot_tokens_skipping_an_unknown_or_missing_one():
     def tok(eos, eot, unk=0):
         return SimpleNamespace(eos_token_id=eos, unk_token_id=unk,
                                convert_tokens_to_ids=lambda t: eot if t == "<|eot_id|>" else unk)
 
-    assert sorted(_eos_ids(tok(2, 7))) == [2, 7]
-    assert _eos_ids(tok(2, 0)) == [2]  # '<|eot_id|>' not in the vocabulary: the unknown token's id
-    assert _eos_ids(tok(2, None, unk=None)) == [2]  # a tokenizer without an unknown token answers None
-    assert _eos_ids(tok(None, 7)) == [7]  # no eos token: only the end-of-turn one
-    assert _eos_ids(tok(7, 7)) == [7]
+    assert sorted(stop_ids(tok(2, 7))) == [2, 7]
+    assert stop_ids(tok(2, 0)) == [2]  # '<|eot_id|>' not in the vocabulary: the unknown token's id
+    assert stop_ids(tok(2, None, unk=None)) == [2]  # a tokenizer without an unknown token answers None
+    assert stop_ids(tok(None, 7)) == [7]  # no eos token: only the end-of-turn one
+    assert stop_ids(tok(7, 7)) == [7]
 
 
 def test_prompt_texts_end_with_the_assistant_header_or_join_the_turns_without_a_template(tiny_tok):

@@ -132,12 +132,12 @@ def test_assistant_only_labels_on_every_curated_conversation(curated, llama3, ll
 def test_stop_ids_end_at_the_end_of_turn(llama3, llama31, mixtral):
     """06's answers and the judge stop at <|eot_id|> with a Llama 3 tokenizer (either naming), at </s> with
     Mixtral's (whose vocabulary has no <|eot_id|>: it maps to <unk>, which must not become a stop id)."""
-    from med42_utils.judging.judge import _eos_ids
+    from med42_utils.chat import stop_ids
 
     for tok in (llama3, llama31):
-        assert 128009 in _eos_ids(tok) and tok.eos_token == "<|eot_id|>"
+        assert 128009 in stop_ids(tok) and tok.eos_token == "<|eot_id|>"
     assert mixtral.convert_tokens_to_ids("<|eot_id|>") == mixtral.unk_token_id == 0
-    assert _eos_ids(mixtral) == [2]
+    assert stop_ids(mixtral) == [2]
 
 
 @pytest.mark.parametrize("size", ["8b", "70b"])

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from ..chat import SYSTEM_PROMPT, fit_roles, render, with_system_prompt
+from ..chat import SYSTEM_PROMPT, fit_roles, render, stop_ids, with_system_prompt
 
 
 def _conv(question: str) -> list[dict]:
@@ -53,7 +53,6 @@ def _generate_transformers(params, model_path: str, questions: list[dict], batch
     model, tok, _ = load_for_inference(params, model_path, what="answers model",
                                        kv_tokens=batch_size * (ANSWER_PROMPT_TOKENS + s.max_new_tokens))
     tok.padding_side = "left"
-    eos = [i for i in {tok.eos_token_id, tok.convert_tokens_to_ids("<|eot_id|>")} if isinstance(i, int)]
     torch.manual_seed(params.seed)
     for i in range(0, len(questions), batch_size):
         chunk = questions[i : i + batch_size]
@@ -61,7 +60,7 @@ def _generate_transformers(params, model_path: str, questions: list[dict], batch
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         with torch.no_grad():
             gen = model.generate(**enc, do_sample=True, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                                 max_new_tokens=s.max_new_tokens, eos_token_id=eos, pad_token_id=tok.pad_token_id)
+                                 max_new_tokens=s.max_new_tokens, eos_token_id=stop_ids(tok), pad_token_id=tok.pad_token_id)
         new = gen[:, enc["input_ids"].shape[1]:]
         for q, ids, text in zip(chunk, new, tok.batch_decode(new, skip_special_tokens=True)):
             n = int((ids != tok.pad_token_id).sum())

@@ -56,14 +56,6 @@ class GenerativeJudge(Judge):
         return [r for r in results]  # type: ignore[misc]
 
 
-def _eos_ids(tokenizer) -> list[int]:
-    ids = {tokenizer.eos_token_id}
-    eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
-    if isinstance(eot, int) and eot != tokenizer.unk_token_id:
-        ids.add(eot)
-    return [i for i in ids if i is not None]
-
-
 def _prompt_texts(tokenizer, convs: list[list[dict]], suffix: str = "") -> list[str]:
     """The judge's prompts through its own chat template, roles fitted by rendering (chat.fit_roles); without a
     template, the turns' texts joined as prometheus-eval joins system and user (chat.SYSTEM_JOIN)."""
@@ -135,6 +127,8 @@ class TransformersJudge(GenerativeJudge):
     def generate(self, conversations: list[list[dict]]) -> list[str]:
         import torch
 
+        from ..chat import stop_ids
+
         texts = _prompt_texts(self.tok, conversations)
         self.tok.padding_side = "left"
         out = []
@@ -142,7 +136,7 @@ class TransformersJudge(GenerativeJudge):
             enc = self.tok(texts[s : s + self.batch_size], return_tensors="pt", padding=True,
                            add_special_tokens=False).to(self.lm.device)  # a GPU judge gets GPU inputs
             with torch.no_grad():
-                gen = self.lm.generate(**enc, **_hf_sampling(self.sampling), eos_token_id=_eos_ids(self.tok),
+                gen = self.lm.generate(**enc, **_hf_sampling(self.sampling), eos_token_id=stop_ids(self.tok),
                                        pad_token_id=self.tok.pad_token_id)
             new = gen[:, enc["input_ids"].shape[1]:]
             out.extend(self.tok.batch_decode(new, skip_special_tokens=True))
