@@ -136,3 +136,26 @@ def test_feedback_keeps_its_first_words_and_a_decorated_tie_is_a_tie():
     from med42_utils.judging.parse import parse_tie
 
     assert parse_tie("**Tie**") and parse_tie("(draw).") and not parse_tie("**A**")  # verdicts.py calls it directly
+
+
+def test_every_unparsed_verdict_keeps_the_feedback_and_says_exactly_why():
+    """Found by mutation testing (re-run without the spurious timeouts): each way a verdict fails to parse is
+    recorded with the judge's feedback and a reason the battles table counts and shows."""
+    from med42_utils.judging.parse import Parsed
+
+    assert parse_verdict(None) == Parsed(None, "", "judge output is NoneType, not text")
+    assert parse_verdict(42) == Parsed(None, "", "judge output is int, not text")
+    assert parse_verdict(" \n") == Parsed(None, "", "empty judge output")
+    assert parse_verdict("  Response A is better.\n") == Parsed(None, "Response A is better.", "no [RESULT] marker")
+    assert parse_verdict("Feedback: fine. [RESULT] ") == Parsed(None, "fine.", "nothing after [RESULT]")
+    assert parse_verdict("Feedback: equal. [RESULT] Tie") == Parsed("tie", "equal.", None)
+    assert parse_verdict("Fine. [RESULT] X") == Parsed(None, "Fine.", "unrecognised result 'X'")
+    long = "C, since neither response addresses the contraindication"
+    assert parse_verdict(f"Fine. [RESULT] {long}") == Parsed(None, "Fine.", f"unrecognised result {long[:40]!r}")
+    both = "A or B, both mention the dose but neither the route"
+    assert parse_verdict(f"Fine. [RESULT] {both}") == Parsed(None, "Fine.", f"ambiguous result {both[:40]!r}")
+
+
+def test_only_the_line_after_the_last_result_marker_is_the_verdict():
+    p = parse_verdict("Fine. [RESULT] A\nThough B is shorter,\nA is right.")
+    assert (p.winner, p.feedback, p.reason) == ("A", "Fine.", None)

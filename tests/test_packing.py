@@ -285,3 +285,31 @@ def test_packing_stats_by_hand():
     exact = packing_stats({"length": [8], "source": ["a"], "n_labels": [1]}, {"bfd": {"input_ids": [[0] * 8]}}, 8, 2)
     assert exact["strategies"]["bfd"]["truncated_samples"] == 0  # a sample of exactly max_length fits
     assert wrapped_split_samples([1, 1], 4) == 0  # two samples inside one chunk: neither is cut
+
+
+# --- found by mutation testing, re-run without the spurious timeouts (docs/testing.md) ---
+
+def test_packing_a_dataset_without_its_token_columns_or_with_an_unknown_strategy_names_the_fix(tokenized):
+    with pytest.raises(ValueError, match=r"dataset to pack lacks \['labels'\]; tokenize it with "
+                                         r"packing.tokenize_dataset first"):
+        pack(tokenized.remove_columns(["labels"]), 64, "bfd")
+    with pytest.raises(ValueError, match=r"unknown packing strategy 'greedy'; valid: wrapped, bfd \(packing.strategy\)"):
+        pack(tokenized, 64, "greedy")
+
+
+def test_more_samples_than_one_map_batch_still_pack_as_one_stream():
+    """datasets maps in batches of 1,000 rows by default; packing must see all samples at once, or each batch ends
+    in its own partial chunk (wrapped) and bfd bins each batch apart."""
+    from datasets import Dataset
+
+    n = 1500
+    ds = Dataset.from_dict({"input_ids": [[1, 2, 3, 4]] * n, "labels": [[-100, 2, 3, 4]] * n})
+    wrapped = pack(ds, 1024, "wrapped")
+    assert [len(c) for c in wrapped["input_ids"]] == [1024] * 5 + [6000 - 5 * 1024]  # one partial chunk, at the end
+    bfd = pack(ds, 1024, "bfd")
+    assert len(bfd) == 6 and sorted(len(c) for c in bfd["input_ids"]) == [880] + [1024] * 5
+
+
+def test_position_ids_restart_per_sample_for_bfd_and_count_the_chunk_for_wrapped():
+    assert position_ids({"input_ids": [7, 8, 9, 10, 11], "seq_lengths": [2, 3]}) == [0, 1, 0, 1, 2]
+    assert position_ids({"input_ids": [7, 8, 9]}) == [0, 1, 2]
