@@ -285,23 +285,28 @@ def test_resume_point_says_which_checkpoint_and_step_it_resumes_from_flushed(tmp
     assert flushed_out.flushed == f"resuming from {c} (step 20)\n"
 
 
-def test_checkpoints_without_a_key_record_are_discarded_with_that_reason_flushed(tmp_path, flushed_out):
+def test_checkpoints_without_a_key_record_or_of_another_key_are_discarded_with_the_reason_flushed(tmp_path, flushed_out):
     _fake_checkpoint(tmp_path, 10)  # e.g. made by an older version, or the key file deleted by hand
     with redirect_stdout(flushed_out):
         assert checkpoints.resume_point(tmp_path, {"sft": {}}) is None
     assert not (tmp_path / "checkpoint-10").exists()
     assert flushed_out.flushed == (f"discarding the checkpoints in {shown(tmp_path)} (no record of what they were "
                                    "made from); training starts at step 0\n")
+    checkpoints.resume_point(tmp_path, {"sft": {}})
+    _fake_checkpoint(tmp_path, 10)
+    with redirect_stdout(flushed_out):
+        assert checkpoints.resume_point(tmp_path, {"sft": {"learning_rate": 1}}) is None
+    assert flushed_out.flushed.endswith(f"discarding the checkpoints in {shown(tmp_path)} (made from other params or "
+                                        "inputs); training starts at step 0\n")
 
 
-def test_an_incomplete_checkpoint_is_reported_flushed_and_the_one_before_it_used(tmp_path, flushed_out):
+def test_an_incomplete_checkpoint_is_reported_flushed_and_not_used(tmp_path, flushed_out):
     key = {"sft": {}}
     checkpoints.resume_point(tmp_path, key)
-    _fake_checkpoint(tmp_path, 10)
     _fake_checkpoint(tmp_path, 20, complete=False)
     with redirect_stdout(flushed_out):
-        assert checkpoints.resume_point(tmp_path, key) == str(tmp_path / "checkpoint-10")
-    assert flushed_out.flushed.startswith("checkpoint-20 is incomplete (the job ended while saving it): not used\n")
+        assert checkpoints.resume_point(tmp_path, key) is None
+    assert flushed_out.flushed == "checkpoint-20 is incomplete (the job ended while saving it): not used\n"
 
 
 def test_a_checkpoint_marked_incomplete_by_transformers_is_not_resumed(tmp_path):
@@ -567,6 +572,7 @@ def _fake_ranks(monkeypatch, world, others_asked):
     calls = []
 
     def all_reduce(t, op):
+        assert t.device == torch.device("cpu"), "NCCL all-reduces tensors on the rank's own device (args.device)"
         combine = {dist.ReduceOp.MAX: max, dist.ReduceOp.MIN: min, dist.ReduceOp.SUM: sum}[op]
         calls.append(t.clone())
         t.fill_(combine([t.item(), *([1.0 if others_asked else 0.0] * (world - 1))]))
@@ -581,7 +587,8 @@ def _fake_ranks(monkeypatch, world, others_asked):
 def test_every_rank_stops_at_the_step_any_rank_was_asked_to(tmp_path, monkeypatch, usr1_restored):
     calls = _fake_ranks(monkeypatch, 4, others_asked=True)
     cb = checkpoints.stop_on_signal_callback(stop_file=str(tmp_path / "stop"))
-    control, stopped = _train(cb, 10)  # this rank got no signal; another one did
+    with torch.device("meta"):  # as on a GPU node: the default device is not the rank's (args.device, here cpu)
+        control, stopped = _train(cb, 10)  # this rank got no signal; another one did
     assert stopped == 1 and control.should_training_stop and control.should_save
     assert [c.tolist() for c in calls] == [[0.0]]
 
