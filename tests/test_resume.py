@@ -285,7 +285,8 @@ def test_resume_point_says_which_checkpoint_and_step_it_resumes_from_flushed(tmp
     assert flushed_out.flushed == f"resuming from {c} (step 20)\n"
 
 
-def test_checkpoints_without_a_key_record_or_of_another_key_are_discarded_with_the_reason_flushed(tmp_path, flushed_out):
+def test_checkpoints_without_a_key_record_or_of_another_key_are_discarded_with_the_reason_flushed(tmp_path,
+                                                                                                flushed_out):
     _fake_checkpoint(tmp_path, 10)  # e.g. made by an older version, or the key file deleted by hand
     with redirect_stdout(flushed_out):
         assert checkpoints.resume_point(tmp_path, {"sft": {}}) is None
@@ -296,8 +297,8 @@ def test_checkpoints_without_a_key_record_or_of_another_key_are_discarded_with_t
     _fake_checkpoint(tmp_path, 10)
     with redirect_stdout(flushed_out):
         assert checkpoints.resume_point(tmp_path, {"sft": {"learning_rate": 1}}) is None
-    assert flushed_out.flushed.endswith(f"discarding the checkpoints in {shown(tmp_path)} (made from other params or "
-                                        "inputs); training starts at step 0\n")
+    assert flushed_out.flushed.endswith(f"discarding the checkpoints in {shown(tmp_path)} (made from other params "
+                                        "or inputs); training starts at step 0\n")
 
 
 def test_an_incomplete_checkpoint_is_reported_flushed_and_not_used(tmp_path, flushed_out):

@@ -451,7 +451,8 @@ def test_under_fsdp_the_manifest_says_fsdp_and_counts_the_wrapped_modules(tokeni
         self.is_fsdp_enabled = True
 
     monkeypatch.setattr(_FakeSFTTrainer, "__init__", init)
-    monkeypatch.setattr(sft_train, "fsdp_wrapped_modules", lambda m: 3 if m is _FakeSFTTrainer.built[-1].model else -1)
+    monkeypatch.setattr(sft_train, "fsdp_wrapped_modules",
+                        lambda m: 3 if m is _FakeSFTTrainer.built[-1].model else -1)
     p = load_params("tiny", {"sft.max_steps": 2})
     fields = train_sft(p, tokenized_run(p))
     assert fields["distributed_type"] == "FSDP" and fields["fsdp"] is True and fields["fsdp_wrapped_modules"] == 3
