@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from med42_utils import checkpoints
 from med42_utils.hardware import HardwareError
 from med42_utils.params import load_params
 from med42_utils.paths import RESOURCES, run_dir
@@ -295,7 +296,7 @@ def sft_standins(monkeypatch):
     clock = iter([100.0, 112.3456] * 10)
 
     def load_for_training(params, base, stage, dtype=None):
-        calls["load"].append((base, stage, dtype))
+        calls["load"].append((params.size, base, stage, dtype))
         model = torch.nn.Linear(3, 2)  # 6 + 2 parameters; the bias frozen: 6 trainable
         model.bias.requires_grad_(False)
         return model
@@ -303,15 +304,16 @@ def sft_standins(monkeypatch):
     monkeypatch.setattr(trl, "SFTTrainer", _FakeSFTTrainer)
     monkeypatch.setattr(transformers, "set_seed", calls["set_seed"].append)
     monkeypatch.setattr(sft_train, "load_for_training", load_for_training)
-    monkeypatch.setattr(sft_train, "resolve_base_model", lambda params: "the-base-model")
+    monkeypatch.setattr(sft_train, "resolve_base_model", lambda params: f"the-{params.size}-base-model")
     monkeypatch.setattr(sft_train.models, "load_tokenizer",
-                        lambda params, base: calls["tokenizer"].append(base) or "the-tokenizer")
+                        lambda params, base: calls["tokenizer"].append((params.size, base)) or "the-tokenizer")
     monkeypatch.setattr(sft_train, "save_final", lambda trainer, params, method, model_dir, tok:
-                        calls["save_final"].append((trainer, method, model_dir, tok)))
+                        calls["save_final"].append((trainer, params.size, method, model_dir, tok)))
     monkeypatch.setattr(sft_train, "stage_callbacks", lambda progress, stop: [("stage callbacks", progress, stop)])
     monkeypatch.setattr(sft_train, "quiet_trainer", lambda trainer, params, out, label, fresh:
-                        calls["quiet"].append((out, label, fresh)))
-    monkeypatch.setattr(sft_train, "require_packages", lambda params, stage: calls["packages"].append(stage))
+                        calls["quiet"].append((trainer is _FakeSFTTrainer.built[-1], params.size, out, label, fresh)))
+    monkeypatch.setattr(sft_train, "require_packages",
+                        lambda params, stage: calls["packages"].append((params.size, stage)))
     monkeypatch.setattr(sft_train, "time", types.SimpleNamespace(time=lambda: next(clock)))
     monkeypatch.delenv("RANK", raising=False)
     return calls
@@ -365,14 +367,14 @@ def test_sft_stops_early_without_a_manifest_then_resumes_and_records_everything(
     out = stage_dir(p, name, "sft")
     stopped = train_sft(p, name, stop_after_step=2)
     t = _FakeSFTTrainer.built[-1]
-    assert sft_standins["set_seed"] == [11] and sft_standins["packages"] == ["sft"]
-    assert sft_standins["load"] == [("the-base-model", "sft", "float32")]  # full: fp32 master weights
-    assert sft_standins["tokenizer"] == ["the-base-model"] and t.processing_class == "the-tokenizer"
+    assert sft_standins["set_seed"] == [11] and sft_standins["packages"] == [("tiny", "sft")]
+    assert sft_standins["load"] == [("tiny", "the-tiny-base-model", "sft", "float32")]  # full: fp32 master weights
+    assert sft_standins["tokenizer"] == [("tiny", "the-tiny-base-model")] and t.processing_class == "the-tokenizer"
     assert t.args.output_dir == str(out / "checkpoints") and t.args.max_steps == 6
     assert t.args.run_name == f"tiny/{name}/sft" and t.peft_config is None
     assert t.train_dataset.column_names == ["input_ids", "labels"] and len(t.train_dataset) == 5
     assert t.callbacks == [("stage callbacks", out / "progress.jsonl", 2)]
-    assert t.resumed is None and sft_standins["quiet"] == [(out, "sft", True)]
+    assert t.resumed is None and sft_standins["quiet"] == [(True, "tiny", out, "sft", True)]
     assert stopped["global_step"] == 2 and stopped["stopped_early"] is True and stopped["resumed_from"] is None
     assert not (out / "manifest.json").exists() and sft_standins["save_final"] == []
     assert (out / "checkpoints" / "checkpoint-2").is_dir()
@@ -380,7 +382,7 @@ def test_sft_stops_early_without_a_manifest_then_resumes_and_records_everything(
     fields = train_sft(p, name)  # started again: continues from checkpoint-2
     t = _FakeSFTTrainer.built[-1]
     ckpt = str(out / "checkpoints" / "checkpoint-2")
-    assert t.resumed == ckpt and sft_standins["quiet"][-1] == (out, "sft", False)
+    assert t.resumed == ckpt and sft_standins["quiet"][-1] == (True, "tiny", out, "sft", False)
     logs = [{"step": s, "loss": 10.0 - s, "learning_rate": 0.1 * s, "grad_norm": 1.5, "epoch": s / 8}
             for s in range(3, 7)]
     assert fields == {
@@ -389,7 +391,7 @@ def test_sft_stops_early_without_a_manifest_then_resumes_and_records_everything(
         "resumed_from": ckpt, "train_loss": 4.25, "first_loss": 7.0, "last_loss": 4.0, "log_history": logs,
         "train_samples": 5, "trainable_parameters": 6, "total_parameters": 8, "tokens_per_step": 1024,
         "wall_seconds": 12.35, "model_dir": "model"}
-    assert sft_standins["save_final"] == [(t, "full", out / "model", "the-tokenizer")]
+    assert sft_standins["save_final"] == [(t, "tiny", "full", out / "model", "the-tokenizer")]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stage"] == "03_sft" and {k: manifest[k] for k in fields} == fields
     assert not (out / "checkpoints").exists(), "a finished stage deletes its checkpoints"
@@ -435,9 +437,9 @@ def test_lora_sft_loads_the_base_in_its_dtype_and_hands_the_trainer_the_adapters
     p = load_params("tiny", {"sft.method": "lora", "sft.max_steps": 2, "sft.lora.r": 4})
     fields = train_sft(p, tokenized_run(p))
     t = _FakeSFTTrainer.built[-1]
-    assert sft_standins["load"] == [("the-base-model", "sft", None)]
+    assert sft_standins["load"] == [("tiny", "the-tiny-base-model", "sft", None)]
     assert t.peft_config.r == 4 and set(t.peft_config.target_modules) == set(p.sft.lora.target_modules)
-    assert fields["method"] == "lora" and sft_standins["save_final"][0][1] == "lora"
+    assert fields["method"] == "lora" and sft_standins["save_final"][0][2] == "lora"
 
 
 def test_under_fsdp_the_manifest_says_fsdp_and_counts_the_wrapped_modules(tokenized_run, sft_standins, monkeypatch):
@@ -515,3 +517,32 @@ def test_every_sft_param_reaches_the_config_and_checkpointing_is_non_reentrant(t
     assert build_sft_config(load_params("tiny", {"sft.gradient_checkpointing": False}),
                             tmp_path).activation_checkpointing_kwargs is None
     assert build_sft_config(p, tmp_path, max_steps=3, report_to=[]).max_steps == 3  # overrides win
+
+
+def test_sft_checkpoints_of_other_params_or_other_packed_data_are_not_resumed_nor_is_a_finished_stage_kept(
+        tokenized_run, sft_standins):
+    """The key recorded beside the checkpoints is the SFT params and 02's fingerprint: a change in either starts at
+    step 0; and a finished stage is trained again when its params change."""
+    from med42_utils.manifest import fingerprint, input_fingerprints
+    from med42_utils.stages import stage_dir
+
+    p = load_params("tiny", {"sft.max_steps": 6})
+    name = tokenized_run(p)
+    out = stage_dir(p, name, "sft")
+    train_sft(p, name, stop_after_step=2)
+    key = json.loads((out / "checkpoints" / "resume_key.json").read_text())
+    packing = stage_dir(p, name, "packing")
+    assert key == checkpoints.resume_key(p, "sft", input_fingerprints(out, [packing]))
+    assert key["inputs"] == {"../packing": fingerprint(packing)} and key["sft"]["max_steps"] == 6
+    lr = load_params("tiny", {"sft.max_steps": 6, "sft.learning_rate": 1e-3})
+    train_sft(lr, name, stop_after_step=2)
+    assert _FakeSFTTrainer.built[-1].resumed is None  # other params: checkpoint-2 discarded
+    train_sft(p, name, stop_after_step=2)  # checkpoint-2 of p again
+    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    _tokenized_run(p, name)  # 02 packed again
+    assert fingerprint(packing) != key["inputs"]["../packing"]
+    train_sft(p, name)
+    assert _FakeSFTTrainer.built[-1].resumed is None
+    assert len(_FakeSFTTrainer.built) == 4 and (out / "manifest.json").is_file()
+    train_sft(lr, name)  # finished with other params: trained again
+    assert len(_FakeSFTTrainer.built) == 5 and json.loads((out / "manifest.json").read_text())["global_step"] == 6
