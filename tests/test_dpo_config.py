@@ -74,7 +74,9 @@ class _FakeDPOTrainer:
     ask for, and saves a checkpoint there when it stops early."""
 
     built: list = []
-    total = 4
+    total = 5
+    world_zero = True
+    fsdp = False
 
     def __init__(self, model, ref_model, args, train_dataset, processing_class, peft_config, callbacks):
         from accelerate.utils import DistributedType
@@ -82,7 +84,7 @@ class _FakeDPOTrainer:
 
         self.model, self.ref_model, self.args, self.train_dataset = model, ref_model, args, train_dataset
         self.processing_class, self.peft_config, self.callbacks = processing_class, peft_config, callbacks
-        self.is_fsdp_enabled = False
+        self.is_fsdp_enabled = self.fsdp
         self.waits = 0
         self.accelerator = types.SimpleNamespace(is_main_process=True, wait_for_everyone=self._wait, num_processes=1,
                                                  distributed_type=DistributedType.NO)
@@ -94,7 +96,7 @@ class _FakeDPOTrainer:
         self.waits += 1
 
     def is_world_process_zero(self):
-        return True
+        return self.world_zero
 
     def train(self, resume_from_checkpoint=None):
         self.resumed = resume_from_checkpoint
@@ -134,7 +136,7 @@ def dpo_standins(monkeypatch):
     _FakeDPOTrainer.built = []
 
     def load_for_training(params, path, stage, dtype=None):
-        calls["load"].append((path, stage))
+        calls["load"].append((params.size, path, stage))
         model = torch.nn.Linear(3, 2)  # 8 parameters, 6 trainable
         model.bias.requires_grad_(False)
         return model
@@ -152,18 +154,20 @@ def dpo_standins(monkeypatch):
 
     monkeypatch.setattr(trl, "DPOTrainer", _FakeDPOTrainer)
     monkeypatch.setattr(dpo_train, "load_for_training", load_for_training)
-    monkeypatch.setattr(dpo_train, "frozen_reference", lambda params, path, args: calls["reference"].append(path)
-                        or torch.nn.Identity())
-    monkeypatch.setattr(dpo_train, "load_tokenizer", lambda params, path: calls["tokenizer"].append(path) or "tok")
+    monkeypatch.setattr(dpo_train, "frozen_reference", lambda params, path, args: calls["reference"].append(
+        (params.size, path, args.output_dir)) or torch.nn.Identity())
+    monkeypatch.setattr(dpo_train, "load_tokenizer",
+                        lambda params, path: calls["tokenizer"].append((params.size, path)) or "tok")
     monkeypatch.setattr(dpo_train, "load_preferences", load_preferences)
     monkeypatch.setattr(dpo_train, "drop_long_prompts", drop_long_prompts)
     monkeypatch.setattr(dpo_train, "pair_lengths", lambda ds, tok: {"pairs": len(ds), "tokenizer": tok})
-    monkeypatch.setattr(dpo_train, "require_packages", lambda params, stage: calls["packages"].append(stage))
+    monkeypatch.setattr(dpo_train, "require_packages",
+                        lambda params, stage: calls["packages"].append((params.size, stage)))
     monkeypatch.setattr(dpo_train, "save_final", lambda trainer, params, method, model_dir, tok:
-                        calls["save_final"].append((trainer, method, model_dir, tok)))
+                        calls["save_final"].append((trainer, params.size, method, model_dir, tok)))
     monkeypatch.setattr(dpo_train, "stage_callbacks", lambda progress, stop: [("stage callbacks", progress, stop)])
     monkeypatch.setattr(dpo_train, "quiet_trainer", lambda trainer, params, out, label, fresh:
-                        calls["quiet"].append((out, label, fresh)))
+                        calls["quiet"].append((trainer is _FakeDPOTrainer.built[-1], params.size, out, label, fresh)))
     return calls
 
 
@@ -192,42 +196,51 @@ def dpo_run():
 def test_a_dpo_round_stops_early_without_a_manifest_then_resumes_and_records_everything(dpo_run, dpo_standins):
     from med42_utils.dpo.round_models import round_dir
     from med42_utils.dpo.train import train_round
-    from med42_utils.manifest import read_manifest
+    from med42_utils import checkpoints
+    from med42_utils.manifest import fingerprint, read_manifest
     from med42_utils.stages import stage_model_dir
 
-    p = load_params("tiny", {"dpo.max_samples_per_source": 5, "dpo.seed": 9, "dpo.max_prompt_length": 77})
+    p = load_params("tiny", {"dpo.max_samples_per_source": 5, "dpo.seed": 9, "dpo.max_prompt_length": 77,
+                             "dpo.data_source": "local", "dpo.data_dir": "/data/preferences"})
     name = dpo_run(p)
     out, sft = round_dir(p, name, "round1"), str(stage_model_dir(p, name, "sft"))
     assert train_round(p, name, "round1", stop_after_step=2) == {"stopped_at": 2, "resumed_from": None}
     t = _FakeDPOTrainer.built[-1]
     datasets = ["ultrafeedback:train_prefs", "snorkel:train_iteration_1"]
-    assert dpo_standins["preferences"] == [(datasets, p.dpo.data_source, p.dpo.data_dir, 5, 9)]
+    assert dpo_standins["preferences"] == [(datasets, "local", "/data/preferences", 5, 9)]
     assert dpo_standins["drop"] == [("tok", 77)] and len(t.train_dataset) == 5
-    assert dpo_standins["load"] == [(sft, "dpo")] and dpo_standins["reference"] == [sft]
-    assert dpo_standins["tokenizer"] == [sft] and t.processing_class == "tok" and t.peft_config is None
+    assert dpo_standins["load"] == [("tiny", sft, "dpo")]
+    assert dpo_standins["reference"] == [("tiny", sft, str(out / "trainer"))]  # with the round's DPOConfig
+    assert dpo_standins["tokenizer"] == [("tiny", sft)] and t.processing_class == "tok" and t.peft_config is None
+    assert dpo_standins["packages"] == [("tiny", "dpo")]
     assert t.args.output_dir == str(out / "trainer") and t.args.run_name == f"tiny/{name}/dpo_round1"
     assert t.callbacks == [("stage callbacks", out / "progress.jsonl", 2)] and t.resumed is None
-    assert dpo_standins["quiet"] == [(out, "dpo round1", True)] and dpo_standins["save_final"] == []
+    assert dpo_standins["quiet"] == [(True, "tiny", out, "dpo round1", True)] and dpo_standins["save_final"] == []
     assert not (out / "manifest.json").exists() and (out / "trainer" / "checkpoint-2").is_dir()
+    # the key beside the checkpoints: the DPO params, the starting model's manifest, the round and its datasets
+    assert json.loads((out / "trainer" / "resume_key.json").read_text()) == checkpoints.resume_key(
+        p, "dpo", {"../../sft": fingerprint(stage_model_dir(p, name, "sft").parent)}, round="round1",
+        datasets=datasets)
 
     fields = train_round(p, name, "round1")  # started again: continues from checkpoint-2
     t = _FakeDPOTrainer.built[-1]
     ckpt = str(out / "trainer" / "checkpoint-2")
-    assert t.resumed == ckpt and dpo_standins["quiet"][-1] == (out, "dpo round1", False)
-    assert dpo_standins["save_final"] == [(t, "full", out / "model", "tok")]
+    assert t.resumed == ckpt and dpo_standins["quiet"][-1] == (True, "tiny", out, "dpo round1", False)
+    assert dpo_standins["save_final"] == [(t, "tiny", "full", out / "model", "tok")]
     assert fields == {
         "round": "round1", "datasets": datasets, "onpolicy": False, "init_from": sft, "reference": sft,
         "init_stage": "sft", "method": "full", "reference_kind": "frozen copy", "trainable_parameters": 6,
         "model_dir": str(out / "model"), "train_pairs": 5, "lengths": {"pairs": 5, "tokenizer": "tok"},
         "rows": {"kept": {datasets[0]: 3, datasets[1]: 3}, "dropped": {datasets[0]: {"prompt_too_long": 1}}},
         "world_size": 1, "distributed_type": "NO", "fsdp": False, "reference_wrapped": "Identity",
-        "global_steps": 4, "resumed_from": ckpt, "train_loss": 0.75,
-        "final": {"loss": 0.6, "rewards/chosen": 0.4, "rewards/rejected": -0.4, "rewards/margins": 0.8,
-                  "rewards/accuracies": 0.5},
+        "global_steps": 5, "resumed_from": ckpt, "train_loss": 0.75,
+        "final": {"loss": 0.5, "rewards/chosen": 0.5, "rewards/rejected": -0.5, "rewards/margins": 1.0,
+                  "rewards/accuracies": 0.5},  # the last logged step's
         "dpo_config": {k: getattr(t.args, k) for k in CONFIG_FIELDS}}
     assert fields["dpo_config"]["beta"] == p.dpo.beta and fields["dpo_config"]["max_length"] == p.dpo.max_length
     m = read_manifest(out)
-    assert m["stage"] == "04_dpo/round1" and m["round"] == "round1" and m["global_steps"] == 4
+    assert m["stage"] == "04_dpo/round1" and m["round"] == "round1" and m["global_steps"] == 5
+    assert m["inputs"] == {"../../sft": fingerprint(stage_model_dir(p, name, "sft").parent)}  # a new SFT: not done
     assert json.loads((out / "log_history.json").read_text()) == t.state.log_history
     assert not (out / "trainer").exists(), "a finished round deletes its checkpoints"
     assert t.waits >= 2  # every rank waits for rank 0's files before going on
@@ -268,7 +281,7 @@ def test_the_reference_is_the_adapters_off_the_precomputed_log_probs_or_a_frozen
     assert (t.ref_model is not None) == reference == bool(dpo_standins["reference"])
     assert fields["reference_wrapped"] == ("Identity" if reference else None)
     assert (t.peft_config.r == 4) if p.dpo.method == "lora" else t.peft_config is None
-    assert dpo_standins["packages"] == ["dpo"] and t.create_model_card() is None
+    assert dpo_standins["packages"] == [("tiny", "dpo")] and t.create_model_card() is None
 
 
 def test_precomputed_reference_log_probs_are_refused_on_several_processes(monkeypatch, dpo_standins):
@@ -284,7 +297,7 @@ def test_precomputed_reference_log_probs_are_refused_on_several_processes(monkey
     assert dpo_train.build_trainer(p, "init", _pairs(2), "out", tokenizer="tok").ref_model is not None
     assert dpo_standins["tokenizer"] == []  # the tokenizer given is used
     dpo_train.build_trainer(p, "init", _pairs(2), "out", callbacks=("cb",))
-    assert dpo_standins["tokenizer"] == ["init"] and _FakeDPOTrainer.built[-1].callbacks == ["cb"]
+    assert dpo_standins["tokenizer"] == [("tiny", "init")] and _FakeDPOTrainer.built[-1].callbacks == ["cb"]
 
 
 def test_an_on_policy_round_trains_on_the_pairs_its_job_wrote_and_an_empty_round_is_refused(monkeypatch,
@@ -330,3 +343,36 @@ def test_dpo_main_help_names_what_it_does_and_its_options(capsys):
     assert "Train one DPO round with TRL's DPOTrainer and the params' Table 3 settings." in text
     assert "round name from params, e.g. round1" in text and "stop after this step (tests resuming)" in text
     assert "discard the round's checkpoints and train from step 0" in text
+
+
+def test_force_on_a_round_without_checkpoints_starts_and_other_ranks_write_nothing(dpo_run, dpo_standins,
+                                                                                    monkeypatch):
+    from med42_utils.dpo.round_models import round_dir
+    from med42_utils.dpo.train import train_round
+
+    p = load_params("tiny")
+    fresh = dpo_run(p)
+    assert not (round_dir(p, fresh, "round1") / "trainer").exists()
+    assert train_round(p, fresh, "round1", force=True)["global_steps"] == 5  # nothing to discard yet
+    name = dpo_run(p)
+    out = round_dir(p, name, "round1")
+    monkeypatch.setattr(_FakeDPOTrainer, "world_zero", False)
+    assert train_round(p, name, "round1", force=True) == {}  # rank 1 returns no fields
+    assert not (out / "manifest.json").exists() and not (out / "log_history.json").exists()
+    assert len(dpo_standins["save_final"]) == 2  # every rank joins the gather
+
+
+def test_an_on_policy_round_reads_its_runs_pairs_and_says_so_and_fsdp_is_recorded(dpo_run, dpo_standins,
+                                                                                   monkeypatch):
+    from med42_utils.dpo import train as dpo_train
+    from med42_utils.dpo.preference_data import DropReport
+
+    p = load_params("tiny", {"dpo.onpolicy.enabled": True, "dpo.onpolicy.rounds": ["round1"]})
+    name = dpo_run(p)
+    read = []
+    monkeypatch.setattr(dpo_train, "read_pairs", lambda params, run, rnd: read.append((params.size, run, rnd))
+                        or (_pairs(4), DropReport()))
+    monkeypatch.setattr(_FakeDPOTrainer, "fsdp", True)
+    fields = dpo_train.train_round(p, name, "round1")
+    assert read == [("tiny", name, "round1")] and dpo_standins["preferences"] == []
+    assert fields["onpolicy"] is True and fields["train_pairs"] == 3 and fields["fsdp"] is True
