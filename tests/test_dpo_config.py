@@ -291,7 +291,8 @@ def test_precomputed_reference_log_probs_are_refused_on_several_processes(monkey
     monkeypatch.setattr(dpo_train, "build_dpo_config",
                         lambda params, out, **kw: types.SimpleNamespace(world_size=2, output_dir=str(out)))
     with pytest.raises(ValueError, match=r"dpo.precompute_ref_log_probs needs one process .*this launch has 2\. "
-                                         r"Set dpo.precompute_ref_log_probs: false"):
+                                         r"Set dpo.precompute_ref_log_probs: false \(the reference is then sharded "
+                                         r"per layer like the policy\)$"):
         dpo_train.build_trainer(p, "init", _pairs(2), "out", tokenizer="tok")
     p = load_params("tiny")  # the frozen copy is fine on several processes
     assert dpo_train.build_trainer(p, "init", _pairs(2), "out", tokenizer="tok").ref_model is not None
