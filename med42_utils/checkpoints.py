@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -56,11 +57,13 @@ def _complete(ckpt: Path) -> bool:
 
 
 def checkpoints(ckpt_dir: Path) -> list[Path]:
-    """checkpoint-N folders in `ckpt_dir`, oldest first."""
+    """checkpoint-N folders in `ckpt_dir`, oldest first (the names transformers gives them; a copy such as
+    checkpoint-5-old or checkpoint-old-5 is not one of them, neither continued nor deleted)."""
     if not Path(ckpt_dir).is_dir():
         return []
-    found = [p for p in Path(ckpt_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+    found = [p for p in Path(ckpt_dir).glob("checkpoint-*")
+             if p.is_dir() and re.fullmatch(r"checkpoint-[0-9]+", p.name)]
+    return sorted(found, key=lambda p: int(p.name.removeprefix("checkpoint-")))
 
 
 def resume_point(ckpt_dir: Path, key: dict[str, Any], main_process: bool = True) -> str | None:

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import types
 import uuid
+from pathlib import Path
 
 import pytest
 import torch
 
+from med42_utils import checkpoints
 from med42_utils.hardware import HardwareError
 from med42_utils.params import load_params
 from med42_utils.paths import RESOURCES, run_dir
@@ -236,3 +239,310 @@ def test_the_first_batch_the_trainer_builds_trains_on_assistant_tokens_only(pack
                 prompt += turn != HEADER
         assert eot in ids
     assert trained > 0 and prompt > 0, (trained, prompt)
+
+
+# --- train_sft's bookkeeping, with the trainer stood in for (no model runs: fast) --------------------------
+# What the stage decides around SFTTrainer: skip a finished stage, discard checkpoints on force, resume from the
+# last one of the same key, stop early without a manifest, and the manifest's fields. The real training is in the
+# slow tests above.
+
+class _FakeSFTTrainer:
+    """SFTTrainer's surface train_sft uses. `train` advances the state from the checkpoint it resumes from to
+    max_steps, or to the stop the stage's callbacks ask for, and saves a checkpoint there when it stops early."""
+
+    built: list = []
+
+    def __init__(self, model, args, train_dataset, processing_class, peft_config, callbacks):
+        from accelerate.utils import DistributedType
+        from transformers import TrainerState
+
+        self.model = self.model_wrapped = model
+        self.args, self.train_dataset, self.processing_class = args, train_dataset, processing_class
+        self.peft_config, self.callbacks = peft_config, callbacks
+        self.is_fsdp_enabled = False
+        self.accelerator = types.SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None,
+                                                 distributed_type=DistributedType.MULTI_GPU)
+        self.state = TrainerState()
+        self.ckpt_dir_existed = Path(args.output_dir).exists()
+        _FakeSFTTrainer.built.append(self)
+
+    def train(self, resume_from_checkpoint=None):
+        self.resumed = resume_from_checkpoint
+        start = int(resume_from_checkpoint.rsplit("-", 1)[1]) if resume_from_checkpoint else 0
+        stop = next((c[2] for c in self.callbacks if c[0] == "stage callbacks" and c[2]), None)
+        end = min(stop or self.args.max_steps, self.args.max_steps)
+        self.state.global_step = end
+        self.state.log_history = [
+            *({"step": s, "loss": 10.0 - s, "learning_rate": 0.1 * s, "grad_norm": 1.5, "epoch": s / 8, "x": 1}
+              for s in range(start + 1, end + 1)),
+            {"train_runtime": 1.0, "step": end}]
+        if end < self.args.max_steps:
+            c = Path(self.args.output_dir) / f"checkpoint-{end}"
+            c.mkdir(parents=True)
+            (c / "trainer_state.json").write_text(json.dumps({"global_step": end}))
+        return types.SimpleNamespace(training_loss=4.25)
+
+
+@pytest.fixture
+def sft_standins(monkeypatch):
+    """train_sft with its heavy parts recorded instead of run: the trainer, model loading, saving, logging."""
+    import trl
+    import transformers
+
+    from med42_utils.sft import train as sft_train
+
+    calls = {"set_seed": [], "save_final": [], "quiet": [], "load": [], "packages": [], "tokenizer": []}
+    _FakeSFTTrainer.built = []
+    clock = iter([100.0, 112.3456] * 10)
+
+    def load_for_training(params, base, stage, dtype=None):
+        calls["load"].append((params.size, base, stage, dtype))
+        model = torch.nn.Linear(3, 2)  # 6 + 2 parameters; the bias frozen: 6 trainable
+        model.bias.requires_grad_(False)
+        return model
+
+    monkeypatch.setattr(trl, "SFTTrainer", _FakeSFTTrainer)
+    monkeypatch.setattr(transformers, "set_seed", calls["set_seed"].append)
+    monkeypatch.setattr(sft_train, "load_for_training", load_for_training)
+    monkeypatch.setattr(sft_train, "resolve_base_model", lambda params: f"the-{params.size}-base-model")
+    monkeypatch.setattr(sft_train.models, "load_tokenizer",
+                        lambda params, base: calls["tokenizer"].append((params.size, base)) or "the-tokenizer")
+    monkeypatch.setattr(sft_train, "save_final", lambda trainer, params, method, model_dir, tok:
+                        calls["save_final"].append((trainer, params.size, method, model_dir, tok)))
+    monkeypatch.setattr(sft_train, "stage_callbacks", lambda progress, stop: [("stage callbacks", progress, stop)])
+    monkeypatch.setattr(sft_train, "quiet_trainer", lambda trainer, params, out, label, fresh:
+                        calls["quiet"].append((trainer is _FakeSFTTrainer.built[-1], params.size, out, label, fresh)))
+    monkeypatch.setattr(sft_train, "require_packages",
+                        lambda params, stage: calls["packages"].append((params.size, stage)))
+    monkeypatch.setattr(sft_train, "time", types.SimpleNamespace(time=lambda: next(clock)))
+    monkeypatch.delenv("RANK", raising=False)
+    return calls
+
+
+def _tokenized_run(params, name):
+    """A run whose 02_packing folder holds 5 tokenized rows (and the columns SFT does not train on)."""
+    from datasets import Dataset
+
+    from med42_utils.manifest import write_manifest
+    from med42_utils.stages import stage_dir
+
+    d = stage_dir(params, name, "packing")
+    rows = [{"input_ids": [1, 2, 3 + i], "labels": [-100, 2, 3 + i], "id": f"r{i}", "length": 3} for i in range(5)]
+    Dataset.from_list(rows).save_to_disk(str(d / "tokenized"))
+    write_manifest(d, "02_packing", params, rows=5)
+    return d
+
+
+@pytest.fixture
+def tokenized_run():
+    names = []
+
+    def make(params):
+        names.append(f"pytest-sft-fake-{uuid.uuid4().hex[:8]}")
+        _tokenized_run(params, names[-1])
+        return names[-1]
+
+    yield make
+    for n in names:
+        shutil.rmtree(run_dir("tiny", n), ignore_errors=True)
+
+
+def test_load_train_dataset_keeps_input_ids_and_labels_of_02s_tokenized_rows(tokenized_run):
+    from med42_utils.manifest import StageMissingError
+    from med42_utils.sft.train import load_train_dataset
+
+    p = load_params("tiny")
+    ds = load_train_dataset(p, tokenized_run(p))
+    assert ds.column_names == ["input_ids", "labels"] and len(ds) == 5 and ds[4] == {"input_ids": [1, 2, 7],
+                                                                                     "labels": [-100, 2, 7]}
+    with pytest.raises(StageMissingError, match="run notebooks/02_packing.ipynb"):
+        load_train_dataset(p, "pytest-sft-no-packing")
+
+
+def test_sft_stops_early_without_a_manifest_then_resumes_and_records_everything(tokenized_run, sft_standins):
+    from med42_utils.stages import stage_dir
+
+    p = load_params("tiny", {"sft.max_steps": 6, "sft.seed": 11})
+    name = tokenized_run(p)
+    out = stage_dir(p, name, "sft")
+    stopped = train_sft(p, name, stop_after_step=2)
+    t = _FakeSFTTrainer.built[-1]
+    assert sft_standins["set_seed"] == [11] and sft_standins["packages"] == [("tiny", "sft")]
+    assert sft_standins["load"] == [("tiny", "the-tiny-base-model", "sft", "float32")]  # full: fp32 master weights
+    assert sft_standins["tokenizer"] == [("tiny", "the-tiny-base-model")] and t.processing_class == "the-tokenizer"
+    assert t.args.output_dir == str(out / "checkpoints") and t.args.max_steps == 6
+    assert t.args.run_name == f"tiny/{name}/sft" and t.peft_config is None
+    assert t.train_dataset.column_names == ["input_ids", "labels"] and len(t.train_dataset) == 5
+    assert t.callbacks == [("stage callbacks", out / "progress.jsonl", 2)]
+    assert t.resumed is None and sft_standins["quiet"] == [(True, "tiny", out, "sft", True)]
+    assert stopped["global_step"] == 2 and stopped["stopped_early"] is True and stopped["resumed_from"] is None
+    assert not (out / "manifest.json").exists() and sft_standins["save_final"] == []
+    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+
+    fields = train_sft(p, name)  # started again: continues from checkpoint-2
+    t = _FakeSFTTrainer.built[-1]
+    ckpt = str(out / "checkpoints" / "checkpoint-2")
+    assert t.resumed == ckpt and sft_standins["quiet"][-1] == (True, "tiny", out, "sft", False)
+    logs = [{"step": s, "loss": 10.0 - s, "learning_rate": 0.1 * s, "grad_norm": 1.5, "epoch": s / 8}
+            for s in range(3, 7)]
+    assert fields == {
+        "method": "full", "packing_strategy": "wrapped", "world_size": 1, "distributed_type": "MULTI_GPU",
+        "fsdp": False, "fsdp_wrapped_modules": 0, "global_step": 6, "max_steps": 6, "stopped_early": False,
+        "resumed_from": ckpt, "train_loss": 4.25, "first_loss": 7.0, "last_loss": 4.0, "log_history": logs,
+        "train_samples": 5, "trainable_parameters": 6, "total_parameters": 8, "tokens_per_step": 1024,
+        "wall_seconds": 12.35, "model_dir": "model"}
+    assert sft_standins["save_final"] == [(t, "tiny", "full", out / "model", "the-tokenizer")]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stage"] == "03_sft" and {k: manifest[k] for k in fields} == fields
+    assert not (out / "checkpoints").exists(), "a finished stage deletes its checkpoints"
+
+
+def test_a_finished_sft_is_skipped_unless_forced_and_force_discards_the_checkpoints(tokenized_run, sft_standins,
+                                                                                    capsys):
+    from med42_utils.stages import stage_dir
+
+    p = load_params("tiny", {"sft.max_steps": 3})
+    name = tokenized_run(p)
+    out = stage_dir(p, name, "sft")
+    first = train_sft(p, name)
+    assert len(_FakeSFTTrainer.built) == 1 and first["stopped_early"] is False
+    manifest = json.loads((out / "manifest.json").read_text())
+    capsys.readouterr()
+    assert train_sft(p, name) == manifest and len(_FakeSFTTrainer.built) == 1
+    assert capsys.readouterr().out == f"03_sft already done in {out} (force=True re-trains)\n"
+    # a stop asked for re-trains (the resume tests), as does force; force starts without the old checkpoints
+    (out / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    train_sft(p, name, force=True)
+    assert len(_FakeSFTTrainer.built) == 2 and not _FakeSFTTrainer.built[-1].ckpt_dir_existed
+    train_sft(p, name, stop_after_step=2)
+    assert len(_FakeSFTTrainer.built) == 3 and _FakeSFTTrainer.built[-1].state.global_step == 2
+
+
+def test_a_process_other_than_rank_0_writes_no_manifest_and_keeps_the_checkpoints_on_force(tokenized_run,
+                                                                                          sft_standins, monkeypatch):
+    from med42_utils.stages import stage_dir
+
+    p = load_params("tiny", {"sft.max_steps": 3})
+    name = tokenized_run(p)
+    out = stage_dir(p, name, "sft")
+    (out / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    monkeypatch.setenv("RANK", "1")
+    fields = train_sft(p, name, force=True)
+    assert _FakeSFTTrainer.built[-1].ckpt_dir_existed, "rank 0 deletes them"
+    assert fields["global_step"] == 3 and len(sft_standins["save_final"]) == 1  # every rank joins the gather
+    assert not (out / "manifest.json").exists() and (out / "checkpoints").is_dir()
+
+
+def test_lora_sft_loads_the_base_in_its_dtype_and_hands_the_trainer_the_adapters_config(tokenized_run, sft_standins):
+    p = load_params("tiny", {"sft.method": "lora", "sft.max_steps": 2, "sft.lora.r": 4})
+    fields = train_sft(p, tokenized_run(p))
+    t = _FakeSFTTrainer.built[-1]
+    assert sft_standins["load"] == [("tiny", "the-tiny-base-model", "sft", None)]
+    assert t.peft_config.r == 4 and set(t.peft_config.target_modules) == set(p.sft.lora.target_modules)
+    assert fields["method"] == "lora" and sft_standins["save_final"][0][2] == "lora"
+
+
+def test_under_fsdp_the_manifest_says_fsdp_and_counts_the_wrapped_modules(tokenized_run, sft_standins, monkeypatch):
+    from med42_utils.sft import train as sft_train
+
+    monkeypatch.setattr(_FakeSFTTrainer, "is_fsdp_enabled", True, raising=False)
+    orig = _FakeSFTTrainer.__init__
+
+    def init(self, *a, **k):
+        orig(self, *a, **k)
+        self.is_fsdp_enabled = True
+
+    monkeypatch.setattr(_FakeSFTTrainer, "__init__", init)
+    monkeypatch.setattr(sft_train, "fsdp_wrapped_modules",
+                        lambda m: 3 if m is _FakeSFTTrainer.built[-1].model else -1)
+    p = load_params("tiny", {"sft.max_steps": 2})
+    fields = train_sft(p, tokenized_run(p))
+    assert fields["distributed_type"] == "FSDP" and fields["fsdp"] is True and fields["fsdp_wrapped_modules"] == 3
+
+
+def test_sft_without_logged_losses_records_none(tokenized_run, sft_standins, monkeypatch):
+    orig = _FakeSFTTrainer.train
+
+    def train(self, resume_from_checkpoint=None):
+        r = orig(self, resume_from_checkpoint)
+        self.state.log_history = [e for e in self.state.log_history if "loss" not in e]
+        return r
+
+    monkeypatch.setattr(_FakeSFTTrainer, "train", train)
+    p = load_params("tiny", {"sft.max_steps": 2})
+    fields = train_sft(p, tokenized_run(p))
+    assert fields["first_loss"] is None and fields["last_loss"] is None and fields["log_history"] == []
+
+
+def test_sft_main_passes_its_arguments_and_prints_one_line_on_rank_0(monkeypatch, capsys):
+    from med42_utils.sft import train as sft_train
+
+    got = []
+    fields = {"global_step": 6, "max_steps": 10, "first_loss": 2.34567, "last_loss": 1.23456, "wall_seconds": 61.6}
+    monkeypatch.setattr(sft_train, "train_sft", lambda params, run, stop_after_step, force:
+                        got.append((params, run, stop_after_step, force)) or dict(fields))
+    monkeypatch.delenv("RANK", raising=False)
+    assert main(["--size", "tiny", "--run-name", "demo", "--set", "sft.max_steps=10", "--stop-after-step", "6",
+                 "--force"]) == 0
+    params, run, stop, force = got[-1]
+    assert params.size == "tiny" and params.sft.max_steps == 10 and (run, stop, force) == ("demo", 6, True)
+    assert capsys.readouterr().out == "sft: step 6/10, loss 2.346 -> 1.235, 62 s; in outputs/tiny/demo/sft\n" \
+        .replace("outputs", "$MED42_OUTPUTS")
+    fields.update(first_loss=None, last_loss=None)
+    assert main(["--size", "tiny", "--run-name", "demo"]) == 0
+    assert got[-1][1:] == ("demo", None, False) and got[-1][0].sft.max_steps == load_params("tiny").sft.max_steps
+    assert capsys.readouterr().out == "sft: step 6/10, 62 s; in $MED42_OUTPUTS/tiny/demo/sft\n"
+    monkeypatch.setenv("RANK", "1")
+    assert main(["--size", "tiny", "--run-name", "demo"]) == 0 and capsys.readouterr().out == ""
+
+
+def test_sft_main_help_shows_the_module_doc_and_its_own_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "python -m med42_utils.sft.train --size tiny --run-name demo [--set sft.max_steps=10]\n" in text
+    assert "stop after this step (tests resuming)" in " ".join(text.split())
+    assert "re-train from step 0 even if sft/manifest.json exists (discards sft/checkpoints/)" in " ".join(text.split())
+
+
+def test_every_sft_param_reaches_the_config_and_checkpointing_is_non_reentrant(tmp_path):
+    """Values other than TRL's defaults, so that a dropped argument shows; activation checkpointing with
+    use_reentrant=False (the variant PyTorch recommends), only when asked for."""
+    p = load_params("tiny", {"sft.adam_beta1": 0.8, "sft.adam_beta2": 0.97, "packing.strategy": "wrapped",
+                             "sft.gradient_checkpointing": True, "sft.max_steps": 17})
+    c = build_sft_config(p, tmp_path / "ckpts")
+    assert (c.adam_beta1, c.adam_beta2, c.max_steps, c.packing_strategy) == (0.8, 0.97, 17, "wrapped")
+    assert c.output_dir == str(tmp_path / "ckpts") and c.max_length == p.packing.max_length == 256
+    assert c.activation_checkpointing_kwargs == {"use_reentrant": False}
+    assert build_sft_config(load_params("tiny", {"sft.gradient_checkpointing": False}),
+                            tmp_path).activation_checkpointing_kwargs is None
+    assert build_sft_config(p, tmp_path, max_steps=3, report_to=[]).max_steps == 3  # overrides win
+
+
+def test_sft_checkpoints_of_other_params_or_other_packed_data_are_not_resumed_nor_is_a_finished_stage_kept(
+        tokenized_run, sft_standins):
+    """The key recorded beside the checkpoints is the SFT params and 02's fingerprint: a change in either starts at
+    step 0; and a finished stage is trained again when its params change."""
+    from med42_utils.manifest import fingerprint, input_fingerprints
+    from med42_utils.stages import stage_dir
+
+    p = load_params("tiny", {"sft.max_steps": 6})
+    name = tokenized_run(p)
+    out = stage_dir(p, name, "sft")
+    train_sft(p, name, stop_after_step=2)
+    key = json.loads((out / "checkpoints" / "resume_key.json").read_text())
+    packing = stage_dir(p, name, "packing")
+    assert key == checkpoints.resume_key(p, "sft", input_fingerprints(out, [packing]))
+    assert key["inputs"] == {"../packing": fingerprint(packing)} and key["sft"]["max_steps"] == 6
+    lr = load_params("tiny", {"sft.max_steps": 6, "sft.learning_rate": 1e-3})
+    train_sft(lr, name, stop_after_step=2)
+    assert _FakeSFTTrainer.built[-1].resumed is None  # other params: checkpoint-2 discarded
+    train_sft(p, name, stop_after_step=2)  # checkpoint-2 of p again
+    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    _tokenized_run(p, name)  # 02 packed again
+    assert fingerprint(packing) != key["inputs"]["../packing"]
+    train_sft(p, name)
+    assert _FakeSFTTrainer.built[-1].resumed is None
+    assert len(_FakeSFTTrainer.built) == 4 and (out / "manifest.json").is_file()
+    train_sft(lr, name)  # finished with other params: trained again
+    assert len(_FakeSFTTrainer.built) == 5 and json.loads((out / "manifest.json").read_text())["global_step"] == 6
