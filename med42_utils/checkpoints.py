@@ -66,6 +66,19 @@ def checkpoints(ckpt_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.removeprefix("checkpoint-")))
 
 
+def _remove(ckpt: Path, why: str) -> None:
+    """Delete a checkpoint that must not be continued; one that stays (a link, no permission) stops the run, since
+    the next start would take it for a checkpoint of the key recorded now."""
+    try:
+        if ckpt.is_symlink():
+            ckpt.unlink()
+        else:
+            shutil.rmtree(ckpt)
+    except OSError as e:
+        raise RuntimeError(f"{ckpt} ({why}) could not be deleted ({e.strerror or e}); delete it by hand or "
+                           f"train into another run folder, then start again") from None
+
+
 def resume_point(ckpt_dir: Path, key: dict[str, Any], main_process: bool = True) -> str | None:
     """The last complete checkpoint in `ckpt_dir` made for `key`, or None (then training starts at step 0).
 
@@ -81,12 +94,12 @@ def resume_point(ckpt_dir: Path, key: dict[str, Any], main_process: bool = True)
         if main_process:
             print(f"discarding the checkpoints in {shown(ckpt_dir)} ({why}); training starts at step 0", flush=True)
             for p in found:
-                shutil.rmtree(p, ignore_errors=True)
+                _remove(p, why)
         found = []
     while found and not _complete(found[-1]):
         if main_process:
             print(f"{found[-1].name} is incomplete (the job ended while saving it): not used", flush=True)
-            shutil.rmtree(found[-1], ignore_errors=True)
+            _remove(found[-1], "incomplete")
         found.pop()
     if main_process:
         ckpt_dir.mkdir(parents=True, exist_ok=True)

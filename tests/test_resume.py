@@ -709,3 +709,27 @@ def test_checkpoints_cli_help_says_what_it_does_and_what_discarding_means(capsys
     assert "List or discard the training checkpoints of a run (docs/resume.md)." in text
     assert "sft or dpo_<round> (repeatable; default: every training stage)" in text
     assert "delete them: the next run of the stage starts at step 0" in text
+
+
+def test_a_discarded_checkpoint_that_cannot_be_deleted_stops_the_run_before_the_new_key_is_recorded(tmp_path,
+                                                                                                     monkeypatch):
+    """Were it left in place with the new key recorded, the next start would continue it as if it were the new
+    params' own (found by the mutation run's review: rmtree(ignore_errors=True) on a symlinked checkpoint)."""
+    key, other = {"sft": {"learning_rate": 1e-3}}, {"sft": {"learning_rate": 2e-3}}
+    checkpoints.resume_point(tmp_path, key)
+    kept = _fake_checkpoint(tmp_path / "elsewhere", 10)
+    (tmp_path / "checkpoint-10").symlink_to(kept, target_is_directory=True)
+    assert checkpoints.resume_point(tmp_path, other) is None  # a link is removed, what it points to is not
+    assert not (tmp_path / "checkpoint-10").exists() and kept.is_dir()
+
+    checkpoints.resume_point(tmp_path, key)
+    _fake_checkpoint(tmp_path, 20)
+
+    def refuse(path, *a, **k):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(checkpoints.shutil, "rmtree", refuse)
+    with pytest.raises(RuntimeError, match=r"checkpoint-20 \(made from other params or inputs\) could not be deleted "
+                                           r"\(Permission denied\); delete it by hand or train into another run"):
+        checkpoints.resume_point(tmp_path, other)
+    assert json.loads((tmp_path / checkpoints.RESUME_KEY).read_text()) == key  # the old key still names it
