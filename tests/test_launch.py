@@ -6,6 +6,7 @@ import pytest
 from med42_utils import cluster_plan, estimates
 from med42_utils.launch import LaunchError, execute, plan_launch, render_plan
 from med42_utils.params import load_params
+from med42_utils.params.base import Hardware
 
 
 
@@ -194,3 +195,150 @@ def test_multi_node_scripts_ask_for_the_gpus_of_one_node_per_node(size, stage, n
     assert gres == ["#SBATCH --gres=gpu:8"]
     assert f"#SBATCH --nodes={nodes}\n" in plan.slurm_script
     assert f"--num_machines {nodes} --num_processes {nodes * 8}" in plan.slurm_script
+
+
+# ---------------------------------------------------------------- what sbatch and bash act on in the script
+
+
+def _acted_on(script: str) -> list[str]:
+    """The script's lines as bash and sbatch act on them: comment lines and trailing comments dropped (the
+    shebang and the #SBATCH lines are not comments)."""
+    import re
+
+    return [re.sub(r"\s+# .*$", "", line) for line in script.split("\n") if not line.startswith("# ")]
+
+
+def _script_env(tmp_path, monkeypatch):
+    """A fixed job environment (HF_HOME, offline) so that the export lines are known."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    from med42_utils import slurm_site
+
+    return slurm_site.environment_lines()
+
+
+def test_a_training_script_asks_sbatch_for_its_nodes_and_signal_and_requeues_after_a_checkpoint(tmp_path, monkeypatch):
+    import shlex
+
+    from med42_utils import slurm_site
+    from med42_utils.launch import python_bin, render_slurm
+    from med42_utils.params.slurm import SlurmOptions
+    from med42_utils.paths import repo_root
+
+    env = _script_env(tmp_path, monkeypatch)
+    hw = load_params("8b").sft.hardware                   # 2 x 8
+    site = slurm_site.site_request(SlurmOptions(partition="gpu", time="12:00:00", extra=["--mail-type=END"]), hw,
+                                   None)
+    logs = tmp_path / "my logs"
+    s = render_slurm("sft", hw, "accelerate launch -m x", "med42-sft-8b", logs, site, signal_seconds=300)
+    q = shlex.quote(str(logs))
+    assert _acted_on(s) == [
+        "#!/bin/bash",
+        "#SBATCH --job-name=med42-sft-8b", "#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --gres=gpu:8",
+        "#SBATCH --partition=gpu", "#SBATCH --time=12:00:00", "#SBATCH --exclusive", "#SBATCH --mem=0",
+        "#SBATCH --mail-type=END",
+        f"#SBATCH --output={shlex.quote(f'{logs}/%x-%j.out')}", "#SBATCH --requeue", "#SBATCH --open-mode=append",
+        "#SBATCH --signal=B:USR1@300",
+        "set -euo pipefail",
+        *env,
+        f"cd {shlex.quote(str(repo_root()))}",
+        f'export PATH={shlex.quote(python_bin())}:"$PATH"',
+        "export MASTER_PORT=29500",
+        "export TORCH_NCCL_ASYNC_ERROR_HANDLING=1",
+        'if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK;',
+        "else export SRUN_CPUS_PER_TASK=${SLURM_CPUS_ON_NODE:-1}; fi",
+        f'export MED42_STOP_FILE={q}/med42-sft-8b-"${{SLURM_JOB_ID:-local}}".stop',
+        f'export MED42_REQUEUE_FILE={q}/med42-sft-8b-"${{SLURM_JOB_ID:-local}}".requeue',
+        'rm -f "$MED42_STOP_FILE" "$MED42_REQUEUE_FILE"',
+        """trap 'echo "SIGUSR1: the time limit is near; asking training to save a checkpoint and stop"; """
+        """touch "$MED42_STOP_FILE"' USR1""",
+        "srun --export=ALL --kill-on-bad-exit=1 bash -c 'accelerate launch -m x' &",
+        "step=$!",
+        "while :; do",
+        '  rc=0; wait "$step" || rc=$?',
+        '  kill -0 "$step" 2>/dev/null || break',
+        "done",
+        '[ "$rc" -eq 0 ] || exit "$rc"',
+        'if [ -f "$MED42_REQUEUE_FILE" ]; then',
+        '  echo "stopped at a checkpoint before the time limit: requeueing job $SLURM_JOB_ID (restarts so far: '
+        '${SLURM_RESTART_COUNT:-0})"',
+        '  scontrol requeue "$SLURM_JOB_ID" || { echo "scontrol requeue refused: submit the job again to continue '
+        'from the checkpoint" >&2; exit 1; }',
+        "fi",
+        "",
+    ]
+
+
+def test_a_per_model_job_requeues_itself_at_the_signal_and_a_job_without_one_just_runs_srun(tmp_path, monkeypatch):
+    from med42_utils.launch import render_slurm
+
+    _script_env(tmp_path, monkeypatch)
+    hw = Hardware(nodes=1, gpus_per_node=4, accelerator="h100", launcher="accelerate",
+                  accelerate_config="params/accelerate/single_gpu.yaml")
+    s = _acted_on(render_slurm("eval", hw, "python -m m --size 8b", "med42-eval-8b", tmp_path, requeue_seconds=120,
+                               signal_seconds=300))
+    assert "#SBATCH --signal=B:USR1@120" in s and "#SBATCH --signal=B:USR1@300" not in s, "the requeue time wins"
+    assert "#SBATCH --nodes=1" in s and "#SBATCH --gres=gpu:4" in s
+    assert "#SBATCH --exclusive" not in s, "site defaults off the cluster: 4 of an H100 node's 8 GPUs"
+    trap = s.index("srun --export=ALL --kill-on-bad-exit=1 bash -c 'python -m m --size 8b' &") - 1
+    assert s[trap:] == [
+        """trap 'echo "SIGUSR1: the time limit is near; requeueing job $SLURM_JOB_ID: finished models are kept, the """
+        """next start goes on from there (restarts so far: ${SLURM_RESTART_COUNT:-0})"; scontrol requeue """
+        """"$SLURM_JOB_ID"' USR1""",
+        "srun --export=ALL --kill-on-bad-exit=1 bash -c 'python -m m --size 8b' &",
+        "step=$!", "while :; do", '  rc=0; wait "$step" || rc=$?', '  kill -0 "$step" 2>/dev/null || break', "done",
+        'exit "$rc"', ""]
+    assert not any("MED42_STOP_FILE" in line for line in s), "no checkpoint to ask for: the job itself requeues"
+    plain = _acted_on(render_slurm("samples", hw, "python -m m", "med42-x-8b", tmp_path))
+    assert not any(line.startswith(("#SBATCH --signal", "trap ")) for line in plain)
+    assert plain[-2:] == ["srun --export=ALL --kill-on-bad-exit=1 bash -c 'python -m m'", ""], \
+        "no signal: srun in the foreground, its exit status the script's"
+
+
+def test_the_dry_run_shows_hardware_options_commands_script_memory_time_notes_and_warnings(tmp_path):
+    from med42_utils import slurm_site
+    from med42_utils.launch import LaunchPlan
+    from med42_utils.params.slurm import SlurmOptions
+    from med42_utils.paths import repo_root
+
+    hw = load_params("8b").sft.hardware                   # 2 x 8 H100 through the slurm launcher
+    site = slurm_site.site_request(SlurmOptions(partition="gpu"), hw, None)
+    script = tmp_path / "sft" / "launch_sft.slurm"
+    plan = LaunchPlan(stage="sft", hardware=hw, accelerate_config=repo_root() / "params/accelerate/fsdp_8b.yaml",
+                      commands=["mkdir -p logs", "sbatch launch_sft.slurm"], slurm_script="#!/bin/bash\nsrun x\n",
+                      memory_gib={"weights": 1.5, "total": 70.126}, est_hours=1234.56, notes=["note one", "note two"],
+                      slurm_path=script, site=site, site_stage="sft", warnings=["too big"])
+    assert render_plan(plan) == "\n".join([
+        "### Launch plan: sft",
+        "- hardware: 2 node(s) x 8 H100 (world size 16), launcher `slurm`",
+        "- accelerate config: `params/accelerate/fsdp_8b.yaml`",
+        "- SLURM site options (slurm.sft in params, MED42_SLURM for one run): `--partition=gpu` `--exclusive` "
+        "`--mem=0`",
+        "", "Commands:", "```bash", "mkdir -p logs", "sbatch launch_sft.slurm", "```",
+        "", f"SLURM script (`{script}`):", "```bash", "#!/bin/bash", "srun x", "```",
+        "", "| per GPU | GiB |", "|---|---|", "| weights | 1.50 |", "| total | 70.13 |",
+        "", "- estimated wall time: 1,234.6 h", "- note one", "- note two",
+        "- **WARNING: this request cannot run on this cluster as it is (a submit would refuse it):** too big"])
+    assert script.read_text() == "#!/bin/bash\nsrun x\n" and (script.parent / "logs").is_dir(), \
+        "the dry run writes the script it shows, and its logs folder"
+    cpu = Hardware(nodes=1, gpus_per_node=2, accelerator="cpu", launcher="inprocess")
+    tiny = LaunchPlan(stage="sft", hardware=cpu, accelerate_config=tmp_path / "cpu.yaml", commands=["python -m m"],
+                      slurm_script=None, memory_gib={"weights": 0.25, "total": 0.5}, est_hours=None)
+    assert render_plan(tiny) == "\n".join([
+        "### Launch plan: sft", "- hardware: 1 node(s) x 2 CPU (world size 2), launcher `inprocess`",
+        f"- accelerate config: `{tmp_path / 'cpu.yaml'}`",
+        "", "Commands:", "```bash", "python -m m", "```",
+        "", "| per process | MiB |", "|---|---|", "| weights | 256.0 |", "| total | 512.0 |",
+        "", "- estimated wall time: n/a"]), "under 1 GiB in MiB; a path outside the repo in full; no site, no script"
+    one = Hardware(nodes=1, gpus_per_node=8, accelerator="h100", launcher="accelerate",
+                   accelerate_config="params/accelerate/single_gpu.yaml")
+    job = LaunchPlan(stage="judge", hardware=one, accelerate_config=None, commands=["python -m j"], slurm_script=None,
+                     memory_gib={"total": 3.0}, est_hours=2.0, site=slurm_site.SiteRequest(SlurmOptions(), None, False,
+                                                                                             None),
+                     site_stage="judge")
+    md = render_plan(job).split("\n")
+    assert md[2:4] == ["- accelerate config: `None`", "- SLURM site options (slurm.judge in params, MED42_SLURM for one "
+                                                          "run): none (the cluster's defaults)"]
+    assert "| largest model, over its GPUs | GiB |" in md and "- estimated wall time: 2.0 h" in md
