@@ -1,6 +1,8 @@
 """Launch plans for 8b/70b (SLURM, accelerate, dry run) and the memory/time estimates behind them."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from med42_utils import cluster_plan, estimates
@@ -342,3 +344,68 @@ def test_the_dry_run_shows_hardware_options_commands_script_memory_time_notes_an
     assert md[2:4] == ["- accelerate config: `None`", "- SLURM site options (slurm.judge in params, MED42_SLURM for one "
                                                           "run): none (the cluster's defaults)"]
     assert "| largest model, over its GPUs | GiB |" in md and "- estimated wall time: 2.0 h" in md
+
+
+def test_each_node_runs_one_accelerate_that_finds_the_steps_first_node_and_one_node_runs_it_directly():
+    import shlex
+
+    from med42_utils.launch import STEP_MASTER
+    from med42_utils.paths import repo_root, run_dir
+
+    p = load_params("8b")
+    plan = plan_launch(p, "sft", "pytest-cmd", "med42_utils.sft.train", ["--set", "a=b c"])
+    cfg = repo_root() / "params/accelerate/fsdp_8b.yaml"
+    assert plan.node_command == STEP_MASTER + (
+        f"accelerate launch --config_file {shlex.quote(str(cfg))} --num_machines 2 --num_processes 16 "
+        "--machine_rank $SLURM_PROCID --main_process_ip $MASTER_ADDR --main_process_port 29500 --rdzv_backend c10d "
+        "-m med42_utils.sft.train --size 8b --run-name pytest-cmd --set 'a=b c'")
+    assert STEP_MASTER == 'export MASTER_ADDR=$(scontrol show hostnames "$SLURM_STEP_NODELIST" | head -n 1); '
+    sdir = run_dir("8b", "pytest-cmd") / "sft"
+    assert plan.slurm_path == sdir / "launch_sft.slurm" and plan.job_name == "med42-sft-8b"
+    assert plan.commands == [f"mkdir -p {shlex.quote(str(sdir / 'logs'))}",
+                             f"sbatch {shlex.quote(str(sdir / 'launch_sft.slurm'))}"]
+    assert plan.progress_file == sdir / "progress.jsonl" and plan.accelerate_config == cfg
+    assert plan.args == ["--size", "8b", "--run-name", "pytest-cmd", "--set", "a=b c"]
+    one = plan_launch(load_params("workshop"), "sft", "pytest-cmd", "med42_utils.sft.train", [], job="sft_again")
+    single = repo_root() / "params/accelerate/single_gpu.yaml"
+    assert one.commands == [f"accelerate launch --config_file {single} --num_machines 1 --num_processes 1 "
+                            "-m med42_utils.sft.train --size workshop --run-name pytest-cmd"]
+    assert one.node_command == one.commands[0], "one node: no rank, rendezvous or MASTER_ADDR"
+    assert one.slurm_path.name == "launch_sft_again.slurm" and one.job_name == "med42-sft_again-workshop"
+    assert "one node: this command on a node with the GPUs; from a login node, sbatch launch_sft_again.slurm" in \
+        one.notes
+
+
+def _config(tmp_path, text):
+    path = tmp_path / "acc.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_an_accelerate_config_that_does_not_fit_the_hardware_is_refused_and_counts_that_differ_are_noted(tmp_path):
+    gpu = {"sft.hardware.nodes": 1, "sft.hardware.gpus_per_node": 4, "sft.hardware.launcher": "accelerate",
+           "sft.gradient_accumulation_steps": 8}
+    with pytest.raises(LaunchError, match=r"acc\.yaml is not an accelerate config \(no distributed_type\)"):
+        plan_launch(load_params("8b", {**gpu, "sft.hardware.accelerate_config": _config(tmp_path, "- a list\n")}),
+                    "sft", "x", "m", [])
+    with pytest.raises(LaunchError, match=r"acc\.yaml is not an accelerate config"):
+        plan_launch(load_params("8b", {**gpu, "sft.hardware.accelerate_config": _config(tmp_path, "num_machines: 1\n")}),
+                    "sft", "x", "m", [])
+    with pytest.raises(LaunchError, match=r"acc\.yaml says use_cpu: true but hardware\.accelerator is h100"):
+        plan_launch(load_params("8b", {**gpu, "sft.hardware.accelerate_config": _config(
+            tmp_path, "distributed_type: 'NO'\nuse_cpu: true\n")}), "sft", "x", "m", [])
+    from med42_utils.launch import _check_config
+
+    cpu = Hardware(nodes=1, gpus_per_node=2, accelerator="cpu", launcher="accelerate", accelerate_config="acc.yaml")
+    with pytest.raises(LaunchError, match=r"acc\.yaml: hardware\.accelerator is cpu but the config lacks 'use_cpu: true'"):
+        _check_config(Path(_config(tmp_path, "distributed_type: 'NO'\nuse_cpu: false\n")), cpu)
+    fits = _config(tmp_path, "distributed_type: FSDP\nnum_machines: 1\nnum_processes: 3\n")
+    plan = plan_launch(load_params("8b", {**gpu, "sft.hardware.accelerate_config": fits}), "sft", "x", "m", [])
+    assert "acc.yaml says num_processes: 3; the command line sets 4 from params" in plan.notes
+    assert not any("says num_machines" in n for n in plan.notes), "the config's 1 machine is what params say"
+    ok = _check_config(Path(_config(tmp_path, "distributed_type: MULTI_CPU\nuse_cpu: true\nnum_machines: 1\n"
+                                               "num_processes: 2\n")), cpu)
+    assert ok == [], "a CPU config on CPU hardware with params' counts: nothing noted"
+    inproc = cpu.model_copy(update={"launcher": "inprocess", "accelerator": "h100"})
+    assert _check_config(Path(_config(tmp_path, "distributed_type: 'NO'\nuse_cpu: true\nnum_processes: 9\n")),
+                         inproc) == [], "in-process: the config is not used to launch"
