@@ -409,3 +409,27 @@ def test_an_accelerate_config_that_does_not_fit_the_hardware_is_refused_and_coun
     inproc = cpu.model_copy(update={"launcher": "inprocess", "accelerator": "h100"})
     assert _check_config(Path(_config(tmp_path, "distributed_type: 'NO'\nuse_cpu: true\nnum_processes: 9\n")),
                          inproc) == [], "in-process: the config is not used to launch"
+
+
+def test_in_process_execute_calls_the_modules_main_with_the_plans_arguments_and_fails_on_its_status(tmp_path,
+                                                                                                     monkeypatch):
+    import importlib
+
+    from med42_utils.launch import LaunchPlan
+
+    (tmp_path / "pytest_stage_mod.py").write_text("calls = []\n\ndef main(argv):\n    calls.append(argv)\n"
+                                                  "    return int(argv[-1])\n")
+    (tmp_path / "pytest_no_main_mod.py").write_text("x = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cpu = Hardware(nodes=1, gpus_per_node=1, accelerator="cpu", launcher="inprocess")
+    plan = LaunchPlan(stage="sft", hardware=cpu, accelerate_config=None, commands=["python -m pytest_stage_mod --x 0"],
+                      slurm_script=None, memory_gib={}, est_hours=None, module="pytest_stage_mod", args=["--x", "0"])
+    assert execute(plan) is None
+    assert importlib.import_module("pytest_stage_mod").calls == [["--x", "0"]]
+    plan.args, plan.commands = ["--x", "3"], ["python -m pytest_stage_mod --x 3"]
+    with pytest.raises(LaunchError, match=r"^python -m pytest_stage_mod --x 3 returned 3$"):
+        execute(plan)
+    plan.module = "pytest_no_main_mod"
+    with pytest.raises(LaunchError, match=r"^module pytest_no_main_mod has no main\(argv\); the in-process launcher "
+                                          r"needs one$"):
+        execute(plan)
