@@ -433,3 +433,47 @@ def test_in_process_execute_calls_the_modules_main_with_the_plans_arguments_and_
     with pytest.raises(LaunchError, match=r"^module pytest_no_main_mod has no main\(argv\); the in-process launcher "
                                           r"needs one$"):
         execute(plan)
+
+
+def test_a_job_is_done_when_its_recorded_request_is_this_one_and_every_output_was_written_after_it(tmp_path):
+    import hashlib
+    import json
+    import os
+
+    from med42_utils.launch import LaunchPlan, job_done, job_request
+    from med42_utils.manifest import MANIFEST
+
+    cpu = Hardware(nodes=1, gpus_per_node=1, accelerator="cpu", launcher="inprocess")
+    plan = LaunchPlan(stage="eval", hardware=cpu, accelerate_config=None, commands=["python -m m --size 8b", "other"],
+                      slurm_script="#!/bin/bash\n", memory_gib={}, est_hours=None,
+                      slurm_path=tmp_path / "eval" / "launch_eval.slurm")
+    assert plan.request_record == tmp_path / "eval" / "launch_eval.request.json"
+    assert plan.job_record == tmp_path / "eval" / "launch_eval.job.json"
+    sft, missing = tmp_path / "sft", tmp_path / "dpo"
+    sft.mkdir()
+    (sft / MANIFEST).write_text('{"stage": "sft"}')
+    request = job_request(plan, [sft, missing])
+    assert request == {"command": "python -m m --size 8b", "inputs": {
+        str(sft): hashlib.sha256(b'{"stage": "sft"}').hexdigest(), str(missing): None}}, \
+        "the first command, and each input's manifest hash (None: not there yet)"
+    out = tmp_path / "eval" / "results.json"
+    out.parent.mkdir()
+    out.write_text("{}")
+    assert job_done(plan, [out], [sft, missing]) is None, "no request recorded yet"
+    plan.request_record.write_text(json.dumps(request))
+    t = plan.request_record.stat().st_mtime_ns
+    os.utime(out, ns=(t, t))                               # written at the very time of the request: by its job
+    other = tmp_path / "eval" / "table.csv"
+    other.write_text("x")
+    os.utime(other, ns=(t + 1, t + 1))
+    assert job_done(plan, [out, other], [sft, missing]) == "results.json, table.csv written by the job for this same request"
+    assert job_done(plan, [], [sft, missing]) is None, "a job that names no outputs is never taken as done"
+    os.utime(other, ns=(t - 1, t - 1))
+    assert job_done(plan, [out, other], [sft, missing]) is None, "an output older than the request: an earlier job's"
+    assert job_done(plan, [out, tmp_path / "eval" / "nope.csv"], [sft, missing]) is None
+    (sft / MANIFEST).write_text('{"stage": "sft", "again": 1}')
+    assert job_done(plan, [out], [sft, missing]) is None, "an input re-run since: another request"
+    plan.request_record.write_text("{not json")
+    assert job_done(plan, [out], [sft]) is None
+    plan.slurm_path = None
+    assert plan.request_record is None and job_done(plan, [out], [sft]) is None, "in-process: nothing recorded"
