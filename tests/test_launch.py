@@ -477,3 +477,36 @@ def test_a_job_is_done_when_its_recorded_request_is_this_one_and_every_output_wa
     assert job_done(plan, [out], [sft]) is None
     plan.slurm_path = None
     assert plan.request_record is None and job_done(plan, [out], [sft]) is None, "in-process: nothing recorded"
+
+
+def test_one_process_jobs_take_their_stages_site_options_and_only_eval_and_judging_requeue_at_the_signal(tmp_path):
+    from med42_utils.launch import plan_job
+
+    p = load_params("8b", {"slurm.eval.partition": "e", "slurm.judge.partition": "j", "slurm.samples.partition": "s",
+                           "slurm.dpo.partition": "d"})
+    cmd = "python -m med42_utils.x --size 8b --run-name r --a 'b c'"
+    resumable = ("resumable: every finished model is kept; SIGUSR1 300 s before the time limit requeues the job "
+                 "(--requeue), which goes on at the next model")
+    for job, stage, requeue in (("eval", "eval", True), ("judge", "judge", True), ("sft_samples", "samples", False),
+                                ("onpolicy_round1", "dpo", False)):
+        plan = plan_job(p, job, "r", tmp_path / "st", "med42_utils.x", ["--a", "b c"])
+        assert plan.commands == [cmd] and plan.node_command == cmd and plan.args[:4] == ["--size", "8b", "--run-name", "r"]
+        assert (plan.stage, plan.site_stage, plan.job_name) == (job, stage, f"med42-{job}-8b")
+        assert plan.slurm_path == tmp_path / "st" / f"launch_{job}.slurm"
+        s = plan.slurm_script.splitlines()
+        assert f"#SBATCH --job-name=med42-{job}-8b" in s and f"#SBATCH --partition={stage[0]}" in s, job
+        assert "#SBATCH --nodes=1" in s and "#SBATCH --gres=gpu:8" in s
+        assert f"#SBATCH --output={tmp_path}/st/logs/%x-%j.out" in s
+        assert ("#SBATCH --signal=B:USR1@300" in s) is requeue and (resumable in plan.notes) is requeue, job
+        assert f"srun --export=ALL --kill-on-bad-exit=1 bash -c {__import__('shlex').quote(cmd)}{' &' * requeue}" in s
+        assert plan.notes[0] == "one process on 1 node x 8 h100"
+        if requeue:  # each model's GPUs, memory and hours from params: a --time from them
+            assert plan.est_hours > 0 and plan.memory_gib["total"] > 0
+            assert f"#SBATCH --time={cluster_plan.suggested_time(plan.est_hours)}" in s
+        else:
+            assert plan.est_hours is None and plan.memory_gib == {} and not any("--time" in x for x in s)
+    one = plan_job(load_params("workshop"), "eval", "r", tmp_path / "ws", "m")
+    assert any(x.startswith("#SBATCH --mem=") and x.endswith("G") for x in one.slurm_script.splitlines()), \
+        "a one-GPU job asks for the host memory of its largest model"
+    tiny = plan_job(load_params("tiny"), "eval", "r", tmp_path / "t", "m")
+    assert (tiny.slurm_path, tiny.slurm_script, tiny.commands) == (None, None, ["python -m m --size tiny --run-name r"])
