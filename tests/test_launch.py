@@ -295,6 +295,7 @@ def test_a_per_model_job_requeues_itself_at_the_signal_and_a_job_without_one_jus
     assert not any("MED42_STOP_FILE" in line for line in s), "no checkpoint to ask for: the job itself requeues"
     plain = _acted_on(render_slurm("samples", hw, "python -m m", "med42-x-8b", tmp_path))
     assert not any(line.startswith(("#SBATCH --signal", "trap ")) for line in plain)
+    assert plain[plain.index("#SBATCH --open-mode=append") + 1] == "set -euo pipefail", "nothing else before it runs"
     assert plain[-2:] == ["srun --export=ALL --kill-on-bad-exit=1 bash -c 'python -m m'", ""], \
         "no signal: srun in the foreground, its exit status the script's"
 
