@@ -511,3 +511,37 @@ def test_one_process_jobs_take_their_stages_site_options_and_only_eval_and_judgi
         "a one-GPU job asks for the host memory of its largest model"
     tiny = plan_job(load_params("tiny"), "eval", "r", tmp_path / "t", "m")
     assert (tiny.slurm_path, tiny.slurm_script, tiny.commands) == (None, None, ["python -m m --size tiny --run-name r"])
+
+
+def test_a_local_launch_runs_the_last_command_with_this_python_from_the_repo_root_and_fails_on_its_status(
+        tmp_path, monkeypatch, capsys):
+    import re
+    import subprocess
+    import sys
+
+    from med42_utils import launch
+    from med42_utils.launch import LaunchPlan
+    from med42_utils.paths import repo_root
+
+    monkeypatch.setattr(launch, "placement", lambda hw: ("local", "2 GPU(s) found"))
+    runs = []
+
+    def run(cmd, **kw):  # stands in for the launch itself: records what would run, exits as told
+        runs.append((cmd, kw))
+        return subprocess.CompletedProcess(cmd, rc)
+
+    monkeypatch.setattr(launch.subprocess, "run", run)
+    hw = Hardware(nodes=1, gpus_per_node=2, accelerator="h100", launcher="accelerate", accelerate_config="c.yaml")
+    plan = LaunchPlan(stage="sft", hardware=hw, accelerate_config=None, memory_gib={}, est_hours=None,
+                      commands=["echo not this one", "accelerate launch --config_file 'my c.yaml' -m mod --size 8b"],
+                      slurm_script=None)
+    rc = 0
+    assert execute(plan) is None
+    assert runs == [([sys.executable, "-m", "accelerate.commands.launch", "--config_file", "my c.yaml", "-m", "mod",
+                      "--size", "8b"], {"cwd": repo_root()})], "accelerate of this Python, not the one on PATH"
+    assert "sft: 2 GPU(s) found" in capsys.readouterr().out
+    plan.commands = ["python -m mod --size 8b"]
+    rc = 3
+    with pytest.raises(LaunchError, match=rf"^launch failed \(exit 3\): {re.escape(sys.executable)} -m mod --size 8b$"):
+        execute(plan)
+    assert runs[-1] == ([sys.executable, "-m", "mod", "--size", "8b"], {"cwd": repo_root()})
