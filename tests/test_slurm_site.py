@@ -464,3 +464,29 @@ def fake_slurm_bin(tmp_path, monkeypatch):
     for var in ("SLURM_JOB_ID", "SLURM_JOB_NUM_NODES", "SLURM_NNODES", "SLURM_JOB_NODELIST"):
         monkeypatch.delenv(var, raising=False)
     return state
+
+
+def test_before_a_submit_the_jobs_own_offline_setting_and_the_partition_fit_are_checked_and_not_before_srun(
+        tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from med42_utils import preflight
+    from med42_utils.launch import refuse_unless_ready
+
+    monkeypatch.setattr(preflight, "model_cached", lambda repo_id: False)  # whatever this machine's cache holds
+    plan = plan_launch(load_params("8b", {"slurm.partition": "gpux"}), "sft", "pytest-ready8", "m", [])
+    plan.capacity_problems = ["too big for a node"]
+    _fake_sinfo(tmp_path / "bin", f"printf '%s' {shlex.quote(SINFO)}\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)      # this process is offline ...
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")                   # ... and the submitted job is told to go online
+    submit = readiness_problems(plan, "sbatch")
+    assert not any("prefetch" in p for p in submit), "the job may download the model: not a problem for sbatch"
+    assert "too big for a node" in submit
+    assert submit[-1].startswith("partition 'gpux' does not exist (sinfo: gpu (default): ")
+    here = readiness_problems(plan, "srun")
+    assert any("python -m med42_utils.prefetch --size 8b" in p for p in here), "srun inherits this offline process"
+    assert not any("gpux" in p for p in here), "inside an allocation the partition is already chosen"
+    with pytest.raises(NotReady) as e:
+        refuse_unless_ready(plan, "srun")
+    assert str(e.value) == "sft was not started: it cannot succeed yet.\n" + "\n".join(f"  - {p}" for p in here)
