@@ -545,3 +545,35 @@ def test_a_local_launch_runs_the_last_command_with_this_python_from_the_repo_roo
     with pytest.raises(LaunchError, match=rf"^launch failed \(exit 3\): {re.escape(sys.executable)} -m mod --size 8b$"):
         execute(plan)
     assert runs[-1] == ([sys.executable, "-m", "mod", "--size", "8b"], {"cwd": repo_root()})
+
+
+def test_inside_an_allocation_srun_runs_the_node_command_from_the_repo_root_on_every_node(tmp_path, monkeypatch):
+    import os
+    import shlex
+
+    from med42_utils import launch
+    from med42_utils.launch import python_bin
+    from med42_utils.paths import repo_root
+
+    monkeypatch.setattr(launch, "placement", lambda hw: ("srun", "inside a SLURM allocation of 2 node(s)"))
+    calls = []
+    monkeypatch.setattr(launch.slurm, "srun", lambda *a, **kw: calls.append((a, kw)))
+    monkeypatch.setenv("SLURM_JOB_ID", "777")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    plan = plan_launch(load_params("8b"), "sft", "pytest-srun", "med42_utils.sft.train", [])
+    plan.needs = None
+    assert execute(plan, interval=0.5) is None
+    ((args, kw),) = calls
+    assert args == (["bash", "-c", f"cd {shlex.quote(str(repo_root()))} && {plan.node_command}"], 2,
+                    plan.log_dir / "srun-med42-sft-8b-777.out", plan.progress_file)
+    env = kw.pop("env")
+    assert kw == {"interval": 0.5, "gpus_per_node": 8, "step_name": "med42-sft-8b"}
+    assert env["MASTER_PORT"] == "29500" and env["PATH"] == os.pathsep.join([python_bin(), "/usr/bin:/bin"])
+    monkeypatch.delenv("SLURM_JOB_ID")
+    cpu = load_params("8b", {"sft.hardware.accelerator": "cpu", "sft.hardware.accelerate_config":
+                             "params/accelerate/fsdp_cpu_tiny.yaml"})
+    plan = plan_launch(cpu, "sft", "pytest-srun", "med42_utils.sft.train", [])
+    plan.needs = None
+    execute(plan)
+    assert calls[-1][0][2].name == "srun-med42-sft-8b-local.out" and calls[-1][1]["gpus_per_node"] == 0, \
+        "no GPUs asked for a CPU step; outside a job the log is named local"
