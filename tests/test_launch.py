@@ -577,3 +577,41 @@ def test_inside_an_allocation_srun_runs_the_node_command_from_the_repo_root_on_e
     execute(plan)
     assert calls[-1][0][2].name == "srun-med42-sft-8b-local.out" and calls[-1][1]["gpus_per_node"] == 0, \
         "no GPUs asked for a CPU step; outside a job the log is named local"
+
+
+def test_from_a_login_node_the_job_is_submitted_once_followed_or_left_and_a_refusal_points_at_the_key(
+        tmp_path, monkeypatch, capsys):
+    from med42_utils import launch, slurm
+
+    monkeypatch.setattr(launch, "placement", lambda hw: ("sbatch", "sbatch found"))
+    job = slurm.Job("4242", "med42-sft-8b", "s.slurm", "/logs/med42-sft-8b-4242.out", 0.0)
+    submitted, waited = [], []
+    monkeypatch.setattr(launch.slurm, "submit", lambda path, name, record: submitted.append((path, name, record)) or job)
+    monkeypatch.setattr(launch.slurm, "wait", lambda j, progress, interval: waited.append((j, progress, interval)))
+    monkeypatch.setattr(launch.slurm, "is_active", lambda j: True)
+    plan = plan_launch(load_params("8b", {"slurm.partition": "gpu"}), "sft", "pytest-login", "m", [])
+    plan.needs = None
+    monkeypatch.setattr(launch.slurm_site, "read_sinfo", lambda: None)
+    assert execute(plan, interval=0.25) is job
+    assert submitted == [(plan.slurm_path, "med42-sft-8b", plan.job_record)] and plan.slurm_path.is_file()
+    assert waited == [(job, plan.progress_file, 0.25)]
+    out = capsys.readouterr().out
+    assert f"SLURM options (slurm.sft in params, MED42_SLURM for one run): {' '.join(plan.site.lines)}\n" in out
+    assert "submitted SLURM job 4242 (med42-sft-8b); log /logs/med42-sft-8b-4242.out\n" in out
+    job.write(plan.job_record)                              # a re-run while that job is queued: no second submit
+    assert execute(plan, wait=False) == job and len(submitted) == 1 and len(waited) == 1
+    out = capsys.readouterr().out
+    assert ("SLURM job 4242 of this stage is still queued or running: waiting for it (not submitting another); log "
+            "/logs/med42-sft-8b-4242.out\n") in out
+    assert "not waiting (wait=False). Follow it with `squeue -j 4242` and `tail -f /logs/med42-sft-8b-4242.out`" in out
+    monkeypatch.setattr(launch.slurm, "is_active", lambda j: False)   # that job has ended: a new one is submitted
+
+    def refuse(path, name, record):
+        raise slurm.SlurmError("sbatch: error: Batch job submission failed: Invalid account specified")
+
+    monkeypatch.setattr(launch.slurm, "submit", refuse)
+    with pytest.raises(slurm.SlurmError) as e:
+        execute(plan)
+    assert str(e.value) == ("sbatch: error: Batch job submission failed: Invalid account specified\n"
+                            + launch.slurm_site.sbatch_hint("Invalid account", "sft"))
+    assert str(e.value).endswith("MED42_SLURM='account=...'; see docs/cluster-options.md")
