@@ -338,13 +338,16 @@ def test_the_dry_run_shows_hardware_options_commands_script_memory_time_notes_an
     one = Hardware(nodes=1, gpus_per_node=8, accelerator="h100", launcher="accelerate",
                    accelerate_config="params/accelerate/single_gpu.yaml")
     job = LaunchPlan(stage="judge", hardware=one, accelerate_config=None, commands=["python -m j"], slurm_script=None,
-                     memory_gib={"total": 3.0}, est_hours=2.0, site=slurm_site.SiteRequest(SlurmOptions(), None, False,
+                     memory_gib={"total": 1.0}, est_hours=2.0, site=slurm_site.SiteRequest(SlurmOptions(), None, False,
                                                                                              None),
                      site_stage="judge")
     md = render_plan(job).split("\n")
     assert md[2:4] == ["- accelerate config: `None`", "- SLURM site options (slurm.judge in params, MED42_SLURM for one "
                                                           "run): none (the cluster's defaults)"]
     assert "| largest model, over its GPUs | GiB |" in md and "- estimated wall time: 2.0 h" in md
+    assert "| total | 1.00 |" in md, "MiB only under 1 GiB"
+    job.stage = "eval"
+    assert "| largest model, over its GPUs | GiB |" in render_plan(job).split("\n")
 
 
 def test_each_node_runs_one_accelerate_that_finds_the_steps_first_node_and_one_node_runs_it_directly():
@@ -475,7 +478,9 @@ def test_a_job_is_done_when_its_recorded_request_is_this_one_and_every_output_wa
     (sft / MANIFEST).write_text('{"stage": "sft", "again": 1}')
     assert job_done(plan, [out], [sft, missing]) is None, "an input re-run since: another request"
     plan.request_record.write_text("{not json")
-    assert job_done(plan, [out], [sft]) is None
+    t = plan.request_record.stat().st_mtime_ns
+    os.utime(out, ns=(t + 1, t + 1))
+    assert job_done(plan, [out], [sft]) is None, "a broken record holds no request"
     plan.slurm_path = None
     assert plan.request_record is None and job_done(plan, [out], [sft]) is None, "in-process: nothing recorded"
 
