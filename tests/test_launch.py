@@ -486,7 +486,9 @@ def test_a_job_is_done_when_its_recorded_request_is_this_one_and_every_output_wa
 
 
 def test_one_process_jobs_take_their_stages_site_options_and_only_eval_and_judging_requeue_at_the_signal(tmp_path):
+    from med42_utils.hardware import job_hardware
     from med42_utils.launch import plan_job
+    from med42_utils.preflight import stage_needs
 
     p = load_params("8b", {"slurm.eval.partition": "e", "slurm.judge.partition": "j", "slurm.samples.partition": "s",
                            "slurm.dpo.partition": "d"})
@@ -506,6 +508,9 @@ def test_one_process_jobs_take_their_stages_site_options_and_only_eval_and_judgi
         assert ("#SBATCH --signal=B:USR1@300" in s) is requeue and (resumable in plan.notes) is requeue, job
         assert f"srun --export=ALL --kill-on-bad-exit=1 bash -c {__import__('shlex').quote(cmd)}{' &' * requeue}" in s
         assert plan.notes[0] == "one process on 1 node x 8 h100"
+        assert (plan.hardware, plan.module, plan.job_params, plan.needs_job) == (job_hardware(p), "med42_utils.x", p, job)
+        assert plan.site.lines[0] == f"--partition={stage[0]}" and plan.needs == stage_needs(p, "r", job)
+        assert (plan.warnings, plan.capacity_problems) == ([], []), "8 GPUs of 80 GB hold every model here"
         if requeue:  # each model's GPUs, memory and hours from params: a --time from them
             assert plan.est_hours > 0 and plan.memory_gib["total"] > 0
             assert f"#SBATCH --time={cluster_plan.suggested_time(plan.est_hours)}" in s
@@ -516,6 +521,9 @@ def test_one_process_jobs_take_their_stages_site_options_and_only_eval_and_judgi
         "a one-GPU job asks for the host memory of its largest model"
     tiny = plan_job(load_params("tiny"), "eval", "r", tmp_path / "t", "m")
     assert (tiny.slurm_path, tiny.slurm_script, tiny.commands) == (None, None, ["python -m m --size tiny --run-name r"])
+    assert (tiny.memory_gib, tiny.est_hours) == ({}, None), "no GPU figures for a CPU job"
+    models = plan_job(p, "eval", "r", tmp_path / "st", "m", models=["sft"])
+    assert models.needs == stage_needs(p, "r", "eval", ["sft"]) != stage_needs(p, "r", "eval")
 
 
 def test_a_local_launch_runs_the_last_command_with_this_python_from_the_repo_root_and_fails_on_its_status(

@@ -474,7 +474,7 @@ def test_before_a_submit_the_jobs_own_offline_setting_and_the_partition_fit_are_
     from med42_utils.launch import refuse_unless_ready
 
     monkeypatch.setattr(preflight, "model_cached", lambda repo_id: False)  # whatever this machine's cache holds
-    plan = plan_launch(load_params("8b", {"slurm.partition": "gpux"}), "sft", "pytest-ready8", "m", [])
+    plan = plan_launch(load_params("8b", {"slurm.partition": "debug"}), "sft", "pytest-ready8", "m", [])
     plan.capacity_problems = ["too big for a node"]
     _fake_sinfo(tmp_path / "bin", f"printf '%s' {shlex.quote(SINFO)}\n")
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
@@ -483,10 +483,14 @@ def test_before_a_submit_the_jobs_own_offline_setting_and_the_partition_fit_are_
     submit = readiness_problems(plan, "sbatch")
     assert not any("prefetch" in p for p in submit), "the job may download the model: not a problem for sbatch"
     assert "too big for a node" in submit
-    assert submit[-1].startswith("partition 'gpux' does not exist (sinfo: gpu (default): ")
+    assert submit[-2].startswith("sft asks for 2 node(s) x 8 GPUs and 1 CPUs per node; partition debug has 0 node(s)")
+    assert submit[-1].startswith("slurm time ") and "over partition debug's limit of 1 h; lower slurm.sft.time" in \
+        submit[-1], "sinfo read at submit time: the plan's time (made without sinfo) is over debug's limit"
     here = readiness_problems(plan, "srun")
     assert any("python -m med42_utils.prefetch --size 8b" in p for p in here), "srun inherits this offline process"
-    assert not any("gpux" in p for p in here), "inside an allocation the partition is already chosen"
+    assert not any("partition debug" in p for p in here), "inside an allocation the partition is already chosen"
+    with pytest.raises(NotReady, match=r"^sft was not submitted: it cannot succeed yet\.\n(.|\n)*partition debug has 0"):
+        refuse_unless_ready(plan, "sbatch")
     with pytest.raises(NotReady) as e:
         refuse_unless_ready(plan, "srun")
     assert str(e.value) == "sft was not started: it cannot succeed yet.\n" + "\n".join(f"  - {p}" for p in here)
