@@ -78,7 +78,7 @@ def parse_sinfo(text: str) -> list[Partition]:
         name, count, cpus, gres, limit = (c.strip() for c in cols[:5])
         default = name.endswith("*")
         name = name.rstrip("*")
-        hours = None if limit.lower() in ("infinite", "unlimited", "n/a", "") else time_hours(limit)
+        hours = None if limit.lower() in ("n/a", "") else time_hours(limit)  # time_hours: 'infinite' is None
         p = parts.setdefault(name, Partition(name, default, hours))
         p.groups.append(NodeGroup(int(count), int(re.sub(r"\D.*", "", cpus) or 0), gres_gpus(gres),
                                   cols[5].strip() if len(cols) > 5 else ""))

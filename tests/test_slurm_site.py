@@ -11,6 +11,7 @@ import fakeslurm
 from med42_utils import slurm_site
 from med42_utils.launch import NotReady, execute, plan_job, plan_launch, readiness_problems, render_plan
 from med42_utils.params import ParamsError, load_params
+from med42_utils.params.base import Hardware
 from med42_utils.params.slurm import SlurmOptions, env_overrides, time_hours
 from med42_utils.preflight import stage_needs
 
@@ -136,6 +137,190 @@ def test_a_request_that_fits_no_partition_says_what_to_change():
     (cpu,) = slurm_site.fit_problems(slurm_site.site_request(SlurmOptions(cpus_per_task=96), one, small), one, small,
                                      "sft")
     assert "96 CPUs per node" in cpu and "slurm.cpus_per_task" in cpu
+
+
+@pytest.mark.parametrize("gres,gpus", [("gpu:8", 8), ("gpu:h100:8(S:0-1)", 8), ("gpu:a100:4,gpu:v100:2", 6),
+                                       ("gpu:a100:2(S:0,1),gpu:v100:1", 3), ("gpu:4,mps:400", 4),
+                                       ("gpu:h100:4,shard:h100:32", 4), ("(null)", 0), ("", 0)])
+def test_gres_counts_gpus_only_also_with_sockets_and_other_resources(gres, gpus):
+    """A comma inside '(S:0,1)' does not split an item; MPS and shards are shares of GPUs, not more of them."""
+    assert slurm_site.gres_gpus(gres) == gpus
+
+
+def test_sinfo_lines_without_features_limit_or_cpu_count_are_read_and_blank_lines_skipped():
+    text = ("A100X*|2|96+|gpu:8|1-12:30:00|a100x\n"
+            "\n"
+            "shared|3|N/A|gpu:h100:4|n/a\n"          # five columns: no features; no limit; CPUs sinfo cannot give
+            "old|1|16|gpu:1||\n"
+            "mini|5|1|gpu:1|infinite|\n")
+    parts = {p.name: p for p in slurm_site.parse_sinfo(text)}
+    assert list(parts) == ["A100X", "shared", "old", "mini"], "only the trailing '*' is the default's mark"
+    assert parts["A100X"].default and not any(p.default for n, p in parts.items() if n != "A100X")
+    assert [(g.count, g.cpus, g.gpus, g.features) for p in parts.values() for g in p.groups] == [
+        (2, 96, 8, "a100x"), (3, 0, 4, ""), (1, 16, 1, ""), (5, 1, 1, "")]
+    assert [p.max_hours for p in parts.values()] == [36.5, None, None, None]
+    assert parts["mini"].nodes_with(1) == 5, "a job asks for at least one CPU, which a 1-CPU node has"
+    with pytest.raises(ValueError, match=r"unexpected sinfo line 'gpu\|4\|96' \(format %P\|%D\|%c\|%G\|%l\|%f\)"):
+        slurm_site.parse_sinfo("gpu*|4|96|gpu:8|infinite|\ngpu|4|96\n")
+
+
+def test_partitions_describe_their_nodes_and_limits_in_the_refusal_that_lists_them():
+    parts = slurm_site.parse_sinfo(SINFO)
+    gpu, debug, cpu = (p.describe() for p in parts)
+    assert gpu == "gpu (default): 4 x (96 CPUs, 8 GPUs), 2 x (64 CPUs, 4 GPUs); time limit 48 h"
+    assert debug == "debug: 1 x (32 CPUs, 3 GPUs); time limit 1 h"
+    assert cpu == "cpu: 10 x (128 CPUs, 0 GPUs); no time limit"
+    hw = load_params("8b").sft.hardware
+    fix = "set slurm.partition or slurm.sft.partition, e.g. MED42_SLURM='partition=NAME'"
+    assert slurm_site.fit_problems(slurm_site.site_request(SlurmOptions(partition="gpux"), hw, parts), hw, parts,
+                                   "sft") == [f"partition 'gpux' does not exist (sinfo: {gpu}; {debug}; {cpu}); {fix}"]
+    no_default = slurm_site.parse_sinfo("debug|1|32|gpu:2|1:00:00|\n")
+    req = slurm_site.site_request(SlurmOptions(), hw, no_default)
+    assert slurm_site.fit_problems(req, hw, no_default, "sft") == [
+        f"the cluster has no default partition (sinfo: debug: 1 x (32 CPUs, 2 GPUs); time limit 1 h); {fix}"]
+    assert slurm_site.fit_problems(req, hw, [], "sft") == [f"the cluster has no default partition (sinfo: none); {fix}"]
+
+
+def _fake_sinfo(bin_dir, body):
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "sinfo").write_text("#!/bin/bash\n" + body)
+    (bin_dir / "sinfo").chmod(0o755)
+
+
+def test_sinfo_is_asked_for_the_format_parse_reads_and_a_failing_or_absent_sinfo_is_no_answer(tmp_path, monkeypatch):
+    bin_dir, args = tmp_path / "bin", tmp_path / "args"
+    _fake_sinfo(bin_dir, f'printf "%s\\n" "$@" > {shlex.quote(str(args))}\nprintf "%s" {shlex.quote(SINFO)}\n')
+    monkeypatch.setenv("PATH", str(bin_dir))                 # this fake only, never the machine's sinfo
+    parts = slurm_site.read_sinfo()
+    assert args.read_text().splitlines() == ["-h", "-o", "%P|%D|%c|%G|%l|%f"], "no header line, the six columns"
+    assert parts == slurm_site.parse_sinfo(SINFO)
+    _fake_sinfo(bin_dir, 'echo "slurm_load_partitions: Unable to contact slurm controller" >&2\nexit 1\n')
+    assert slurm_site.read_sinfo() is None
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert slurm_site.read_sinfo() is None
+
+
+def test_a_sinfo_that_never_answers_is_given_up_on(tmp_path, monkeypatch):
+    _fake_sinfo(tmp_path / "bin", "sleep 1000\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+
+    def hung(cmd, **kw):  # what subprocess.run does with a process that never ends: wait for ever, or time out
+        assert kw.get("timeout"), "without a timeout the dry run would hang on an unanswering controller"
+        raise subprocess.TimeoutExpired(cmd, kw["timeout"])
+
+    monkeypatch.setattr(slurm_site.subprocess, "run", hung)
+    assert slurm_site.read_sinfo() is None
+
+
+@pytest.mark.parametrize("value,offline", [(None, True), ("1", True), ("true", True), ("0", False), ("false", False),
+                                           ("No", False), (" OFF ", False)])
+def test_jobs_run_offline_unless_this_shell_turns_it_off(value, offline, monkeypatch):
+    if value is None:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    else:
+        monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    assert slurm_site.job_offline() is offline
+
+
+def test_a_secret_added_to_the_passed_settings_is_refused_by_name(monkeypatch):
+    monkeypatch.setattr(slurm_site, "PASSED_IF_SET", (*slurm_site.PASSED_IF_SET, "WANDB_API_KEY"))
+    monkeypatch.setenv("WANDB_API_KEY", "secret-value")
+    with pytest.raises(RuntimeError, match=r"secrets must never be written into a job script: \['WANDB_API_KEY'\]"):
+        slurm_site.environment_lines()
+
+
+# a partition over a day and a half, one under an hour, one without a limit
+LIMITS = "long*|4|96|gpu:8|1-12:30:00|\nshort|4|96|gpu:8|45:00|\nopen|4|96|gpu:8|infinite|\n"
+
+
+def test_the_plans_time_is_capped_at_the_partitions_limit_written_as_slurm_reads_it():
+    parts, hw = slurm_site.parse_sinfo(LIMITS), load_params("8b").sft.hardware
+    req = slurm_site.site_request(SlurmOptions(), hw, parts, default_time="2-00:00:00", stage="sft")
+    assert req.options.time == "1-12:30:00" and "--time=1-12:30:00" in req.lines
+    assert req.notes[0] == ("--time=1-12:30:00: the plan suggests 2-00:00:00, above partition long's limit; the job "
+                            "stops at the limit (training checkpoints and requeues itself, docs/resume.md)")
+    assert not any("no slurm.time" in n for n in req.notes), "the job has a time now"
+    short = slurm_site.site_request(SlurmOptions(partition="short"), hw, parts, default_time="1:00:00", stage="sft")
+    assert short.options.time == "0:45:00", "the named partition's limit, not the default one's; no day part"
+    at = slurm_site.site_request(SlurmOptions(), hw, parts, default_time="1-12:30:00", stage="dpo")
+    assert at.options.time == "1-12:30:00"
+    assert at.notes[0] == "--time=1-12:30:00: from the plan's estimate (set slurm.dpo.time to choose)"
+    free = slurm_site.site_request(SlurmOptions(partition="open"), hw, parts, default_time="5-00:00:00")
+    assert free.options.time == "5-00:00:00"
+    assert free.notes[0] == "--time=5-00:00:00: from the plan's estimate (set slurm.<stage>.time to choose)"
+    own = slurm_site.site_request(SlurmOptions(time="3:00:00"), hw, parts, default_time="2-00:00:00")
+    assert own.options.time == "3:00:00" and not any(n.startswith("--time") for n in own.notes)
+
+
+NO_TIME = "no slurm.time: the partition's default time limit applies and may end a long stage part way"
+
+
+def test_the_request_says_how_cpus_and_whole_nodes_were_decided():
+    parts = slurm_site.parse_sinfo(SINFO)
+    full = slurm_site.site_request(SlurmOptions(), load_params("8b").sft.hardware, parts, mem_gib=40)
+    assert full.node_gpus == 8 and full.mem_gib is None
+    assert full.lines == ["--cpus-per-task=96", "--exclusive", "--mem=0"]
+    assert full.notes == ["cpus per task 96: all of a node's 96 CPUs (sinfo, partition gpu); set slurm.cpus_per_task "
+                          "to choose", "--exclusive --mem=0: the job takes all 8 GPUs of each node", NO_TIME]
+    one = load_params("workshop").sft.hardware          # 1 GPU: it may land on a 96-CPU/8-GPU or a 64-CPU/4-GPU node
+    share = slurm_site.site_request(SlurmOptions(), one, parts, mem_gib=40)
+    assert (share.exclusive, share.node_gpus, share.mem_gib) == (False, 8, 40)
+    assert share.lines == ["--cpus-per-task=12", "--mem=40G"], "96/8 CPUs per GPU is the smaller share (64/4 is 16)"
+    mem_note = ("--mem=40G: host memory for loading the model(s) (med42_utils.cluster_plan.host_memory_gib); add "
+                "--mem=... to slurm.extra to choose")
+    assert share.notes == ["cpus per task 12: its GPUs share of a node's 64 CPUs (sinfo, partition gpu); set "
+                           "slurm.cpus_per_task to choose", NO_TIME, mem_note]
+    assert slurm_site.site_request(SlurmOptions(), one, parts).notes == share.notes[:2], "no --mem asked, none noted"
+    forced = slurm_site.site_request(SlurmOptions(exclusive=True), one, parts, mem_gib=40)
+    assert forced.lines == ["--cpus-per-task=64", "--exclusive", "--mem=0"], "all CPUs of the smaller node"
+    assert forced.notes == ["cpus per task 64: all of a node's 64 CPUs (sinfo, partition gpu); set slurm.cpus_per_task "
+                            "to choose", "--exclusive --mem=0: forced by slurm.exclusive", NO_TIME]
+    few = slurm_site.site_request(SlurmOptions(), one, slurm_site.parse_sinfo("small*|2|4|gpu:8|infinite|\n"))
+    assert few.lines == ["--cpus-per-task=1"], "fewer CPUs than GPUs: still one CPU per task"
+
+
+def test_without_sinfo_only_h100_nodes_are_known_to_hold_eight_gpus():
+    dry = slurm_site.site_request(SlurmOptions(), load_params("8b").sft.hardware, None)
+    assert (dry.node_gpus, dry.exclusive, dry.lines) == (8, True, ["--exclusive", "--mem=0"])
+    assert dry.notes == ["cpus per task: not asked (sinfo could not say what a node has): the job gets the site's "
+                         "default CPUs and its step every CPU the job has on the node; set slurm.cpus_per_task",
+                         "--exclusive --mem=0: the job takes all 8 GPUs of each node", NO_TIME]
+    cuda = Hardware(nodes=1, gpus_per_node=8, accelerator="cuda", launcher="accelerate",
+                    accelerate_config="params/accelerate/single_gpu.yaml")
+    other = slurm_site.site_request(SlurmOptions(), cuda, None, mem_gib=40)
+    assert (other.node_gpus, other.exclusive, other.lines) == (None, False, ["--mem=40G"])
+    cpu = Hardware(nodes=1, gpus_per_node=1, accelerator="cpu", launcher="inprocess")
+    on_cpu = slurm_site.site_request(SlurmOptions(), cpu, None, mem_gib=40)
+    assert (on_cpu.node_gpus, on_cpu.exclusive, on_cpu.mem_gib, on_cpu.lines) == (None, False, None, [])
+
+
+def test_a_partition_whose_nodes_are_too_small_gets_no_whole_nodes_and_the_refusal_names_the_keys():
+    parts, hw = slurm_site.parse_sinfo(SINFO), load_params("8b").sft.hardware     # 2 x 8 GPUs; debug's nodes have 3
+    req = slurm_site.site_request(SlurmOptions(partition="debug"), hw, parts)
+    assert (req.node_gpus, req.exclusive, req.cpus_per_task, req.lines) == (None, False, None, ["--partition=debug"])
+    assert slurm_site.fit_problems(req, hw, parts, "sft") == [
+        "sft asks for 2 node(s) x 8 GPUs and 1 CPUs per node; partition debug has 0 node(s) with that much (debug: "
+        "1 x (32 CPUs, 3 GPUs); time limit 1 h); choose another partition (slurm.sft.partition), or fewer nodes/GPUs "
+        "(sft.hardware) or CPUs (slurm.cpus_per_task)"]
+    (dpo,) = slurm_site.fit_problems(req, hw, parts, "dpo")
+    assert "(slurm.dpo.partition), or fewer nodes/GPUs (dpo.hardware) or" in dpo
+    (judge,) = slurm_site.fit_problems(req, hw, parts, "judge")
+    assert "(slurm.judge.partition), or fewer nodes/GPUs (sft.hardware.gpus_per_node) or" in judge, \
+        "eval and judging jobs take the GPUs per node of sft.hardware (hardware.job_hardware)"
+
+
+def test_a_request_exactly_at_the_partitions_nodes_and_time_fits():
+    parts = slurm_site.parse_sinfo(SINFO)                 # gpu: 4 nodes of 8 GPUs, 48 h
+    four = load_params("8b").sft.hardware.model_copy(update={"nodes": 4})
+    at = slurm_site.site_request(SlurmOptions(time="2-00:00:00"), four, parts)
+    assert slurm_site.fit_problems(at, four, parts, "sft") == []
+    five = four.model_copy(update={"nodes": 5})
+    (msg,) = slurm_site.fit_problems(slurm_site.site_request(SlurmOptions(), five, parts), five, parts, "sft")
+    assert "asks for 5 node(s) x 8 GPUs and 96 CPUs per node; partition gpu has 4 node(s)" in msg
+    never = slurm_site.site_request(SlurmOptions(time="UNLIMITED"), four, parts)
+    assert slurm_site.fit_problems(never, four, parts, "sft") == [
+        "slurm time UNLIMITED is over partition gpu's limit of 48 h; lower slurm.sft.time or choose a partition with "
+        "a longer limit"]
 
 
 def test_sbatch_refusals_point_at_the_params_key():
@@ -279,3 +464,33 @@ def fake_slurm_bin(tmp_path, monkeypatch):
     for var in ("SLURM_JOB_ID", "SLURM_JOB_NUM_NODES", "SLURM_NNODES", "SLURM_JOB_NODELIST"):
         monkeypatch.delenv(var, raising=False)
     return state
+
+
+def test_before_a_submit_the_jobs_own_offline_setting_and_the_partition_fit_are_checked_and_not_before_srun(
+        tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from med42_utils import preflight
+    from med42_utils.launch import refuse_unless_ready
+
+    monkeypatch.setattr(preflight, "model_cached", lambda repo_id: False)  # whatever this machine's cache holds
+    plan = plan_launch(load_params("8b", {"slurm.partition": "debug"}), "sft", "pytest-ready8", "m", [])
+    plan.capacity_problems = ["too big for a node"]
+    _fake_sinfo(tmp_path / "bin", f"printf '%s' {shlex.quote(SINFO)}\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)      # this process is offline ...
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")                   # ... and the submitted job is told to go online
+    submit = readiness_problems(plan, "sbatch")
+    assert not any("prefetch" in p for p in submit), "the job may download the model: not a problem for sbatch"
+    assert "too big for a node" in submit
+    assert submit[-2].startswith("sft asks for 2 node(s) x 8 GPUs and 1 CPUs per node; partition debug has 0 node(s)")
+    assert submit[-1].startswith("slurm time ") and "over partition debug's limit of 1 h; lower slurm.sft.time" in \
+        submit[-1], "sinfo read at submit time: the plan's time (made without sinfo) is over debug's limit"
+    here = readiness_problems(plan, "srun")
+    assert any("python -m med42_utils.prefetch --size 8b" in p for p in here), "srun inherits this offline process"
+    assert not any("partition debug" in p for p in here), "inside an allocation the partition is already chosen"
+    with pytest.raises(NotReady, match=r"^sft was not submitted: it cannot succeed yet\.\n(.|\n)*partition debug has 0"):
+        refuse_unless_ready(plan, "sbatch")
+    with pytest.raises(NotReady) as e:
+        refuse_unless_ready(plan, "srun")
+    assert str(e.value) == "sft was not started: it cannot succeed yet.\n" + "\n".join(f"  - {p}" for p in here)
