@@ -733,3 +733,6 @@ def test_a_discarded_checkpoint_that_cannot_be_deleted_stops_the_run_before_the_
                                            r"\(Permission denied\); delete it by hand or train into another run"):
         checkpoints.resume_point(tmp_path, other)
     assert json.loads((tmp_path / checkpoints.RESUME_KEY).read_text()) == key  # the old key still names it
+    _fake_checkpoint(tmp_path, 30, complete=False)  # the same for an incomplete one under the recorded key
+    with pytest.raises(RuntimeError, match=r"checkpoint-30 \(incomplete\) could not be deleted"):
+        checkpoints.resume_point(tmp_path, key)
