@@ -171,6 +171,17 @@ def test_scancel_from_outside_is_reported_cancelled_with_the_log_tail(real_slurm
     assert "started" in msg and f"*** JOB {job.job_id} ON" in msg and "CANCELLED AT" in msg  # slurmstepd's line
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C as a terminal or a notebook delivers it, whatever this process inherited: one started in the background
+    by a non-interactive shell (`cmd &` in a script) gets SIGINT ignored, and Python then raises no KeyboardInterrupt."""
+    import signal
+
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
+
+
 def _interrupt_when(pred):
     """SIGINT this (main) thread once pred() holds: what Ctrl-C in a terminal or a notebook kernel does."""
     import os
@@ -187,7 +198,7 @@ def _interrupt_when(pred):
 
 
 def test_ctrl_c_while_waiting_for_a_batch_job_says_it_goes_on_and_how_to_cancel(real_slurm, monkeypatch, tmp_path,
-                                                                               capsys):
+                                                                               capsys, ctrl_c_raises):
     from med42_utils import slurm
 
     real_slurm.use(monkeypatch)
@@ -204,7 +215,7 @@ def test_ctrl_c_while_waiting_for_a_batch_job_says_it_goes_on_and_how_to_cancel(
 
 
 def test_ctrl_c_during_an_srun_step_cancels_the_step_and_keeps_the_allocation(real_slurm, monkeypatch, tmp_path,
-                                                                             capsys):
+                                                                             capsys, ctrl_c_raises):
     from med42_utils import slurm
 
     real_slurm.use(monkeypatch)
