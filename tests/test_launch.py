@@ -628,3 +628,46 @@ def test_from_a_login_node_the_job_is_submitted_once_followed_or_left_and_a_refu
     assert str(e.value) == ("sbatch: error: Batch job submission failed: Invalid account specified\n"
                             + launch.slurm_site.sbatch_hint("Invalid account", "sft"))
     assert str(e.value).endswith("MED42_SLURM='account=...'; see docs/cluster-options.md")
+
+
+def _one_node(gpus: int) -> dict:
+    """8b's SFT hardware (which eval and judging jobs take) on one node of `gpus` GPUs, tokens per step kept."""
+    return {"sft.hardware.gpus_per_node": gpus, "sft.hardware.nodes": 1, "sft.hardware.launcher": "accelerate",
+            "sft.gradient_accumulation_steps": 32 // gpus}
+
+
+def test_an_eval_job_asks_host_memory_for_the_models_it_loads_at_once_and_a_model_of_unknown_size_adds_none(
+        tmp_path, monkeypatch):
+    from med42_utils import slurm_site
+    from med42_utils.launch import plan_job
+
+    monkeypatch.setattr(slurm_site, "read_sinfo", lambda: None)
+    # three 8B models on 2 GPUs: one per GPU, two loading at once: 16 GiB base + 1.5 x 2 x 16.06 GB of bf16 weights
+    # = 60.9 GiB, rounded up to 64 (one model alone: 38.4 -> 40)
+    three = load_params("8b", {**_one_node(2), "eval.models": ["base", "sft", "dpo_round3"], "extra_models": []})
+    s = plan_job(three, "eval", "r", tmp_path / "a", "m").slurm_script.splitlines()
+    assert [x for x in s if x.startswith("#SBATCH --mem")] == ["#SBATCH --mem=64G"]
+    # the only model is an extra one whose size nothing tells: still planned, no --mem, nothing refused
+    unknown = load_params("8b", {**_one_node(2), "eval.models": ["x"], "extra_models": [{"name": "x", "hub": "org/mystery"}]})
+    plan = plan_job(unknown, "eval", "r", tmp_path / "b", "m")
+    assert not any(x.startswith("#SBATCH --mem") for x in plan.slurm_script.splitlines())
+    assert (plan.capacity_problems, plan.warnings) == ([], [])
+    assert ("x (scored): size unknown (extra model x: no config.json at org/mystery and no known size in its name); "
+            "not planned") in plan.notes
+
+
+def test_an_eval_job_that_cannot_fit_keeps_the_models_problem_and_the_partitions_in_its_warnings(tmp_path, monkeypatch):
+    from med42_utils import slurm_site
+    from med42_utils.launch import plan_job
+
+    parts = slurm_site.parse_sinfo("cpu*|4|16|(null)|infinite|\n")  # a partition without GPUs
+    monkeypatch.setattr(slurm_site, "read_sinfo", lambda: parts)
+    p = load_params("8b", {**_one_node(1), "eval.models": ["base"],
+                           "extra_models": [{"name": "Llama-70B", "hub": "meta-llama/Meta-Llama-3-70B-Instruct"}]})
+    plan = plan_job(p, "eval", "r", tmp_path, "m")
+    # 70.6 B parameters: 131.4 GiB of bf16 weights (+ KV cache and overhead) need 2 GPUs of 80 GB; the node has 1
+    too_big = ("Llama-70B needs 139.4 GiB = 2 GPU(s) of 80 GB and the job's node has 1: give the job more GPUs per "
+               "node (sft.hardware.gpus_per_node, now 1)")
+    assert plan.capacity_problems == [too_big]
+    unfit = slurm_site.fit_problems(plan.site, plan.hardware, parts, "eval")
+    assert unfit and plan.warnings == [too_big, *unfit], "the dry run warns of both, the model first"
