@@ -671,3 +671,127 @@ def test_an_eval_job_that_cannot_fit_keeps_the_models_problem_and_the_partitions
     assert plan.capacity_problems == [too_big]
     unfit = slurm_site.fit_problems(plan.site, plan.hardware, parts, "eval")
     assert unfit and plan.warnings == [too_big, *unfit], "the dry run warns of both, the model first"
+
+
+@pytest.fixture
+def _no_sinfo(monkeypatch):
+    from med42_utils import slurm_site
+
+    monkeypatch.setattr(slurm_site, "read_sinfo", lambda: None)
+
+
+def test_a_tiny_plan_runs_in_this_process_on_the_cpu_with_its_notes_in_order_and_no_slurm(_no_sinfo):
+    from med42_utils.budget import plan_notes
+    from med42_utils.checkpoints import plan_note
+    from med42_utils.paths import repo_root
+
+    p = load_params("tiny")
+    plan = plan_launch(p, "sft", "r", "m", [])
+    assert plan.notes == [
+        "model shape tiny: 231k parameters, hidden 64, 2 layers, MLP 192, vocab 1037",
+        "memory: one process, no FSDP (in-process at this size); see med42_utils/estimates.py for the assumptions",
+        cluster_plan.epochs_covered(p, cluster_plan.packed_rows(p, "r")),
+        "time at MFU 35% of 989 TFLOP/s bf16 per H100: compute 0.0 h",
+        *plan_notes(p, "sft"),  # no communication/checkpoint-write lines: they assume H100s too
+        "CPU run: the time estimate assumes H100s and does not apply",
+        plan_note(p, "sft", None, 120),  # no pace, no host memory at load (one process)
+        "in-process: execute() calls the module's main() in this Python process",
+    ]
+    assert plan.est_hours is None and plan.commands == ["python -m m --size tiny --run-name r"]
+    assert plan.accelerate_config == repo_root() / "params/accelerate/fsdp_cpu_tiny.yaml"
+    assert (plan.slurm_script, plan.slurm_path, plan.site, plan.job_name, plan.progress_file, plan.warnings,
+            plan.node_command) == (None, None, None, "", None, [], "")
+    md = render_plan(plan)
+    assert "SLURM script" not in md and "SLURM site options" not in md and "WARNING" not in md
+    # without an accelerate config (in-process needs none): the same plan, no config
+    none = plan_launch(load_params("tiny", {"sft.hardware.accelerate_config": None}), "sft", "r", "m", [])
+    assert none.accelerate_config is None and none.notes == plan.notes
+
+
+def test_an_sft_plan_takes_memory_compute_and_cluster_time_at_the_given_mfu_and_notes_a_time_limit_too_short(_no_sinfo):
+    from med42_utils.checkpoints import plan_note
+
+    p = load_params("8b", {"slurm.sft.time": "1:00:00"})
+    plan = plan_launch(p, "sft", "r", "m", [], mfu=0.5)
+    mem, compute = estimates.sft_estimate(p, 0.5)
+    timing = cluster_plan.sft_time(p, 0.5)
+    assert plan.memory_gib == mem.as_gib() != estimates.dpo_estimate(p)[0].as_gib()  # no reference model
+    assert plan.est_hours == pytest.approx(timing.total) and timing.total > compute > 1
+    i = plan.notes.index(f"time at MFU 50% of 989 TFLOP/s bf16 per H100: compute {compute:,.1f} h")
+    assert plan.notes[i + 1:i + 1 + len(timing.notes)] == timing.notes and timing.notes
+    assert plan_note(p, "sft", timing.total, p.sft.max_steps) in plan.notes  # with the pace of a checkpoint
+    assert cluster_plan.training_host_memory(estimates.LLAMA3_8B, 8, 2, False, False) in plan.notes
+    assert "#SBATCH --signal=B:USR1@300" in plan.slurm_script.splitlines()
+    assert (f"slurm time 1:00:00 is shorter than the estimated {timing.total:,.1f} h: the job will reach its time "
+            "limit part way, save a checkpoint and requeue itself (docs/resume.md); raise slurm.sft.time to run it "
+            "in one go") in plan.notes
+    assert not any(n.startswith("slurm time") for n in plan_launch(load_params("8b"), "sft", "r", "m", []).notes)
+
+
+def test_a_multi_gpu_training_job_on_part_of_a_node_asks_no_per_model_host_memory(_no_sinfo):
+    p = load_params("8b", {**_one_node(2), "sft.gradient_accumulation_steps": 16})
+    plan = plan_launch(p, "sft", "r", "m", [])
+    assert not any(x.startswith("#SBATCH --mem") for x in plan.slurm_script.splitlines())
+    assert cluster_plan.training_host_memory(estimates.LLAMA3_8B, 2, 1, False, False) in plan.notes
+
+
+def _dpo_8b(**more):
+    # 10,000 pairs per source at most: 10,000 + 10,000 (round1's two sources) + 10,000 + 10,000 over 3 rounds
+    return load_params("8b", {"dpo.max_samples_per_source": 10_000, "dpo.num_train_epochs": 2, **more})
+
+
+def test_a_dpo_plan_counts_the_published_pairs_per_round_and_times_the_rounds_at_the_given_mfu(_no_sinfo):
+    from med42_utils.checkpoints import plan_note
+
+    p = _dpo_8b()
+    whole = plan_launch(p, "dpo", "r", "m", [], mfu=0.5)
+    # 20,000 + 10,000 + 10,000 = 40,000 over 3 rounds: 13,334 per round (rounded up); x 2 epochs / 256 per step
+    # -> 105 steps a round, 315 for the three
+    assert ("DPO pairs: 20,000 + 10,000 + 10,000 over 3 round(s), from the published split sizes capped at 10,000 "
+            "per source (dpo.max_samples_per_source)") in whole.notes
+    mem, compute = estimates.dpo_estimate(p, 13_334, 0.5)
+    timing = cluster_plan.dpo_time(p, 13_334, 0.5)
+    assert whole.memory_gib == mem.as_gib() and whole.est_hours == pytest.approx(timing.total)
+    i = whole.notes.index(f"time at MFU 50% of 989 TFLOP/s bf16 per H100: compute {compute:,.1f} h")
+    assert whole.notes[i + 1:i + 1 + len(timing.notes)] == timing.notes
+    assert plan_note(p, "dpo", timing.total, 315) in whole.notes
+    assert ("reference model: frozen bf16 weights, wrapped per decoder layer like the policy before TRL sees it "
+            "(training.frozen_reference; TRL alone would make it one FSDP unit), no grads, no optimizer") in whole.notes
+    assert cluster_plan.training_host_memory(estimates.LLAMA3_8B, 8, 2, True, False) in whole.notes
+    # a round's own job: its own pairs, one round (10,000 x 2 / 256 -> 79 steps)
+    one = plan_launch(p, "dpo", "r", "m", [], mfu=0.5, job="dpo_round2")
+    assert "DPO pairs of round2 (this job): 10,000, from the published split sizes capped at 10,000 per source " \
+           "(dpo.max_samples_per_source)" in one.notes
+    timing = cluster_plan.dpo_time(p, 10_000, 0.5, rounds=1)
+    assert one.est_hours == pytest.approx(timing.total) and timing.total < whole.est_hours / 2
+    assert plan_note(p, "dpo", timing.total, 79) in one.notes
+    # a count passed wins over the published sizes, with no pairs note
+    asked = plan_launch(p, "dpo", "r", "m", [], num_pairs=5_000)
+    assert asked.est_hours == pytest.approx(cluster_plan.dpo_time(p, 5_000).total)
+    assert not any(n.startswith("DPO pairs") for n in asked.notes)
+
+
+def test_a_dpo_plan_with_a_round_of_unpublished_size_asks_for_the_pair_count(_no_sinfo):
+    rounds = [r.model_dump() for r in load_params("8b").dpo.rounds]
+    rounds[2]["datasets"] = ["c:d"]  # a local file: no published size
+    p = load_params("8b", {"dpo.rounds": rounds})
+    plan = plan_launch(p, "dpo", "r", "m", [], mfu=0.5)
+    assert plan.est_hours is None and plan.memory_gib == estimates.dpo_estimate(p)[0].as_gib()
+    assert plan.notes[2] == "time: pass num_pairs to estimate DPO wall time (a round's datasets have no published size)"
+    assert not any(n.startswith("time at MFU") for n in plan.notes)
+
+
+def test_a_lora_dpo_plan_uses_the_policy_as_its_reference_and_a_precomputed_reference_holds_none(_no_sinfo):
+    from med42_utils.checkpoints import plan_note
+
+    w = load_params("workshop")
+    plan = plan_launch(w, "dpo", "r", "m", [])
+    # 320 + 160 + 160 = 640 over 3 rounds: 214 per round (rounded up); 214 / 16 per step -> 14 steps a round
+    assert plan.est_hours == pytest.approx(cluster_plan.dpo_time(w, 214).total)
+    assert plan_note(w, "dpo", plan.est_hours, 42) in plan.notes
+    assert "reference model: the policy with its LoRA adapters switched off (no second model in memory)" in plan.notes
+    assert not any("frozen bf16" in n for n in plan.notes)
+    assert cluster_plan.training_host_memory(estimates.LLAMA3_8B, 1, 1, False, True) in plan.notes
+    pre = plan_launch(load_params("8b", {"dpo.precompute_ref_log_probs": True}), "dpo", "r", "m", [])
+    assert not any(n.startswith("reference model") for n in pre.notes)
+    assert cluster_plan.training_host_memory(estimates.LLAMA3_8B, 8, 2, False, False) in pre.notes
