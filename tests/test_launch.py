@@ -795,3 +795,47 @@ def test_a_lora_dpo_plan_uses_the_policy_as_its_reference_and_a_precomputed_refe
     pre = plan_launch(load_params("8b", {"dpo.precompute_ref_log_probs": True}), "dpo", "r", "m", [])
     assert not any(n.startswith("reference model") for n in pre.notes)
     assert cluster_plan.training_host_memory(estimates.LLAMA3_8B, 8, 2, False, False) in pre.notes
+
+
+def test_run_job_passes_the_overrides_on_records_its_request_and_runs_nothing_the_same_request_already_wrote(
+        tmp_path, monkeypatch, capsys, _no_sinfo):
+    import json
+
+    from med42_utils import launch, slurm
+    from med42_utils.manifest import write_manifest
+    from med42_utils.preflight import stage_needs
+
+    job = slurm.Job("77", "med42-eval-8b", "s.slurm", "/logs/med42-eval-8b-77.out", 0.0)
+    ran = []
+    monkeypatch.setattr(launch, "execute", lambda plan, wait=True: ran.append((plan, wait)) or job)
+    p = load_params("8b", {"eval.limit": 5})
+    st, out, sft = tmp_path / "st", tmp_path / "st" / "scores.json", tmp_path / "sft"
+    write_manifest(sft, "03_sft", p)
+    cmd = "python -m m --size 8b --run-name r --set eval.limit=5 --x"  # the overrides, then the job's own arguments
+    with pytest.raises(launch.JobPending) as e:
+        launch.run_job(p, "eval", "r", st, "m", ["--x"], wait=False, outputs=[out], inputs=[sft], models=["sft"])
+    (plan, wait), = ran
+    assert wait is False and plan.commands == [cmd] and plan.needs == stage_needs(p, "r", "eval", ["sft"])
+    assert e.value.job is job and str(e.value) == (
+        "SLURM job 77 (med42-eval-8b) submitted and not waited for (wait=False). Re-run this notebook with the same "
+        "parameters to continue: it waits for the job while it is queued or running, and picks up the finished stage "
+        "once it is done. Meanwhile: squeue -j 77; tail -f /logs/med42-eval-8b-77.out")
+    request = {"command": cmd, "inputs": {str(sft): launch.fingerprint(sft)}}
+    assert json.loads((st / "launch_eval.request.json").read_text()) == request
+    assert launch.job_plan(p, "eval", "r", st, "m", ["--x"]).commands == [cmd]
+    # a re-run of the same request before the output exists: the recorded job is kept (execute waits for it)
+    job.write(st / "launch_eval.job.json")
+    launch.run_job(p, "eval", "r", st, "m", ["--x"], outputs=[out], inputs=[sft])
+    assert len(ran) == 2 and ran[1][1] is True and (st / "launch_eval.job.json").is_file()
+    # another request (another limit): the job recorded for the old one is not waited for, the record is replaced
+    q = load_params("8b", {"eval.limit": 6})
+    launch.run_job(q, "eval", "r", st, "m", ["--x"], outputs=[out], inputs=[sft])
+    assert len(ran) == 3 and not (st / "launch_eval.job.json").exists()
+    assert json.loads((st / "launch_eval.request.json").read_text())["command"] == cmd.replace("=5", "=6")
+    # the job wrote its output after that request: the same request again runs nothing
+    out.write_text("{}")
+    capsys.readouterr()
+    launch.run_job(q, "eval", "r", st, "m", ["--x"], outputs=[out], inputs=[sft])
+    assert len(ran) == 3
+    assert capsys.readouterr().out == ("eval: already done (scores.json written by the job for this same request); "
+                                       "nothing submitted\n")
