@@ -645,8 +645,13 @@ def test_an_eval_job_asks_host_memory_for_the_models_it_loads_at_once_and_a_mode
     # three 8B models on 2 GPUs: one per GPU, two loading at once: 16 GiB base + 1.5 x 2 x 16.06 GB of bf16 weights
     # = 60.9 GiB, rounded up to 64 (one model alone: 38.4 -> 40)
     three = load_params("8b", {**_one_node(2), "eval.models": ["base", "sft", "dpo_round3"], "extra_models": []})
-    s = plan_job(three, "eval", "r", tmp_path / "a", "m").slurm_script.splitlines()
-    assert [x for x in s if x.startswith("#SBATCH --mem")] == ["#SBATCH --mem=64G"]
+    plan = plan_job(three, "eval", "r", tmp_path / "a", "m")
+    assert [x for x in plan.slurm_script.splitlines() if x.startswith("#SBATCH --mem")] == ["#SBATCH --mem=64G"]
+    # the site's notes are the plan's, naming this job's key
+    t = cluster_plan.suggested_time(plan.est_hours)
+    assert f"--time={t}: from the plan's estimate (set slurm.eval.time to choose)" in plan.notes
+    assert ("--mem=64G: host memory for loading the model(s) (med42_utils.cluster_plan.host_memory_gib); add "
+            "--mem=... to slurm.extra to choose") in plan.notes
     # the only model is an extra one whose size nothing tells: still planned, no --mem, nothing refused
     unknown = load_params("8b", {**_one_node(2), "eval.models": ["x"], "extra_models": [{"name": "x", "hub": "org/mystery"}]})
     plan = plan_job(unknown, "eval", "r", tmp_path / "b", "m")
@@ -809,7 +814,8 @@ def test_run_job_passes_the_overrides_on_records_its_request_and_runs_nothing_th
     ran = []
     monkeypatch.setattr(launch, "execute", lambda plan, wait=True: ran.append((plan, wait)) or job)
     p = load_params("8b", {"eval.limit": 5})
-    st, out, sft = tmp_path / "st", tmp_path / "st" / "scores.json", tmp_path / "sft"
+    st = tmp_path / "runs" / "r" / "st"  # not there yet, nor its parent
+    out, sft = st / "scores.json", tmp_path / "sft"
     write_manifest(sft, "03_sft", p)
     cmd = "python -m m --size 8b --run-name r --set eval.limit=5 --x"  # the overrides, then the job's own arguments
     with pytest.raises(launch.JobPending) as e:
@@ -839,3 +845,21 @@ def test_run_job_passes_the_overrides_on_records_its_request_and_runs_nothing_th
     assert len(ran) == 3
     assert capsys.readouterr().out == ("eval: already done (scores.json written by the job for this same request); "
                                        "nothing submitted\n")
+
+
+def test_a_job_takes_the_cpus_sinfo_shows_and_tiny_labelled_as_a_gpu_size_asks_no_h100_time_or_memory(
+        tmp_path, monkeypatch):
+    from med42_utils import slurm_site
+    from med42_utils.launch import plan_job
+
+    parts = slurm_site.parse_sinfo("gpu*|4|64|gpu:8|2-00:00:00|h100\n")
+    monkeypatch.setattr(slurm_site, "read_sinfo", lambda: parts)
+    plan = plan_job(load_params("8b"), "eval", "r", tmp_path / "a", "m")
+    assert "#SBATCH --cpus-per-task=64" in plan.slurm_script.splitlines()
+    assert "cpus per task 64: all of a node's 64 CPUs (sinfo, partition gpu); set slurm.cpus_per_task to choose" \
+        in plan.notes
+    labelled = load_params("tiny", {"sft.hardware.accelerator": "h100", "sft.hardware.launcher": "accelerate",
+                                    "sft.hardware.accelerate_config": "params/accelerate/single_gpu.yaml"})
+    tiny = plan_job(labelled, "eval", "r", tmp_path / "b", "m")
+    assert tiny.hardware.gpus_per_node == 1 and tiny.est_hours is not None  # figures planned, but not for an H100
+    assert not any(x.startswith(("#SBATCH --mem", "#SBATCH --time")) for x in tiny.slurm_script.splitlines())
