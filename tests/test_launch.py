@@ -703,6 +703,7 @@ def test_a_tiny_plan_runs_in_this_process_on_the_cpu_with_its_notes_in_order_and
         "in-process: execute() calls the module's main() in this Python process",
     ]
     assert plan.est_hours is None and plan.commands == ["python -m m --size tiny --run-name r"]
+    assert (plan.module, plan.needs_job) == ("m", "sft")  # what execute imports, what preflight checks
     assert plan.accelerate_config == repo_root() / "params/accelerate/fsdp_cpu_tiny.yaml"
     assert (plan.slurm_script, plan.slurm_path, plan.site, plan.job_name, plan.progress_file, plan.warnings,
             plan.node_command) == (None, None, None, "", None, [], "")
@@ -725,12 +726,19 @@ def test_an_sft_plan_takes_memory_compute_and_cluster_time_at_the_given_mfu_and_
     i = plan.notes.index(f"time at MFU 50% of 989 TFLOP/s bf16 per H100: compute {compute:,.1f} h")
     assert plan.notes[i + 1:i + 1 + len(timing.notes)] == timing.notes and timing.notes
     assert plan_note(p, "sft", timing.total, p.sft.max_steps) in plan.notes  # with the pace of a checkpoint
+    assert plan.notes[1] == "memory: FSDP full shard over 16 process(es); see med42_utils/estimates.py for the assumptions"
     assert cluster_plan.training_host_memory(estimates.LLAMA3_8B, 8, 2, False, False) in plan.notes
     assert "#SBATCH --signal=B:USR1@300" in plan.slurm_script.splitlines()
     assert (f"slurm time 1:00:00 is shorter than the estimated {timing.total:,.1f} h: the job will reach its time "
             "limit part way, save a checkpoint and requeue itself (docs/resume.md); raise slurm.sft.time to run it "
             "in one go") in plan.notes
     assert not any(n.startswith("slurm time") for n in plan_launch(load_params("8b"), "sft", "r", "m", []).notes)
+
+
+def test_an_estimate_exactly_at_the_slurm_time_is_not_noted_as_too_long(_no_sinfo, monkeypatch):
+    monkeypatch.setattr(cluster_plan, "sft_time", lambda params, mfu: cluster_plan.TimePlan(0.75, 0.25, 0.0, 0.0, []))
+    plan = plan_launch(load_params("8b", {"slurm.sft.time": "1:00:00"}), "sft", "r", "m", [])
+    assert plan.est_hours == 1.0 and not any(n.startswith("slurm time") for n in plan.notes)
 
 
 def test_a_multi_gpu_training_job_on_part_of_a_node_asks_no_per_model_host_memory(_no_sinfo):
@@ -768,6 +776,9 @@ def test_a_dpo_plan_counts_the_published_pairs_per_round_and_times_the_rounds_at
     assert "DPO pairs of round2 (this job): 10,000, from the published split sizes capped at 10,000 per source " \
            "(dpo.max_samples_per_source)" in one.notes
     timing = cluster_plan.dpo_time(p, 10_000, 0.5, rounds=1)
+    compute = estimates.dpo_estimate(p, 10_000, 0.5, 1)[1]
+    assert f"time at MFU 50% of 989 TFLOP/s bf16 per H100: compute {compute:,.1f} h" in one.notes
+    assert (whole.needs_job, one.needs_job) == ("dpo", "dpo_round2")
     assert one.est_hours == pytest.approx(timing.total) and timing.total < whole.est_hours / 2
     assert plan_note(p, "dpo", timing.total, 79) in one.notes
     # a count passed wins over the published sizes, with no pairs note
