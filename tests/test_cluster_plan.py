@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -182,7 +183,9 @@ def test_submit_refuses_a_job_python_without_cuda(monkeypatch):
 
     monkeypatch.setattr(torch.version, "cuda", None)
     plan = plan_launch(load_params("8b"), "sft", "pytest-plans", "med42_utils.sft.train", [])
-    assert any("CPU build" in x for x in launch.readiness_problems(plan, "sbatch"))
+    assert ("the job runs " + sys.executable + ", whose torch is a CPU build (torch.version.cuda is None): the h100 job "
+            "would find no GPU. Start the notebook from an environment with CUDA torch (conda env create -f "
+            "environment.yml on a GPU node, docs/install.md)") in launch.readiness_problems(plan, "sbatch")
 
 
 def test_host_memory_per_node_at_load_follows_the_rank0_loading():

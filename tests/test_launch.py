@@ -628,3 +628,249 @@ def test_from_a_login_node_the_job_is_submitted_once_followed_or_left_and_a_refu
     assert str(e.value) == ("sbatch: error: Batch job submission failed: Invalid account specified\n"
                             + launch.slurm_site.sbatch_hint("Invalid account", "sft"))
     assert str(e.value).endswith("MED42_SLURM='account=...'; see docs/cluster-options.md")
+
+
+def _one_node(gpus: int) -> dict:
+    """8b's SFT hardware (which eval and judging jobs take) on one node of `gpus` GPUs, tokens per step kept."""
+    return {"sft.hardware.gpus_per_node": gpus, "sft.hardware.nodes": 1, "sft.hardware.launcher": "accelerate",
+            "sft.gradient_accumulation_steps": 32 // gpus}
+
+
+def test_an_eval_job_asks_host_memory_for_the_models_it_loads_at_once_and_a_model_of_unknown_size_adds_none(
+        tmp_path, monkeypatch):
+    from med42_utils import slurm_site
+    from med42_utils.launch import plan_job
+
+    monkeypatch.setattr(slurm_site, "read_sinfo", lambda: None)
+    # three 8B models on 2 GPUs: one per GPU, two loading at once: 16 GiB base + 1.5 x 2 x 16.06 GB of bf16 weights
+    # = 60.9 GiB, rounded up to 64 (one model alone: 38.4 -> 40)
+    three = load_params("8b", {**_one_node(2), "eval.models": ["base", "sft", "dpo_round3"], "extra_models": []})
+    plan = plan_job(three, "eval", "r", tmp_path / "a", "m")
+    assert [x for x in plan.slurm_script.splitlines() if x.startswith("#SBATCH --mem")] == ["#SBATCH --mem=64G"]
+    # the site's notes are the plan's, naming this job's key
+    t = cluster_plan.suggested_time(plan.est_hours)
+    assert f"--time={t}: from the plan's estimate (set slurm.eval.time to choose)" in plan.notes
+    assert ("--mem=64G: host memory for loading the model(s) (med42_utils.cluster_plan.host_memory_gib); add "
+            "--mem=... to slurm.extra to choose") in plan.notes
+    # the only model is an extra one whose size nothing tells: still planned, no --mem, nothing refused
+    unknown = load_params("8b", {**_one_node(2), "eval.models": ["x"], "extra_models": [{"name": "x", "hub": "org/mystery"}]})
+    plan = plan_job(unknown, "eval", "r", tmp_path / "b", "m")
+    assert not any(x.startswith("#SBATCH --mem") for x in plan.slurm_script.splitlines())
+    assert (plan.capacity_problems, plan.warnings) == ([], [])
+    assert ("x (scored): size unknown (extra model x: no config.json at org/mystery and no known size in its name); "
+            "not planned") in plan.notes
+
+
+def test_an_eval_job_that_cannot_fit_keeps_the_models_problem_and_the_partitions_in_its_warnings(tmp_path, monkeypatch):
+    from med42_utils import slurm_site
+    from med42_utils.launch import plan_job
+
+    parts = slurm_site.parse_sinfo("cpu*|4|16|(null)|infinite|\n")  # a partition without GPUs
+    monkeypatch.setattr(slurm_site, "read_sinfo", lambda: parts)
+    p = load_params("8b", {**_one_node(1), "eval.models": ["base"],
+                           "extra_models": [{"name": "Llama-70B", "hub": "meta-llama/Meta-Llama-3-70B-Instruct"}]})
+    plan = plan_job(p, "eval", "r", tmp_path, "m")
+    # 70.6 B parameters: 131.4 GiB of bf16 weights (+ KV cache and overhead) need 2 GPUs of 80 GB; the node has 1
+    too_big = ("Llama-70B needs 139.4 GiB = 2 GPU(s) of 80 GB and the job's node has 1: give the job more GPUs per "
+               "node (sft.hardware.gpus_per_node, now 1)")
+    assert plan.capacity_problems == [too_big]
+    unfit = slurm_site.fit_problems(plan.site, plan.hardware, parts, "eval")
+    assert unfit and plan.warnings == [too_big, *unfit], "the dry run warns of both, the model first"
+
+
+@pytest.fixture
+def _no_sinfo(monkeypatch):
+    from med42_utils import slurm_site
+
+    monkeypatch.setattr(slurm_site, "read_sinfo", lambda: None)
+
+
+def test_a_tiny_plan_runs_in_this_process_on_the_cpu_with_its_notes_in_order_and_no_slurm(_no_sinfo):
+    from med42_utils.budget import plan_notes
+    from med42_utils.checkpoints import plan_note
+    from med42_utils.paths import repo_root
+
+    p = load_params("tiny")
+    plan = plan_launch(p, "sft", "r", "m", [])
+    assert plan.notes == [
+        "model shape tiny: 231k parameters, hidden 64, 2 layers, MLP 192, vocab 1037",
+        "memory: one process, no FSDP (in-process at this size); see med42_utils/estimates.py for the assumptions",
+        cluster_plan.epochs_covered(p, cluster_plan.packed_rows(p, "r")),
+        "time at MFU 35% of 989 TFLOP/s bf16 per H100: compute 0.0 h",
+        *plan_notes(p, "sft"),  # no communication/checkpoint-write lines: they assume H100s too
+        "CPU run: the time estimate assumes H100s and does not apply",
+        plan_note(p, "sft", None, 120),  # no pace, no host memory at load (one process)
+        "in-process: execute() calls the module's main() in this Python process",
+    ]
+    assert plan.est_hours is None and plan.commands == ["python -m m --size tiny --run-name r"]
+    assert (plan.module, plan.needs_job) == ("m", "sft")  # what execute imports, what preflight checks
+    assert plan.accelerate_config == repo_root() / "params/accelerate/fsdp_cpu_tiny.yaml"
+    assert (plan.slurm_script, plan.slurm_path, plan.site, plan.job_name, plan.progress_file, plan.warnings,
+            plan.node_command) == (None, None, None, "", None, [], "")
+    md = render_plan(plan)
+    assert "SLURM script" not in md and "SLURM site options" not in md and "WARNING" not in md
+    # without an accelerate config (in-process needs none): the same plan, no config
+    none = plan_launch(load_params("tiny", {"sft.hardware.accelerate_config": None}), "sft", "r", "m", [])
+    assert none.accelerate_config is None and none.notes == plan.notes
+
+
+def test_an_sft_plan_takes_memory_compute_and_cluster_time_at_the_given_mfu_and_notes_a_time_limit_too_short(_no_sinfo):
+    from med42_utils.checkpoints import plan_note
+
+    p = load_params("8b", {"slurm.sft.time": "1:00:00"})
+    plan = plan_launch(p, "sft", "r", "m", [], mfu=0.5)
+    mem, compute = estimates.sft_estimate(p, 0.5)
+    timing = cluster_plan.sft_time(p, 0.5)
+    assert plan.memory_gib == mem.as_gib() != estimates.dpo_estimate(p)[0].as_gib()  # no reference model
+    assert plan.est_hours == pytest.approx(timing.total) and timing.total > compute > 1
+    i = plan.notes.index(f"time at MFU 50% of 989 TFLOP/s bf16 per H100: compute {compute:,.1f} h")
+    assert plan.notes[i + 1:i + 1 + len(timing.notes)] == timing.notes and timing.notes
+    assert plan_note(p, "sft", timing.total, p.sft.max_steps) in plan.notes  # with the pace of a checkpoint
+    assert plan.notes[1] == "memory: FSDP full shard over 16 process(es); see med42_utils/estimates.py for the assumptions"
+    assert cluster_plan.training_host_memory(estimates.LLAMA3_8B, 8, 2, False, False) in plan.notes
+    assert "#SBATCH --signal=B:USR1@300" in plan.slurm_script.splitlines()
+    assert (f"slurm time 1:00:00 is shorter than the estimated {timing.total:,.1f} h: the job will reach its time "
+            "limit part way, save a checkpoint and requeue itself (docs/resume.md); raise slurm.sft.time to run it "
+            "in one go") in plan.notes
+    assert not any(n.startswith("slurm time") for n in plan_launch(load_params("8b"), "sft", "r", "m", []).notes)
+
+
+def test_an_estimate_exactly_at_the_slurm_time_is_not_noted_as_too_long(_no_sinfo, monkeypatch):
+    monkeypatch.setattr(cluster_plan, "sft_time", lambda params, mfu: cluster_plan.TimePlan(0.75, 0.25, 0.0, 0.0, []))
+    plan = plan_launch(load_params("8b", {"slurm.sft.time": "1:00:00"}), "sft", "r", "m", [])
+    assert plan.est_hours == 1.0 and not any(n.startswith("slurm time") for n in plan.notes)
+
+
+def test_a_multi_gpu_training_job_on_part_of_a_node_asks_no_per_model_host_memory(_no_sinfo):
+    p = load_params("8b", {**_one_node(2), "sft.gradient_accumulation_steps": 16})
+    plan = plan_launch(p, "sft", "r", "m", [])
+    assert not any(x.startswith("#SBATCH --mem") for x in plan.slurm_script.splitlines())
+    assert cluster_plan.training_host_memory(estimates.LLAMA3_8B, 2, 1, False, False) in plan.notes
+
+
+def _dpo_8b(**more):
+    # 10,000 pairs per source at most: 10,000 + 10,000 (round1's two sources) + 10,000 + 10,000 over 3 rounds
+    return load_params("8b", {"dpo.max_samples_per_source": 10_000, "dpo.num_train_epochs": 2, **more})
+
+
+def test_a_dpo_plan_counts_the_published_pairs_per_round_and_times_the_rounds_at_the_given_mfu(_no_sinfo):
+    from med42_utils.checkpoints import plan_note
+
+    p = _dpo_8b()
+    whole = plan_launch(p, "dpo", "r", "m", [], mfu=0.5)
+    # 20,000 + 10,000 + 10,000 = 40,000 over 3 rounds: 13,334 per round (rounded up); x 2 epochs / 256 per step
+    # -> 105 steps a round, 315 for the three
+    assert ("DPO pairs: 20,000 + 10,000 + 10,000 over 3 round(s), from the published split sizes capped at 10,000 "
+            "per source (dpo.max_samples_per_source)") in whole.notes
+    mem, compute = estimates.dpo_estimate(p, 13_334, 0.5)
+    timing = cluster_plan.dpo_time(p, 13_334, 0.5)
+    assert whole.memory_gib == mem.as_gib() and whole.est_hours == pytest.approx(timing.total)
+    i = whole.notes.index(f"time at MFU 50% of 989 TFLOP/s bf16 per H100: compute {compute:,.1f} h")
+    assert whole.notes[i + 1:i + 1 + len(timing.notes)] == timing.notes
+    assert plan_note(p, "dpo", timing.total, 315) in whole.notes
+    assert ("reference model: frozen bf16 weights, wrapped per decoder layer like the policy before TRL sees it "
+            "(training.frozen_reference; TRL alone would make it one FSDP unit), no grads, no optimizer") in whole.notes
+    assert cluster_plan.training_host_memory(estimates.LLAMA3_8B, 8, 2, True, False) in whole.notes
+    # a round's own job: its own pairs, one round (10,000 x 2 / 256 -> 79 steps)
+    one = plan_launch(p, "dpo", "r", "m", [], mfu=0.5, job="dpo_round2")
+    assert "DPO pairs of round2 (this job): 10,000, from the published split sizes capped at 10,000 per source " \
+           "(dpo.max_samples_per_source)" in one.notes
+    timing = cluster_plan.dpo_time(p, 10_000, 0.5, rounds=1)
+    compute = estimates.dpo_estimate(p, 10_000, 0.5, 1)[1]
+    assert f"time at MFU 50% of 989 TFLOP/s bf16 per H100: compute {compute:,.1f} h" in one.notes
+    assert (whole.needs_job, one.needs_job) == ("dpo", "dpo_round2")
+    assert one.est_hours == pytest.approx(timing.total) and timing.total < whole.est_hours / 2
+    assert plan_note(p, "dpo", timing.total, 79) in one.notes
+    # a count passed wins over the published sizes, with no pairs note
+    asked = plan_launch(p, "dpo", "r", "m", [], num_pairs=5_000)
+    assert asked.est_hours == pytest.approx(cluster_plan.dpo_time(p, 5_000).total)
+    assert not any(n.startswith("DPO pairs") for n in asked.notes)
+
+
+def test_a_dpo_plan_with_a_round_of_unpublished_size_asks_for_the_pair_count(_no_sinfo):
+    rounds = [r.model_dump() for r in load_params("8b").dpo.rounds]
+    rounds[2]["datasets"] = ["c:d"]  # a local file: no published size
+    p = load_params("8b", {"dpo.rounds": rounds})
+    plan = plan_launch(p, "dpo", "r", "m", [], mfu=0.5)
+    assert plan.est_hours is None and plan.memory_gib == estimates.dpo_estimate(p)[0].as_gib()
+    assert plan.notes[2] == "time: pass num_pairs to estimate DPO wall time (a round's datasets have no published size)"
+    assert not any(n.startswith("time at MFU") for n in plan.notes)
+
+
+def test_a_lora_dpo_plan_uses_the_policy_as_its_reference_and_a_precomputed_reference_holds_none(_no_sinfo):
+    from med42_utils.checkpoints import plan_note
+
+    w = load_params("workshop")
+    plan = plan_launch(w, "dpo", "r", "m", [])
+    # 320 + 160 + 160 = 640 over 3 rounds: 214 per round (rounded up); 214 / 16 per step -> 14 steps a round
+    assert plan.est_hours == pytest.approx(cluster_plan.dpo_time(w, 214).total)
+    assert plan_note(w, "dpo", plan.est_hours, 42) in plan.notes
+    assert "reference model: the policy with its LoRA adapters switched off (no second model in memory)" in plan.notes
+    assert not any("frozen bf16" in n for n in plan.notes)
+    assert cluster_plan.training_host_memory(estimates.LLAMA3_8B, 1, 1, False, True) in plan.notes
+    pre = plan_launch(load_params("8b", {"dpo.precompute_ref_log_probs": True}), "dpo", "r", "m", [])
+    assert not any(n.startswith("reference model") for n in pre.notes)
+    assert cluster_plan.training_host_memory(estimates.LLAMA3_8B, 8, 2, False, False) in pre.notes
+
+
+def test_run_job_passes_the_overrides_on_records_its_request_and_runs_nothing_the_same_request_already_wrote(
+        tmp_path, monkeypatch, capsys, _no_sinfo):
+    import json
+
+    from med42_utils import launch, slurm
+    from med42_utils.manifest import write_manifest
+    from med42_utils.preflight import stage_needs
+
+    job = slurm.Job("77", "med42-eval-8b", "s.slurm", "/logs/med42-eval-8b-77.out", 0.0)
+    ran = []
+    monkeypatch.setattr(launch, "execute", lambda plan, wait=True: ran.append((plan, wait)) or job)
+    p = load_params("8b", {"eval.limit": 5})
+    st = tmp_path / "runs" / "r" / "st"  # not there yet, nor its parent
+    out, sft = st / "scores.json", tmp_path / "sft"
+    write_manifest(sft, "03_sft", p)
+    cmd = "python -m m --size 8b --run-name r --set eval.limit=5 --x"  # the overrides, then the job's own arguments
+    with pytest.raises(launch.JobPending) as e:
+        launch.run_job(p, "eval", "r", st, "m", ["--x"], wait=False, outputs=[out], inputs=[sft], models=["sft"])
+    (plan, wait), = ran
+    assert wait is False and plan.commands == [cmd] and plan.needs == stage_needs(p, "r", "eval", ["sft"])
+    assert e.value.job is job and str(e.value) == (
+        "SLURM job 77 (med42-eval-8b) submitted and not waited for (wait=False). Re-run this notebook with the same "
+        "parameters to continue: it waits for the job while it is queued or running, and picks up the finished stage "
+        "once it is done. Meanwhile: squeue -j 77; tail -f /logs/med42-eval-8b-77.out")
+    request = {"command": cmd, "inputs": {str(sft): launch.fingerprint(sft)}}
+    assert json.loads((st / "launch_eval.request.json").read_text()) == request
+    assert launch.job_plan(p, "eval", "r", st, "m", ["--x"]).commands == [cmd]
+    # a re-run of the same request before the output exists: the recorded job is kept (execute waits for it)
+    job.write(st / "launch_eval.job.json")
+    launch.run_job(p, "eval", "r", st, "m", ["--x"], outputs=[out], inputs=[sft])
+    assert len(ran) == 2 and ran[1][1] is True and (st / "launch_eval.job.json").is_file()
+    # another request (another limit): the job recorded for the old one is not waited for, the record is replaced
+    q = load_params("8b", {"eval.limit": 6})
+    launch.run_job(q, "eval", "r", st, "m", ["--x"], outputs=[out], inputs=[sft])
+    assert len(ran) == 3 and not (st / "launch_eval.job.json").exists()
+    assert json.loads((st / "launch_eval.request.json").read_text())["command"] == cmd.replace("=5", "=6")
+    # the job wrote its output after that request: the same request again runs nothing
+    out.write_text("{}")
+    capsys.readouterr()
+    launch.run_job(q, "eval", "r", st, "m", ["--x"], outputs=[out], inputs=[sft])
+    assert len(ran) == 3
+    assert capsys.readouterr().out == ("eval: already done (scores.json written by the job for this same request); "
+                                       "nothing submitted\n")
+
+
+def test_a_job_takes_the_cpus_sinfo_shows_and_tiny_labelled_as_a_gpu_size_asks_no_h100_time_or_memory(
+        tmp_path, monkeypatch):
+    from med42_utils import slurm_site
+    from med42_utils.launch import plan_job
+
+    parts = slurm_site.parse_sinfo("gpu*|4|64|gpu:8|2-00:00:00|h100\n")
+    monkeypatch.setattr(slurm_site, "read_sinfo", lambda: parts)
+    plan = plan_job(load_params("8b"), "eval", "r", tmp_path / "a", "m")
+    assert "#SBATCH --cpus-per-task=64" in plan.slurm_script.splitlines()
+    assert "cpus per task 64: all of a node's 64 CPUs (sinfo, partition gpu); set slurm.cpus_per_task to choose" \
+        in plan.notes
+    labelled = load_params("tiny", {"sft.hardware.accelerator": "h100", "sft.hardware.launcher": "accelerate",
+                                    "sft.hardware.accelerate_config": "params/accelerate/single_gpu.yaml"})
+    tiny = plan_job(labelled, "eval", "r", tmp_path / "b", "m")
+    assert tiny.hardware.gpus_per_node == 1 and tiny.est_hours is not None  # figures planned, but not for an H100
+    assert not any(x.startswith(("#SBATCH --mem", "#SBATCH --time")) for x in tiny.slurm_script.splitlines())
