@@ -400,7 +400,9 @@ def test_hf_sampling_greedy_sends_no_sampling_knobs_and_a_repetition_penalty_onl
 
 
 def _fake_vllm(monkeypatch, tok=None, replies=(), fail=None):
-    """vllm stood in by a module with its LLM / SamplingParams API (LLM.chat -> outputs[0].text); `made` records."""
+    """vllm stood in by a module with its LLM / SamplingParams API (LLM.chat -> outputs[0].text); `made` records.
+    A fake because vLLM cannot install or run here (no GPU, no environment for it); the calls it accepts were read
+    against vLLM's documentation of LLM(...), SamplingParams(...) and LLM.chat(...)."""
     made, replies = {}, list(replies)
 
     class SamplingParams:
